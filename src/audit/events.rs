@@ -1,0 +1,92 @@
+//! The audit events tender records, one constructor per action, so the vocabulary lives in one
+//! place. Details carry ids, counts, amounts and file hashes; never a code, a digest or a key.
+
+use serde_json::json;
+
+use super::AuditEvent;
+use crate::domain::{Batch, BatchId, Retailer};
+
+/// A retailer was added.
+pub fn retailer_added(actor: &str, retailer: &Retailer) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "retailer.added",
+        format!("retailer:{}", retailer.id),
+        json!({ "name": retailer.name, "commission_bp": retailer.commission_bp }),
+    )
+}
+
+/// A batch was requested.
+pub fn batch_requested(actor: &str, batch: &Batch) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "batch.requested",
+        format!("batch:{}", batch.id),
+        json!({
+            "retailer_id": batch.retailer_id,
+            "count": batch.count,
+            "value": batch.value,
+            "region": batch.region,
+            "expires_at": batch.expires_at,
+            "first_serial": batch.first_serial.to_string(),
+            "lookup_key_id": batch.lookup_key_id,
+        }),
+    )
+}
+
+/// A chunk of cards was stored and appended to the printer file.
+pub fn chunk_generated(
+    actor: &str,
+    batch_id: BatchId,
+    first_index: u64,
+    count: u64,
+    collisions: u64,
+    export_bytes: u64,
+) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "batch.chunk_generated",
+        format!("batch:{batch_id}"),
+        json!({
+            "first_index": first_index,
+            "count": count,
+            "collisions": collisions,
+            "export_bytes": export_bytes,
+        }),
+    )
+}
+
+/// Every card of a batch is stored and its printer file is complete.
+pub fn batch_completed(actor: &str, batch: &Batch) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "batch.completed",
+        format!("batch:{}", batch.id),
+        json!({ "generated": batch.generated, "collisions": batch.collisions }),
+    )
+}
+
+/// The printer file was written; its hash lets anyone check the file delivered is this one.
+pub fn export_written(actor: &str, batch: &Batch, file_name: &str) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "export.written",
+        format!("batch:{}", batch.id),
+        json!({
+            "file": file_name,
+            "rows": batch.generated,
+            "bytes": batch.export_bytes,
+            "sha256": batch.export_sha256,
+        }),
+    )
+}
+
+/// A printer file was checked against the stored digests.
+pub fn export_verified(actor: &str, batch_id: BatchId, rows: u64, sha256: &str) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "export.verified",
+        format!("batch:{batch_id}"),
+        json!({ "rows": rows, "sha256": sha256 }),
+    )
+}

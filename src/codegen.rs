@@ -1,0 +1,210 @@
+//! Code generation and lookup digests.
+//!
+//! Codes are drawn from ChaCha20 seeded by the operating system, as 16 uniformly random digits
+//! (no check digit: it would make guessing ten times easier). A code whose first digit is 3, 4, 5
+//! or 6 is drawn again, so no code can pass for a payment card number. Codes are found by their
+//! HMAC-SHA256 digest under the newest lookup key; the code itself is never stored.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use hmac::{Hmac, Mac};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::domain::Code;
+use crate::keys::{KeyId, KeyRing};
+
+/// 10^16: the number of 16-digit strings.
+const CODE_SPACE: u64 = 10_000_000_000_000_000;
+/// The largest multiple of 10^16 that fits in a u64; draws at or above it are rejected, so the
+/// remainder is exactly uniform (no modulo bias). About 3.7 draws in 10,000 are rejected.
+const UNBIASED_LIMIT: u64 = (u64::MAX / CODE_SPACE) * CODE_SPACE;
+/// Domain separation: digests of codes can never collide with MACs computed for another purpose.
+const DIGEST_CONTEXT: &[u8] = b"tender-code-v1\0";
+
+/// Anything that yields codes for a batch: the CSPRNG in production.
+pub trait CodeSource: Send + Sync {
+    /// The next candidate code.
+    fn next_code(&mut self) -> Code;
+}
+
+/// ChaCha20 seeded from the operating system.
+pub struct CodeGenerator {
+    rng: ChaCha20Rng,
+}
+
+impl CodeGenerator {
+    /// A generator seeded from the operating system's random source.
+    pub fn from_os_rng() -> CodeGenerator {
+        CodeGenerator {
+            rng: ChaCha20Rng::from_os_rng(),
+        }
+    }
+
+    /// One uniform draw from the allowed code space.
+    fn draw(&mut self) -> u64 {
+        loop {
+            let x = self.rng.next_u64();
+            if x >= UNBIASED_LIMIT {
+                continue;
+            }
+            let value = x % CODE_SPACE;
+            // Rejecting whole draws (not remapping the digit) keeps every allowed code equally likely.
+            if matches!(value / (CODE_SPACE / 10), 3..=6) {
+                continue;
+            }
+            return value;
+        }
+    }
+}
+
+impl fmt::Debug for CodeGenerator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CodeGenerator([redacted])")
+    }
+}
+
+impl CodeSource for CodeGenerator {
+    fn next_code(&mut self) -> Code {
+        let mut value = self.draw();
+        let mut digits = [b'0'; 16];
+        for digit in digits.iter_mut().rev() {
+            *digit = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+        Code::from_digits(digits).expect("formatted digits are ASCII digits")
+    }
+}
+
+/// Yields the given codes first, then random ones: lets tests force a collision.
+pub struct ScriptedCodes {
+    scripted: VecDeque<Code>,
+    then: CodeGenerator,
+}
+
+impl ScriptedCodes {
+    /// Yields `codes` in order, then falls back to the CSPRNG.
+    pub fn new(codes: impl IntoIterator<Item = Code>) -> ScriptedCodes {
+        ScriptedCodes {
+            scripted: codes.into_iter().collect(),
+            then: CodeGenerator::from_os_rng(),
+        }
+    }
+}
+
+impl CodeSource for ScriptedCodes {
+    fn next_code(&mut self) -> Code {
+        self.scripted
+            .pop_front()
+            .unwrap_or_else(|| self.then.next_code())
+    }
+}
+
+/// The keyed HMAC-SHA256 digest by which a code is found. `Debug` does not show it: a digest is
+/// as sensitive as the key that made it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CodeDigest(pub [u8; 32]);
+
+impl fmt::Debug for CodeDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CodeDigest([redacted])")
+    }
+}
+
+impl CodeDigest {
+    /// Compares two digests in constant time.
+    pub fn ct_eq(&self, other: &CodeDigest) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+/// Computes lookup digests under every key of the lookup ring; keyed once, cloned per code.
+#[derive(Clone)]
+pub struct Digester {
+    /// Pre-keyed MAC states with the context already absorbed, newest last.
+    macs: Vec<(KeyId, Hmac<Sha256>)>,
+}
+
+impl fmt::Debug for Digester {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Digester")
+            .field("key_ids", &self.macs.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Digester {
+    /// Keys one MAC state per key in the ring.
+    pub fn new(ring: &KeyRing) -> Digester {
+        let macs = ring
+            .iter()
+            .map(|(id, key)| {
+                let mut mac = Hmac::<Sha256>::new_from_slice(key.expose())
+                    .expect("HMAC takes keys of any length");
+                mac.update(DIGEST_CONTEXT);
+                (id, mac)
+            })
+            .collect();
+        Digester { macs }
+    }
+
+    /// The id of the key that new codes are digested under.
+    pub fn newest_key_id(&self) -> KeyId {
+        self.macs.last().expect("a key ring is never empty").0
+    }
+
+    /// The digest of `code` under the newest key.
+    pub fn digest(&self, code: &Code) -> CodeDigest {
+        let (_, mac) = self.macs.last().expect("a key ring is never empty");
+        Self::digest_with(mac, code)
+    }
+
+    /// The digest of `code` under the key `id`, if the ring holds it.
+    pub fn digest_under(&self, id: KeyId, code: &Code) -> Option<CodeDigest> {
+        self.macs
+            .iter()
+            .find(|(key_id, _)| *key_id == id)
+            .map(|(_, mac)| Self::digest_with(mac, code))
+    }
+
+    /// The digest of `code` under every key in the ring, oldest first: lookups try each.
+    pub fn all_digests(&self, code: &Code) -> Vec<(KeyId, CodeDigest)> {
+        self.macs
+            .iter()
+            .map(|(id, mac)| (*id, Self::digest_with(mac, code)))
+            .collect()
+    }
+
+    fn digest_with(mac: &Hmac<Sha256>, code: &Code) -> CodeDigest {
+        let mut mac = mac.clone();
+        mac.update(code.as_bytes());
+        CodeDigest(mac.finalize().into_bytes().into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{KeyPurpose, SecretKey};
+
+    #[test]
+    fn the_rejection_limit_is_the_largest_multiple_of_the_code_space() {
+        assert_eq!(UNBIASED_LIMIT % CODE_SPACE, 0);
+        assert!(UNBIASED_LIMIT.checked_add(CODE_SPACE).is_none());
+    }
+
+    #[test]
+    fn digests_depend_on_the_key_and_the_code() {
+        let code = Code::parse("1234 5678 9012 3456").unwrap();
+        let other = Code::parse("1234 5678 9012 3457").unwrap();
+        let a = Digester::new(&KeyRing::single(KeyPurpose::Lookup, KeyId::new(1), SecretKey::generate()));
+        let b = Digester::new(&KeyRing::single(KeyPurpose::Lookup, KeyId::new(1), SecretKey::generate()));
+        assert!(a.digest(&code).ct_eq(&a.digest(&code)));
+        assert!(!a.digest(&code).ct_eq(&a.digest(&other)));
+        assert!(!a.digest(&code).ct_eq(&b.digest(&code)));
+        assert_eq!(format!("{:?}", a.digest(&code)), "CodeDigest([redacted])");
+    }
+}

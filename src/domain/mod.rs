@@ -1,0 +1,27 @@
+//! The domain layer: gift card codes, card serials, money, regions, retailers and batches.
+//!
+//! These types depend on nothing else in the crate, and on no database,
+//! job queue or file format (no sqlx, apalis or csv): they only parse,
+//! validate and format values, so every other layer can rely on a value of
+//! one of these types being valid.
+
+mod batch;
+mod code;
+mod digits;
+mod money;
+mod region;
+mod retailer;
+mod serial;
+
+pub use code::{Code, CodeError};
+pub use money::{Currency, Money, MoneyError};
+pub use region::{Region, RegionError};
+pub use serial::{SERIAL_SEQUENCE_MAX, Serial, SerialError};
+pub use batch::{
+    Batch, BatchError, BatchId, BatchRequest, BatchState, CardValue, MAX_CARDS_PER_BATCH,
+    MAX_EXPIRY_DAYS, max_card_value,
+};
+pub use retailer::{
+    CommissionRate, NewRetailer, RETAILER_NAME_MAX_CHARS, Retailer, RetailerError, RetailerId,
+    RetailerName,
+};

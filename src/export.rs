@@ -1,0 +1,161 @@
+//! The printer file: the one place a code ever exists in plaintext.
+//!
+//! A CSV (serial, code, value, currency, expires) written under the export directory with mode
+//! 0600, chunk by chunk as generation proceeds. The database records how many of its bytes are
+//! covered by committed cards, so a resumed run truncates back to that length and goes on.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::domain::{Batch, BatchId, CardValue, Code, Serial};
+
+/// The header row of every printer file.
+pub const HEADER: &str = "serial,code,value,currency,expires\n";
+
+/// The printer file's name for a batch.
+pub fn file_name(batch_id: BatchId) -> String {
+    format!("batch-{batch_id}.csv")
+}
+
+/// An open printer file, locked against any other writer on this host.
+#[derive(Debug)]
+pub struct PrinterFile {
+    file: File,
+    path: PathBuf,
+    len: u64,
+    value: String,
+    currency: &'static str,
+    expires: String,
+    buffer: Vec<u8>,
+}
+
+/// Why the printer file cannot be resumed or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Another process holds the file: that run is still generating this batch.
+    #[error("printer file {0} is being written by another process")]
+    Busy(PathBuf),
+    /// The file is shorter than what committed cards cover: it was truncated or replaced.
+    #[error("printer file {path} holds {found} bytes but {committed} are committed; it was truncated or replaced")]
+    Shrunk {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        found: u64,
+        /// The committed length.
+        committed: u64,
+    },
+    /// Reading or writing failed.
+    #[error("printer file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+impl ExportError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ExportError::Busy(_) => "export.busy",
+            ExportError::Shrunk { .. } => "export.shrunk",
+            ExportError::Io { .. } => "export.io",
+        }
+    }
+}
+
+impl PrinterFile {
+    /// Opens (creating with mode 0600) the batch's printer file in `dir`, takes an exclusive
+    /// lock on it, and cuts it back to the `batch.export_bytes` committed so far.
+    pub fn resume(dir: &Path, batch: &Batch) -> Result<PrinterFile, ExportError> {
+        let path = dir.join(file_name(batch.id));
+        let io = |source| ExportError::Io { path: path.clone(), source };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        // The lock lives as long as the file is open, and dies with a killed process.
+        if file.try_lock().is_err() {
+            return Err(ExportError::Busy(path));
+        }
+        let found = file.metadata().map_err(io)?.len();
+        if found < batch.export_bytes {
+            return Err(ExportError::Shrunk { path, found, committed: batch.export_bytes });
+        }
+        file.set_len(batch.export_bytes).map_err(io)?;
+        file.seek(SeekFrom::End(0)).map_err(io)?;
+        let (value, currency) = match batch.value {
+            CardValue::Fixed { value } => (value.to_decimal().to_string(), value.currency()),
+            CardValue::Variable { min, max } => {
+                (format!("{}-{}", min.to_decimal(), max.to_decimal()), min.currency())
+            }
+        };
+        Ok(PrinterFile {
+            file,
+            len: batch.export_bytes,
+            value,
+            currency: currency.code(),
+            expires: batch.expires_at.map(|at| at.format("%Y-%m-%d").to_string()).unwrap_or_default(),
+            buffer: Vec::new(),
+            path,
+        })
+    }
+
+    /// Appends one row per card (and the header, if the file is empty) and syncs the file to
+    /// disk. Returns the file's new length.
+    pub fn append(&mut self, first: Serial, codes: &[Code]) -> io::Result<u64> {
+        self.buffer.clear();
+        if self.len == 0 {
+            self.buffer.extend_from_slice(HEADER.as_bytes());
+        }
+        for (i, code) in codes.iter().enumerate() {
+            let serial = Serial::from_sequence(first.sequence() + i as u64)
+                .expect("serial ranges are reserved within bounds");
+            writeln!(
+                self.buffer,
+                "{serial},{},{},{},{}",
+                code.expose_secret(),
+                self.value,
+                self.currency,
+                self.expires
+            )?;
+        }
+        self.file.write_all(&self.buffer)?;
+        self.file.sync_data()?;
+        self.len += self.buffer.len() as u64;
+        // The buffer held plaintext codes: wipe it rather than leave them in freed memory.
+        zeroize::Zeroize::zeroize(&mut self.buffer);
+        Ok(self.len)
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// SHA-256 of a file, hex, streamed.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut reader = BufReader::with_capacity(1 << 16, File::open(path)?);
+    let mut hasher = Sha256::new();
+    let mut buf = [0u8; 1 << 16];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}

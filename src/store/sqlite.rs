@@ -1,0 +1,647 @@
+//! The SQLite store: one file, WAL, foreign keys on, a busy timeout, and every write under
+//! `BEGIN IMMEDIATE` so concurrent writers queue at the start instead of failing at commit.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Duration as Days, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
+
+use super::{
+    AUDIT_PAGE_ROWS, ChunkCommit, JobPool, JobSummary, Shared, Store, StoreError, StoreResult,
+    StoredCard,
+};
+use crate::audit::{AuditEvent, AuditRecord, AuditSigner, ChainHead, Seal, events};
+use crate::codegen::CodeDigest;
+use crate::domain::{
+    Batch, BatchId, BatchRequest, BatchState, CardValue, CommissionRate, Currency, Money,
+    NewRetailer, Region, Retailer, RetailerId, RetailerName, Serial, SERIAL_SEQUENCE_MAX,
+};
+use crate::keys::KeyId;
+
+/// How long a statement waits for another writer before failing.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections in the pool: SQLite has one writer, so more only helps concurrent readers.
+pub const SQLITE_POOL_CONNECTIONS: u32 = 4;
+/// Cards per multi-row INSERT statement (two bound parameters each, far below SQLite's limit).
+const CARDS_PER_STATEMENT: usize = 500;
+
+/// tender's storage in a SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    shared: Shared,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://path`).
+    pub async fn connect(url: &str, signer: Arc<AuditSigner>) -> StoreResult<SqliteStore> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(SQLITE_POOL_CONNECTIONS)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { pool, shared: Shared { signer } })
+    }
+
+    /// The pool, for benchmarks and tests that inspect the file.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Appends `event` to its chain inside `tx`.
+    async fn append(&self, tx: &mut Transaction<'_, Sqlite>, event: &AuditEvent) -> StoreResult<()> {
+        let chain = event.chain();
+        let head = sqlx::query("SELECT seq, tag FROM audit_chain_head WHERE chain = ?")
+            .bind(chain as i64)
+            .fetch_one(&mut **tx)
+            .await?;
+        let prev_tag = tag_of(head.try_get("tag")?)?;
+        let seq: i64 = head.try_get::<i64, _>("seq")? + 1;
+        let record = self.shared.signer.seal_record(event, seq, AuditSigner::now(), &prev_tag);
+        sqlx::query(
+            "INSERT INTO audit_record (chain, seq, recorded_at, actor, action, subject, details, key_id, tag) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(chain as i64)
+        .bind(seq)
+        .bind(record.recorded_at)
+        .bind(&record.actor)
+        .bind(&record.action)
+        .bind(&record.subject)
+        .bind(&record.details)
+        .bind(i64::from(record.key_id.get()))
+        .bind(&record.tag[..])
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("UPDATE audit_chain_head SET seq = ?, tag = ? WHERE chain = ?")
+            .bind(seq)
+            .bind(&record.tag[..])
+            .bind(chain as i64)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn batch_in(&self, tx: &mut Transaction<'_, Sqlite>, id: BatchId) -> StoreResult<Batch> {
+        let row = sqlx::query("SELECT * FROM batch WHERE batch_id = ?")
+            .bind(id.0)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or(StoreError::UnknownBatch(id))?;
+        batch_from_row(&row)
+    }
+
+    /// Inserts cards `range` of the chunk; returns the indexes whose digest was already taken.
+    async fn insert_cards(
+        tx: &mut Transaction<'_, Sqlite>,
+        chunk: &ChunkCommit<'_>,
+        indexes: &[usize],
+    ) -> StoreResult<Vec<usize>> {
+        let mut taken = Vec::new();
+        for part in indexes.chunks(CARDS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO card (serial, batch_id, lookup_key_id, state, digest) ",
+            );
+            insert.push_values(part, |mut row, &i| {
+                row.push_bind((chunk.first_sequence + i as u64) as i64)
+                    .push_unseparated(format_args!(", {}, {}, 0, ", chunk.batch_id.0, chunk.key_id.get()))
+                    .push_bind_unseparated(&chunk.digests[i].0[..]);
+            });
+            insert.push(" ON CONFLICT (digest) DO NOTHING RETURNING serial");
+            let inserted: Vec<i64> =
+                insert.build_query_scalar().fetch_all(&mut **tx).await?;
+            if inserted.len() != part.len() {
+                let inserted: std::collections::HashSet<i64> = inserted.into_iter().collect();
+                taken.extend(part.iter().copied().filter(|&i| {
+                    !inserted.contains(&((chunk.first_sequence + i as u64) as i64))
+                }));
+            }
+        }
+        Ok(taken)
+    }
+}
+
+impl Store for SqliteStore {
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn job_pool(&self) -> JobPool {
+        JobPool::Sqlite(self.pool.clone())
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let mut migrator = sqlx::migrate!("migrations/sqlite");
+        // apalis keeps its own history in `_sqlx_migrations`; ours must not share it.
+        migrator.dangerous_set_table_name("_tender_migrations");
+        migrator.run(&self.pool).await?;
+        apalis_sqlite::SqliteStorage::<()>::migrations()
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn add_retailer(&self, new: &NewRetailer, actor: &str) -> StoreResult<Retailer> {
+        let mut tx = self.begin().await?;
+        let created_at = AuditSigner::now();
+        let inserted = sqlx::query(
+            "INSERT INTO retailer (name, commission_bp, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (name) DO NOTHING RETURNING retailer_id",
+        )
+        .bind(new.name.as_str())
+        .bind(i64::from(new.commission.basis_points()))
+        .bind(created_at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = inserted else {
+            return Err(StoreError::DuplicateRetailer(new.name.to_string()));
+        };
+        let retailer = Retailer {
+            id: RetailerId(row.try_get("retailer_id")?),
+            name: new.name.clone(),
+            commission_bp: new.commission,
+            created_at,
+        };
+        self.append(&mut tx, &events::retailer_added(actor, &retailer)).await?;
+        tx.commit().await?;
+        Ok(retailer)
+    }
+
+    async fn retailer_by_name(&self, name: &RetailerName) -> StoreResult<Option<Retailer>> {
+        sqlx::query("SELECT * FROM retailer WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| retailer_from_row(&row))
+            .transpose()
+    }
+
+    async fn retailers(&self) -> StoreResult<Vec<Retailer>> {
+        sqlx::query("SELECT * FROM retailer ORDER BY retailer_id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(retailer_from_row)
+            .collect()
+    }
+
+    async fn create_batch(
+        &self,
+        request: &BatchRequest,
+        lookup_key_id: KeyId,
+        actor: &str,
+    ) -> StoreResult<Batch> {
+        let mut tx = self.begin().await?;
+        let count = request.count as i64;
+        let first: i64 = sqlx::query_scalar(
+            "UPDATE serial_counter SET next_sequence = next_sequence + ? RETURNING next_sequence - ?",
+        )
+        .bind(count)
+        .bind(count)
+        .fetch_one(&mut *tx)
+        .await?;
+        if (first + count - 1) as u64 > SERIAL_SEQUENCE_MAX {
+            return Err(StoreError::SerialsExhausted);
+        }
+        let requested_at = AuditSigner::now();
+        let expires_at = request
+            .expires_in_days
+            .map(|days| requested_at + Days::days(i64::from(days)));
+        let (value, min, max) = value_columns(&request.value);
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO batch (retailer_id, card_count, currency, value_minor, min_minor, max_minor, \
+             region, expires_at, first_sequence, lookup_key_id, state, requested_by, requested_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'requested', ?, ?) RETURNING batch_id",
+        )
+        .bind(request.retailer_id.0)
+        .bind(count)
+        .bind(request.value.currency().code())
+        .bind(value)
+        .bind(min)
+        .bind(max)
+        .bind(request.region.as_str())
+        .bind(expires_at)
+        .bind(first)
+        .bind(i64::from(lookup_key_id.get()))
+        .bind(actor)
+        .bind(requested_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| unknown_retailer(e, request.retailer_id))?;
+        let batch = self.batch_in(&mut tx, BatchId(id)).await?;
+        self.append(&mut tx, &events::batch_requested(actor, &batch)).await?;
+        tx.commit().await?;
+        Ok(batch)
+    }
+
+    async fn batch(&self, id: BatchId) -> StoreResult<Option<Batch>> {
+        sqlx::query("SELECT * FROM batch WHERE batch_id = ?")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| batch_from_row(&row))
+            .transpose()
+    }
+
+    async fn batches(&self, limit: i64) -> StoreResult<Vec<Batch>> {
+        sqlx::query("SELECT * FROM batch ORDER BY batch_id DESC LIMIT ?")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(batch_from_row)
+            .collect()
+    }
+
+    async fn batches_awaiting_enqueue(&self) -> StoreResult<Vec<BatchId>> {
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT batch_id FROM batch WHERE enqueued_at IS NULL ORDER BY batch_id")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(ids.into_iter().map(BatchId).collect())
+    }
+
+    async fn mark_enqueued(&self, id: BatchId) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE batch SET enqueued_at = ? WHERE batch_id = ? AND enqueued_at IS NULL")
+            .bind(AuditSigner::now())
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_generation(&self, id: BatchId, token: &str) -> StoreResult<Batch> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE batch SET generation_token = ?, \
+             state = CASE state WHEN 'requested' THEN 'generating' ELSE state END \
+             WHERE batch_id = ?",
+        )
+        .bind(token)
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+        let batch = self.batch_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(batch)
+    }
+
+    async fn commit_chunk(&self, chunk: ChunkCommit<'_>) -> StoreResult<u64> {
+        let count = chunk.digests.len() as u64;
+        let mut tx = self.begin().await?;
+        let claimed = sqlx::query(
+            "UPDATE batch SET generated_count = generated_count + ? \
+             WHERE batch_id = ? AND generation_token = ? AND generated_count = ? AND state = 'generating'",
+        )
+        .bind(count as i64)
+        .bind(chunk.batch_id.0)
+        .bind(chunk.token)
+        .bind(chunk.first_index as i64)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed != 1 {
+            return Err(StoreError::LostLease(chunk.batch_id));
+        }
+        let mut collisions = 0;
+        let mut pending: Vec<usize> = (0..chunk.digests.len()).collect();
+        while !pending.is_empty() {
+            pending = Self::insert_cards(&mut tx, &chunk, &pending).await?;
+            for &i in &pending {
+                chunk.digests[i] = chunk.cards.regenerate(i);
+                collisions += 1;
+            }
+        }
+        let export_bytes = chunk.cards.write_export()?;
+        sqlx::query(
+            "UPDATE batch SET collisions = collisions + ?, export_bytes = ? WHERE batch_id = ?",
+        )
+        .bind(collisions as i64)
+        .bind(export_bytes as i64)
+        .bind(chunk.batch_id.0)
+        .execute(&mut *tx)
+        .await?;
+        let event = events::chunk_generated(
+            chunk.actor,
+            chunk.batch_id,
+            chunk.first_index,
+            count,
+            collisions,
+            export_bytes,
+        );
+        self.append(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(collisions)
+    }
+
+    async fn complete_batch(
+        &self,
+        id: BatchId,
+        token: &str,
+        export_sha256: &str,
+        export_file_name: &str,
+        actor: &str,
+    ) -> StoreResult<Batch> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE batch SET state = 'completed', export_sha256 = ?, completed_at = ? \
+             WHERE batch_id = ? AND generation_token = ? AND generated_count = card_count \
+             AND state = 'generating'",
+        )
+        .bind(export_sha256)
+        .bind(AuditSigner::now())
+        .bind(id.0)
+        .bind(token)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done != 1 {
+            return Err(StoreError::LostLease(id));
+        }
+        let batch = self.batch_in(&mut tx, id).await?;
+        self.append(&mut tx, &events::batch_completed(actor, &batch)).await?;
+        self.append(&mut tx, &events::export_written(actor, &batch, export_file_name))
+            .await?;
+        tx.commit().await?;
+        Ok(batch)
+    }
+
+    async fn cards_in_range(&self, first: u64, last: u64) -> StoreResult<Vec<StoredCard>> {
+        sqlx::query(
+            "SELECT serial, batch_id, lookup_key_id, digest FROM card \
+             WHERE serial BETWEEN ? AND ? ORDER BY serial",
+        )
+        .bind(first as i64)
+        .bind(last as i64)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(StoredCard {
+                sequence: row.try_get::<i64, _>("serial")? as u64,
+                batch_id: BatchId(row.try_get("batch_id")?),
+                key_id: key_id_of(row.try_get("lookup_key_id")?)?,
+                digest: CodeDigest(tag_of(row.try_get("digest")?)?),
+            })
+        })
+        .collect()
+    }
+
+    async fn record(&self, event: AuditEvent) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        self.append(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit_page(&self, after: (u32, i64)) -> StoreResult<Vec<AuditRecord>> {
+        sqlx::query(
+            "SELECT * FROM audit_record WHERE (chain, seq) > (?, ?) ORDER BY chain, seq LIMIT ?",
+        )
+        .bind(after.0 as i64)
+        .bind(after.1)
+        .bind(AUDIT_PAGE_ROWS)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(AuditRecord {
+                chain: row.try_get::<i64, _>("chain")? as u32,
+                seq: row.try_get("seq")?,
+                recorded_at: row.try_get("recorded_at")?,
+                actor: row.try_get("actor")?,
+                action: row.try_get("action")?,
+                subject: row.try_get("subject")?,
+                details: row.try_get("details")?,
+                key_id: key_id_of(row.try_get("key_id")?)?,
+                tag: tag_of(row.try_get("tag")?)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn audit_heads(&self) -> StoreResult<Vec<ChainHead>> {
+        heads_from_rows(
+            &sqlx::query("SELECT chain, seq, tag FROM audit_chain_head ORDER BY chain")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn audit_seals(&self) -> StoreResult<Vec<Seal>> {
+        sqlx::query("SELECT * FROM audit_seal ORDER BY seal_id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(seal_from_row)
+            .collect()
+    }
+
+    async fn seal_audit(&self) -> StoreResult<Seal> {
+        let mut tx = self.begin().await?;
+        let heads = heads_from_rows(
+            &sqlx::query("SELECT chain, seq, tag FROM audit_chain_head ORDER BY chain")
+                .fetch_all(&mut *tx)
+                .await?,
+        )?;
+        let last = sqlx::query("SELECT * FROM audit_seal ORDER BY seal_id DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| seal_from_row(&row))
+            .transpose()?;
+        let (seal_id, prev_tag) = last.map_or((1, crate::audit::GENESIS_TAG), |s| (s.seal_id + 1, s.tag));
+        let seal = self.shared.signer.seal_heads(seal_id, AuditSigner::now(), &heads, &prev_tag);
+        sqlx::query("INSERT INTO audit_seal (seal_id, sealed_at, heads, key_id, tag) VALUES (?, ?, ?, ?, ?)")
+            .bind(seal.seal_id)
+            .bind(seal.sealed_at)
+            .bind(&seal.heads)
+            .bind(i64::from(seal.key_id.get()))
+            .bind(&seal.tag[..])
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(seal)
+    }
+
+    async fn jobs(&self, limit: i64) -> StoreResult<Vec<JobSummary>> {
+        sqlx::query(
+            "SELECT id, job_type, status, attempts, max_attempts, last_result FROM Jobs \
+             ORDER BY run_at DESC, id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(JobSummary {
+                id: row.try_get("id")?,
+                queue: row.try_get("job_type")?,
+                status: row.try_get("status")?,
+                attempts: row.try_get("attempts")?,
+                max_attempts: row.try_get("max_attempts")?,
+                last_result: row.try_get("last_result")?,
+            })
+        })
+        .collect()
+    }
+
+    async fn unfinished_jobs(&self, queues: &[String]) -> StoreResult<i64> {
+        let mut total = 0;
+        for queue in queues {
+            total += sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM Jobs WHERE job_type = ? AND \
+                 ((status = 'Pending' AND run_at <= strftime('%s', 'now')) \
+                  OR status IN ('Queued', 'Running') \
+                  OR (status = 'Failed' AND attempts < max_attempts))",
+            )
+            .bind(queue)
+            .fetch_one(&self.pool)
+            .await?;
+        }
+        Ok(total)
+    }
+}
+
+fn unknown_retailer(error: sqlx::Error, id: RetailerId) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            StoreError::UnknownRetailer(format!("with id {id}"))
+        }
+        _ => StoreError::Database(error),
+    }
+}
+
+/// The three value columns of a batch: fixed value, or the variable range.
+pub(super) fn value_columns(value: &CardValue) -> (Option<i64>, Option<i64>, Option<i64>) {
+    match value {
+        CardValue::Fixed { value } => (Some(value.minor()), None, None),
+        CardValue::Variable { min, max } => (None, Some(min.minor()), Some(max.minor())),
+    }
+}
+
+pub(super) fn tag_of(bytes: Vec<u8>) -> StoreResult<[u8; 32]> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("a stored tag or digest is not 32 bytes".into()))
+}
+
+pub(super) fn key_id_of(id: i64) -> StoreResult<KeyId> {
+    u16::try_from(id)
+        .map(KeyId::new)
+        .map_err(|_| StoreError::Corrupt(format!("key id {id} is out of range")))
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn retailer_from_row(row: &SqliteRow) -> StoreResult<Retailer> {
+    let bp: i64 = row.try_get("commission_bp")?;
+    Ok(Retailer {
+        id: RetailerId(row.try_get("retailer_id")?),
+        name: RetailerName::parse(row.try_get("name")?).map_err(|_| corrupt("retailer name"))?,
+        commission_bp: u16::try_from(bp)
+            .ok()
+            .and_then(|bp| CommissionRate::from_basis_points(bp).ok())
+            .ok_or_else(|| corrupt("retailer commission"))?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// Maps a batch row of either backend: both store the same columns under the same names.
+pub(super) fn batch_from_columns(c: BatchColumns) -> StoreResult<Batch> {
+    let currency = Currency::parse(&c.currency).map_err(|_| corrupt("batch currency"))?;
+    let value = match (c.value_minor, c.min_minor, c.max_minor) {
+        (Some(v), None, None) => CardValue::Fixed { value: Money::from_minor(v, currency) },
+        (None, Some(min), Some(max)) => CardValue::Variable {
+            min: Money::from_minor(min, currency),
+            max: Money::from_minor(max, currency),
+        },
+        _ => return Err(corrupt("batch value columns")),
+    };
+    Ok(Batch {
+        id: BatchId(c.batch_id),
+        retailer_id: RetailerId(c.retailer_id),
+        count: c.card_count as u64,
+        value,
+        region: Region::parse(&c.region).map_err(|_| corrupt("batch region"))?,
+        expires_at: c.expires_at,
+        first_serial: Serial::from_sequence(c.first_sequence as u64)
+            .map_err(|_| corrupt("batch first serial"))?,
+        lookup_key_id: u16::try_from(c.lookup_key_id).map_err(|_| corrupt("batch key id"))?,
+        state: BatchState::parse(&c.state).ok_or_else(|| corrupt("batch state"))?,
+        generated: c.generated_count as u64,
+        collisions: c.collisions as u64,
+        export_bytes: c.export_bytes as u64,
+        export_sha256: c.export_sha256,
+        requested_by: c.requested_by,
+        requested_at: c.requested_at,
+        enqueued_at: c.enqueued_at,
+        completed_at: c.completed_at,
+    })
+}
+
+/// The columns of a `batch` row, as both backends decode them.
+#[derive(sqlx::FromRow)]
+pub(super) struct BatchColumns {
+    batch_id: i64,
+    retailer_id: i64,
+    card_count: i64,
+    currency: String,
+    value_minor: Option<i64>,
+    min_minor: Option<i64>,
+    max_minor: Option<i64>,
+    region: String,
+    expires_at: Option<DateTime<Utc>>,
+    first_sequence: i64,
+    lookup_key_id: i64,
+    state: String,
+    generated_count: i64,
+    collisions: i64,
+    export_bytes: i64,
+    export_sha256: Option<String>,
+    requested_by: String,
+    requested_at: DateTime<Utc>,
+    enqueued_at: Option<DateTime<Utc>>,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+fn batch_from_row(row: &SqliteRow) -> StoreResult<Batch> {
+    batch_from_columns(sqlx::FromRow::from_row(row)?)
+}
+
+fn heads_from_rows(rows: &[SqliteRow]) -> StoreResult<Vec<ChainHead>> {
+    rows.iter()
+        .map(|row| {
+            Ok(ChainHead {
+                chain: row.try_get::<i64, _>("chain")? as u32,
+                seq: row.try_get("seq")?,
+                tag: tag_of(row.try_get("tag")?)?,
+            })
+        })
+        .collect()
+}
+
+fn seal_from_row(row: &SqliteRow) -> StoreResult<Seal> {
+    Ok(Seal {
+        seal_id: row.try_get("seal_id")?,
+        sealed_at: row.try_get("sealed_at")?,
+        heads: row.try_get("heads")?,
+        key_id: key_id_of(row.try_get("key_id")?)?,
+        tag: tag_of(row.try_get("tag")?)?,
+    })
+}
