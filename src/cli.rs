@@ -148,13 +148,13 @@ struct CreateBatch {
     #[arg(long)]
     count: u64,
     /// Fixed value of every card, such as 25.00.
-    #[arg(long, conflicts_with_all = ["min", "max"], required_unless_present = "min")]
+    #[arg(long, allow_hyphen_values = true, conflicts_with_all = ["min", "max"], required_unless_present = "min")]
     value: Option<String>,
     /// Lowest value of a variable-value batch (set at activation).
-    #[arg(long, requires = "max")]
+    #[arg(long, allow_hyphen_values = true, requires = "max")]
     min: Option<String>,
     /// Highest value of a variable-value batch.
-    #[arg(long, requires = "min")]
+    #[arg(long, allow_hyphen_values = true, requires = "min")]
     max: Option<String>,
     /// ISO 4217 currency code.
     #[arg(long)]
@@ -209,7 +209,10 @@ pub fn init_logging(cli: &Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TENDER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// One sentence for an error: its chain, without a backtrace.
@@ -234,9 +237,16 @@ pub async fn run(cli: Cli) -> Result<()> {
         jobs_dir: cli.global.jobs_dir.clone(),
     };
     let actor = cli.global.actor.clone().unwrap_or_else(|| {
-        format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+        format!(
+            "cli:{}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+        )
     });
-    let ctx = Ctx { settings, actor, format: cli.global.format };
+    let ctx = Ctx {
+        settings,
+        actor,
+        format: cli.global.format,
+    };
     match cli.command {
         Command::Init => init(&ctx).await,
         Command::Keys(KeysCommand::Rotate { which }) => {
@@ -245,7 +255,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                 WhichKey::Audit => KeyPurpose::Audit,
             };
             let id = KeyRing::rotate_file(purpose, &ctx.settings.key_dir())?;
-            println!("{} key {id} is now the newest; older keys stay in the ring", purpose.file_name());
+            println!(
+                "{} key {id} is now the newest; older keys stay in the ring",
+                purpose.file_name()
+            );
             Ok(())
         }
         Command::Demo { dir, cards } => demo(dir, cards).await,
@@ -256,7 +269,8 @@ pub async fn run(cli: Cli) -> Result<()> {
                 let store = PgStore::connect(&ctx.settings.database_url(), signer.clone()).await?;
                 dispatch(&ctx, store, &keys, &signer, command).await
             } else {
-                let store = SqliteStore::connect(&ctx.settings.database_url(), signer.clone()).await?;
+                let store =
+                    SqliteStore::connect(&ctx.settings.database_url(), signer.clone()).await?;
                 dispatch(&ctx, store, &keys, &signer, command).await
             }
         }
@@ -325,20 +339,40 @@ fn issuance<S: Store>(ctx: &Ctx, store: S, keys: &Keys) -> Result<(Issuance<S>, 
     Ok((issuance, definitions))
 }
 
-async fn dispatch<S: Store>(ctx: &Ctx, store: S, keys: &Keys, signer: &AuditSigner, command: Command) -> Result<()> {
+async fn dispatch<S: Store>(
+    ctx: &Ctx,
+    store: S,
+    keys: &Keys,
+    signer: &AuditSigner,
+    command: Command,
+) -> Result<()> {
     store.migrate().await?;
     let (issuance, definitions) = issuance(ctx, store.clone(), keys)?;
     match command {
         Command::Retailer(RetailerCommand::Add { name, commission }) => {
-            let retailer = issuance.add_retailer(&name, &commission, &ctx.actor).await?;
-            ctx.show(&retailer, |r| println!("retailer {} added: {} ({}% commission)", r.id, r.name, r.commission_bp.percent()))
+            let retailer = issuance
+                .add_retailer(&name, &commission, &ctx.actor)
+                .await?;
+            ctx.show(&retailer, |r| {
+                println!(
+                    "retailer {} added: {} ({}% commission)",
+                    r.id,
+                    r.name,
+                    r.commission_bp.percent()
+                )
+            })
         }
         Command::Retailer(RetailerCommand::List) => {
             let retailers = store.retailers().await?;
             ctx.show(&retailers, |rs| {
                 println!("{:>4}  {:<30} {:>10}", "id", "name", "commission");
                 for r in rs {
-                    println!("{:>4}  {:<30} {:>9}%", r.id, r.name, r.commission_bp.percent());
+                    println!(
+                        "{:>4}  {:<30} {:>9}%",
+                        r.id,
+                        r.name,
+                        r.commission_bp.percent()
+                    );
                 }
             })
         }
@@ -367,38 +401,65 @@ async fn dispatch<S: Store>(ctx: &Ctx, store: S, keys: &Keys, signer: &AuditSign
         Command::Batch(BatchCommand::List { limit }) => {
             let batches = store.batches(limit).await?;
             ctx.show(&batches, |bs| {
-                println!("{:>5}  {:>8}  {:<11} {:>21}  {:<22} region", "batch", "retailer", "state", "generated", "value");
+                println!(
+                    "{:>5}  {:>8}  {:<11} {:>21}  {:<22} region",
+                    "batch", "retailer", "state", "generated", "value"
+                );
                 for b in bs {
                     println!(
                         "{:>5}  {:>8}  {:<11} {:>21}  {:<22} {}",
-                        b.id, b.retailer_id, b.state.as_str(), format!("{} of {}", b.generated, b.count), b.value.to_string(), b.region
+                        b.id,
+                        b.retailer_id,
+                        b.state.as_str(),
+                        format!("{} of {}", b.generated, b.count),
+                        b.value.to_string(),
+                        b.region
                     );
                 }
             })
         }
         Command::Batch(BatchCommand::Show { id }) => {
-            let batch = store.batch(BatchId(id)).await?.with_context(|| format!("batch {id} does not exist"))?;
+            let batch = store
+                .batch(BatchId(id))
+                .await?
+                .with_context(|| format!("batch {id} does not exist"))?;
             ctx.show(&batch, print_batch)
         }
         Command::Batch(BatchCommand::VerifyExport { file }) => {
             let check = issuance.verify_export(&file, &ctx.actor).await?;
             ctx.show(&check, |c| {
-                println!("printer file matches batch {}: {} cards, sha256 {}", c.batch_id, c.rows, c.sha256)
+                println!(
+                    "printer file matches batch {}: {} cards, sha256 {}",
+                    c.batch_id, c.rows, c.sha256
+                )
             })
         }
         Command::Work { drain } => {
-            let mode = if drain { RunMode::Drain } else { RunMode::UntilSignal };
-            Runner::new(issuance, definitions, progress_bars()).run(mode).await?;
+            let mode = if drain {
+                RunMode::Drain
+            } else {
+                RunMode::UntilSignal
+            };
+            Runner::new(issuance, definitions, progress_bars())
+                .run(mode)
+                .await?;
             Ok(())
         }
         Command::Jobs(JobsCommand::List { limit }) => {
             let jobs = store.jobs(limit).await?;
             ctx.show(&jobs, |js| {
-                println!("{:<26}  {:<26} {:<8} {:>8}  last result", "id", "queue", "status", "attempts");
+                println!(
+                    "{:<26}  {:<26} {:<8} {:>8}  last result",
+                    "id", "queue", "status", "attempts"
+                );
                 for j in js {
                     println!(
                         "{:<26}  {:<26} {:<8} {:>8}  {}",
-                        j.id, j.queue, j.status, format!("{}/{}", j.attempts, j.max_attempts), j.last_result.as_deref().unwrap_or("")
+                        j.id,
+                        j.queue,
+                        j.status,
+                        format!("{}/{}", j.attempts, j.max_attempts),
+                        j.last_result.as_deref().unwrap_or("")
                     );
                 }
             })
@@ -406,7 +467,10 @@ async fn dispatch<S: Store>(ctx: &Ctx, store: S, keys: &Keys, signer: &AuditSign
         Command::Audit(AuditCommand::Verify) => {
             let report = trail::verify(&store, signer).await?;
             ctx.show(&report, |r| match &r.problem {
-                None => println!("audit trail intact: {} records in {} chains, {} seals", r.records, r.chains_used, r.seals),
+                None => println!(
+                    "audit trail intact: {} records in {} chains, {} seals",
+                    r.records, r.chains_used, r.seals
+                ),
                 Some(problem) => println!("audit trail BROKEN: {problem}"),
             })?;
             if let Some(problem) = report.problem {
@@ -419,7 +483,9 @@ async fn dispatch<S: Store>(ctx: &Ctx, store: S, keys: &Keys, signer: &AuditSign
             println!("seal {} recorded at {}", seal.seal_id, seal.sealed_at);
             Ok(())
         }
-        Command::Init | Command::Keys(_) | Command::Demo { .. } => unreachable!("handled before the store opens"),
+        Command::Init | Command::Keys(_) | Command::Demo { .. } => {
+            unreachable!("handled before the store opens")
+        }
     }
 }
 
@@ -427,14 +493,36 @@ fn print_batch(b: &Batch) {
     println!("batch {}", b.id);
     println!("  retailer     {}", b.retailer_id);
     println!("  state        {}", b.state.as_str());
-    println!("  progress     {} of {} cards ({} codes redrawn after collisions)", b.generated, b.count, b.collisions);
+    println!(
+        "  progress     {} of {} cards ({} codes redrawn after collisions)",
+        b.generated, b.count, b.collisions
+    );
     println!("  value        {}", b.value);
     println!("  region       {}", b.region);
-    println!("  serials      {} to {}", b.first_serial, b.serial_at(b.count - 1));
-    println!("  expires      {}", b.expires_at.map_or("never".into(), |at| at.to_rfc3339()));
+    println!(
+        "  serials      {} to {}",
+        b.first_serial,
+        b.serial_at(b.count - 1)
+    );
+    println!(
+        "  expires      {}",
+        b.expires_at.map_or("never".into(), |at| at.to_rfc3339())
+    );
     println!("  lookup key   {}", b.lookup_key_id);
-    println!("  requested    {} by {}", b.requested_at.to_rfc3339(), b.requested_by);
-    println!("  printer file {}", b.export_sha256.as_deref().map_or("not complete".into(), |s| format!("{} (sha256 {s})", export::file_name(b.id))));
+    println!(
+        "  requested    {} by {}",
+        b.requested_at.to_rfc3339(),
+        b.requested_by
+    );
+    println!(
+        "  printer file {}",
+        b.export_sha256
+            .as_deref()
+            .map_or("not complete".into(), |s| format!(
+                "{} (sha256 {s})",
+                export::file_name(b.id)
+            ))
+    );
 }
 
 /// Progress bars per batch when stderr is a terminal; nothing otherwise.
@@ -449,8 +537,10 @@ fn progress_bars() -> tender::jobs::ProgressFn {
         let bar = bars.entry(batch.id).or_insert_with(|| {
             let bar = multi.add(ProgressBar::new(batch.count));
             bar.set_style(
-                ProgressStyle::with_template("batch {msg} [{bar:40}] {pos}/{len} cards ({per_sec}, eta {eta})")
-                    .expect("valid template"),
+                ProgressStyle::with_template(
+                    "batch {msg} [{bar:40}] {pos}/{len} cards ({per_sec}, eta {eta})",
+                )
+                .expect("valid template"),
             );
             bar.set_message(batch.id.to_string());
             bar
@@ -464,14 +554,29 @@ fn progress_bars() -> tender::jobs::ProgressFn {
 
 /// The demo: the whole flow on a fresh SQLite database, with a summary.
 async fn demo(dir: Option<PathBuf>, cards: u64) -> Result<()> {
-    let dir = dir.unwrap_or_else(|| PathBuf::from(format!("tender-demo-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S"))));
+    let dir = dir.unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "tender-demo-{}",
+            chrono::Utc::now().format("%Y%m%d-%H%M%S")
+        ))
+    });
     if dir.exists() {
-        bail!("{} already exists; the demo starts from a new directory", dir.display());
+        bail!(
+            "{} already exists; the demo starts from a new directory",
+            dir.display()
+        );
     }
-    let ctx = Ctx { settings: Settings::in_dir(&dir), actor: "cli:demo".into(), format: Format::Text };
+    let ctx = Ctx {
+        settings: Settings::in_dir(&dir),
+        actor: "cli:demo".into(),
+        format: Format::Text,
+    };
     for purpose in [KeyPurpose::Lookup, KeyPurpose::Audit] {
         if std::env::var_os(purpose.env_var()).is_some() {
-            bail!("unset {} for the demo: it creates its own keys", purpose.env_var());
+            bail!(
+                "unset {} for the demo: it creates its own keys",
+                purpose.env_var()
+            );
         }
     }
     let started = Instant::now();
@@ -481,8 +586,15 @@ async fn demo(dir: Option<PathBuf>, cards: u64) -> Result<()> {
     let store = SqliteStore::connect(&ctx.settings.database_url(), signer.clone()).await?;
     let (issuance, definitions) = issuance(&ctx, store.clone(), &keys)?;
 
-    let retailer = issuance.add_retailer("Demo Books", "2.5", &ctx.actor).await?;
-    println!("1. retailer {} added: {} with {}% commission", retailer.id, retailer.name, retailer.commission_bp.percent());
+    let retailer = issuance
+        .add_retailer("Demo Books", "2.5", &ctx.actor)
+        .await?;
+    println!(
+        "1. retailer {} added: {} with {}% commission",
+        retailer.id,
+        retailer.name,
+        retailer.commission_bp.percent()
+    );
     let form = BatchForm {
         retailer: retailer.name.to_string(),
         count: cards,
@@ -493,10 +605,18 @@ async fn demo(dir: Option<PathBuf>, cards: u64) -> Result<()> {
         ..BatchForm::default()
     };
     let requested = issuance.request_batch(&form, &ctx.actor).await?;
-    println!("2. batch {} requested: {} cards of {}", requested.batch.id, requested.batch.count, requested.batch.value);
+    println!(
+        "2. batch {} requested: {} cards of {}",
+        requested.batch.id, requested.batch.count, requested.batch.value
+    );
     let generation = Instant::now();
-    Runner::new(issuance.clone(), definitions, progress_bars()).run(RunMode::Drain).await?;
-    let batch = store.batch(requested.batch.id).await?.context("the demo batch vanished")?;
+    Runner::new(issuance.clone(), definitions, progress_bars())
+        .run(RunMode::Drain)
+        .await?;
+    let batch = store
+        .batch(requested.batch.id)
+        .await?
+        .context("the demo batch vanished")?;
     println!(
         "3. job runner drained in {:.2} s: batch {} is {}, {} cards, {} collisions redrawn",
         generation.elapsed().as_secs_f64(),
@@ -507,15 +627,31 @@ async fn demo(dir: Option<PathBuf>, cards: u64) -> Result<()> {
     );
     let file = ctx.settings.export_dir().join(export::file_name(batch.id));
     let check = issuance.verify_export(&file, &ctx.actor).await?;
-    println!("4. printer file {} verified: {} codes match their digests (sha256 {})", rel(&file), check.rows, &check.sha256[..16]);
+    println!(
+        "4. printer file {} verified: {} codes match their digests (sha256 {})",
+        rel(&file),
+        check.rows,
+        &check.sha256[..16]
+    );
     let seal = trail::seal(&store).await?;
     let report = trail::verify(&store, &signer).await?;
     if let Some(problem) = report.problem {
         bail!("the demo's audit trail failed verification: {problem}");
     }
-    println!("5. audit trail sealed (seal {}) and verified: {} records in {} chains", seal.seal_id, report.records, report.chains_used);
-    println!("demo finished in {:.2} s; everything is in {}", started.elapsed().as_secs_f64(), dir.display());
-    println!("try: tender --data-dir {} batch show {}", dir.display(), batch.id);
+    println!(
+        "5. audit trail sealed (seal {}) and verified: {} records in {} chains",
+        seal.seal_id, report.records, report.chains_used
+    );
+    println!(
+        "demo finished in {:.2} s; everything is in {}",
+        started.elapsed().as_secs_f64(),
+        dir.display()
+    );
+    println!(
+        "try: tender --data-dir {} batch show {}",
+        dir.display(),
+        batch.id
+    );
     Ok(())
 }
 

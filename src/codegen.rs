@@ -131,7 +131,10 @@ pub struct Digester {
 impl fmt::Debug for Digester {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Digester")
-            .field("key_ids", &self.macs.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+            .field(
+                "key_ids",
+                &self.macs.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -200,8 +203,16 @@ mod tests {
     fn digests_depend_on_the_key_and_the_code() {
         let code = Code::parse("1234 5678 9012 3456").unwrap();
         let other = Code::parse("1234 5678 9012 3457").unwrap();
-        let a = Digester::new(&KeyRing::single(KeyPurpose::Lookup, KeyId::new(1), SecretKey::generate()));
-        let b = Digester::new(&KeyRing::single(KeyPurpose::Lookup, KeyId::new(1), SecretKey::generate()));
+        let a = Digester::new(&KeyRing::single(
+            KeyPurpose::Lookup,
+            KeyId::new(1),
+            SecretKey::generate(),
+        ));
+        let b = Digester::new(&KeyRing::single(
+            KeyPurpose::Lookup,
+            KeyId::new(1),
+            SecretKey::generate(),
+        ));
         assert!(a.digest(&code).ct_eq(&a.digest(&code)));
         assert!(!a.digest(&code).ct_eq(&a.digest(&other)));
         assert!(!a.digest(&code).ct_eq(&b.digest(&code)));

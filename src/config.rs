@@ -48,12 +48,16 @@ impl Settings {
 
     /// The key directory in force.
     pub fn key_dir(&self) -> PathBuf {
-        self.key_dir.clone().unwrap_or_else(|| self.data_dir.join("keys"))
+        self.key_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys"))
     }
 
     /// The printer file directory in force.
     pub fn export_dir(&self) -> PathBuf {
-        self.export_dir.clone().unwrap_or_else(|| self.data_dir.join("exports"))
+        self.export_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("exports"))
     }
 
     /// The jobs directory, if any.

@@ -40,7 +40,9 @@ pub enum ExportError {
     #[error("printer file {0} is being written by another process")]
     Busy(PathBuf),
     /// The file is shorter than what committed cards cover: it was truncated or replaced.
-    #[error("printer file {path} holds {found} bytes but {committed} are committed; it was truncated or replaced")]
+    #[error(
+        "printer file {path} holds {found} bytes but {committed} are committed; it was truncated or replaced"
+    )]
     Shrunk {
         /// The file.
         path: PathBuf,
@@ -75,7 +77,10 @@ impl PrinterFile {
     /// lock on it, and cuts it back to the `batch.export_bytes` committed so far.
     pub fn resume(dir: &Path, batch: &Batch) -> Result<PrinterFile, ExportError> {
         let path = dir.join(file_name(batch.id));
-        let io = |source| ExportError::Io { path: path.clone(), source };
+        let io = |source| ExportError::Io {
+            path: path.clone(),
+            source,
+        };
         std::fs::create_dir_all(dir).map_err(io)?;
         let mut file = OpenOptions::new()
             .read(true)
@@ -91,22 +96,30 @@ impl PrinterFile {
         }
         let found = file.metadata().map_err(io)?.len();
         if found < batch.export_bytes {
-            return Err(ExportError::Shrunk { path, found, committed: batch.export_bytes });
+            return Err(ExportError::Shrunk {
+                path,
+                found,
+                committed: batch.export_bytes,
+            });
         }
         file.set_len(batch.export_bytes).map_err(io)?;
         file.seek(SeekFrom::End(0)).map_err(io)?;
         let (value, currency) = match batch.value {
             CardValue::Fixed { value } => (value.to_decimal().to_string(), value.currency()),
-            CardValue::Variable { min, max } => {
-                (format!("{}-{}", min.to_decimal(), max.to_decimal()), min.currency())
-            }
+            CardValue::Variable { min, max } => (
+                format!("{}-{}", min.to_decimal(), max.to_decimal()),
+                min.currency(),
+            ),
         };
         Ok(PrinterFile {
             file,
             len: batch.export_bytes,
             value,
             currency: currency.code(),
-            expires: batch.expires_at.map(|at| at.format("%Y-%m-%d").to_string()).unwrap_or_default(),
+            expires: batch
+                .expires_at
+                .map(|at| at.format("%Y-%m-%d").to_string())
+                .unwrap_or_default(),
             buffer: Vec::new(),
             path,
         })

@@ -144,7 +144,12 @@ impl<S: Store> Issuance<S> {
     /// Use cases over `store`, digesting with `digester`, writing printer files to `export_dir`
     /// and queueing generation as `queue` says.
     pub fn new(store: S, digester: Digester, export_dir: PathBuf, queue: JobQueue) -> Self {
-        Issuance { store, digester, export_dir, queue }
+        Issuance {
+            store,
+            digester,
+            export_dir,
+            queue,
+        }
     }
 
     /// The store.
@@ -183,12 +188,22 @@ impl<S: Store> Issuance<S> {
             .retailer_by_name(&name)
             .await?
             .ok_or_else(|| StoreError::UnknownRetailer(name.to_string()))?;
-        Ok(BatchRequest::new(retailer.id, form.count, value, region, form.expires_in_days)?)
+        Ok(BatchRequest::new(
+            retailer.id,
+            form.count,
+            value,
+            region,
+            form.expires_in_days,
+        )?)
     }
 
     /// Records a batch request and queues its generation. If queueing fails the batch stays
     /// recorded, and the job runner queues it when it next sweeps.
-    pub async fn request_batch(&self, form: &BatchForm, actor: &str) -> Result<Requested, IssuanceError> {
+    pub async fn request_batch(
+        &self,
+        form: &BatchForm,
+        actor: &str,
+    ) -> Result<Requested, IssuanceError> {
         let request = self.parse_batch(form).await?;
         let batch = self
             .store
@@ -206,7 +221,9 @@ impl<S: Store> Issuance<S> {
 
     /// Queues generation of a batch (a duplicate is ignored) and notes it.
     pub async fn enqueue(&self, id: BatchId) -> Result<(), IssuanceError> {
-        self.queue.push(&self.store.job_pool(), &GenerateBatchJob { batch_id: id.0 }).await?;
+        self.queue
+            .push(&self.store.job_pool(), &GenerateBatchJob { batch_id: id.0 })
+            .await?;
         self.store.mark_enqueued(id).await?;
         Ok(())
     }
@@ -231,7 +248,11 @@ impl<S: Store> Issuance<S> {
         actor: &str,
         progress: &(dyn Fn(&Batch) + Send + Sync),
     ) -> Result<Batch, IssuanceError> {
-        let current = self.store.batch(id).await?.ok_or(StoreError::UnknownBatch(id))?;
+        let current = self
+            .store
+            .batch(id)
+            .await?
+            .ok_or(StoreError::UnknownBatch(id))?;
         if current.state == BatchState::Completed {
             return Ok(current);
         }
@@ -256,7 +277,11 @@ impl<S: Store> Issuance<S> {
                 file: &mut file,
                 first,
             };
-            let mut digests: Vec<CodeDigest> = cards.codes.iter().map(|c| self.digester.digest(c)).collect();
+            let mut digests: Vec<CodeDigest> = cards
+                .codes
+                .iter()
+                .map(|c| self.digester.digest(c))
+                .collect();
             self.store
                 .commit_chunk(ChunkCommit {
                     batch_id: id,
@@ -285,9 +310,16 @@ impl<S: Store> Issuance<S> {
     /// Checks a printer file against the database: every row's code must digest to the card
     /// stored under its serial, the rows must cover the batch exactly, and the file's hash must
     /// be the one recorded. Prints no code; records the check in the audit trail.
-    pub async fn verify_export(&self, path: &Path, actor: &str) -> Result<ExportCheck, IssuanceError> {
+    pub async fn verify_export(
+        &self,
+        path: &Path,
+        actor: &str,
+    ) -> Result<ExportCheck, IssuanceError> {
         let file_label = path.display().to_string();
-        let mismatch = |reason: String| IssuanceError::ExportMismatch { file: file_label.clone(), reason };
+        let mismatch = |reason: String| IssuanceError::ExportMismatch {
+            file: file_label.clone(),
+            reason,
+        };
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(false)
@@ -297,22 +329,28 @@ impl<S: Store> Issuance<S> {
         let mut rows: u64 = 0;
         let mut pending: Vec<(u64, Serial, Code)> = Vec::new();
         for record in reader.records() {
-            let record = record.map_err(|e| mismatch(format!("row {}: {}", rows + 1, csv_reason(&e))))?;
+            let record =
+                record.map_err(|e| mismatch(format!("row {}: {}", rows + 1, csv_reason(&e))))?;
             let line = record.position().map_or(rows + 2, |p| p.line());
             let (Some(serial), Some(code)) = (record.get(0), record.get(1)) else {
                 return Err(mismatch(format!("line {line} has too few fields")));
             };
-            let serial = Serial::parse(serial).map_err(|e| mismatch(format!("line {line}: {e}")))?;
+            let serial =
+                Serial::parse(serial).map_err(|e| mismatch(format!("line {line}: {e}")))?;
             let code = Code::parse(code).map_err(|e| mismatch(format!("line {line}: {e}")))?;
             if batch.is_none() {
-                let card = self.store.cards_in_range(serial.sequence(), serial.sequence()).await?;
-                let batch_id = card
-                    .first()
-                    .map(|c| c.batch_id)
-                    .ok_or_else(|| mismatch(format!("line {line}: serial {serial} is not a stored card")))?;
+                let card = self
+                    .store
+                    .cards_in_range(serial.sequence(), serial.sequence())
+                    .await?;
+                let batch_id = card.first().map(|c| c.batch_id).ok_or_else(|| {
+                    mismatch(format!("line {line}: serial {serial} is not a stored card"))
+                })?;
                 batch = self.store.batch(batch_id).await?;
             }
-            let batch = batch.as_ref().ok_or_else(|| mismatch("its batch is gone".into()))?;
+            let batch = batch
+                .as_ref()
+                .ok_or_else(|| mismatch("its batch is gone".into()))?;
             if rows >= batch.count || serial != batch.serial_at(rows) {
                 return Err(mismatch(format!(
                     "line {line}: serial {serial} is out of order, repeated or outside batch {}",
@@ -329,7 +367,10 @@ impl<S: Store> Issuance<S> {
         self.check_rows(&pending).await.map_err(mismatch)?;
         let batch = batch.ok_or_else(|| mismatch("it holds no card rows".into()))?;
         if rows != batch.count {
-            return Err(mismatch(format!("it holds {rows} cards but batch {} has {}", batch.id, batch.count)));
+            return Err(mismatch(format!(
+                "it holds {rows} cards but batch {} has {}",
+                batch.id, batch.count
+            )));
         }
         let sha256 = export::sha256_file(path).map_err(StoreError::Export)?;
         if batch.export_sha256.as_deref() != Some(sha256.as_str()) {
@@ -338,8 +379,14 @@ impl<S: Store> Issuance<S> {
                 batch.id
             )));
         }
-        self.store.record(events::export_verified(actor, batch.id, rows, &sha256)).await?;
-        Ok(ExportCheck { batch_id: batch.id, rows, sha256 })
+        self.store
+            .record(events::export_verified(actor, batch.id, rows, &sha256))
+            .await?;
+        Ok(ExportCheck {
+            batch_id: batch.id,
+            rows,
+            sha256,
+        })
     }
 
     async fn check_rows(&self, rows: &[(u64, Serial, Code)]) -> Result<(), String> {
@@ -352,7 +399,10 @@ impl<S: Store> Issuance<S> {
             .await
             .map_err(|e| e.to_string())?;
         if stored.len() != rows.len() {
-            return Err(format!("serials {} to {} are not all stored", first.1, last.1));
+            return Err(format!(
+                "serials {} to {} are not all stored",
+                first.1, last.1
+            ));
         }
         for ((line, serial, code), card) in rows.iter().zip(&stored) {
             let matches = self
@@ -360,7 +410,9 @@ impl<S: Store> Issuance<S> {
                 .digest_under(card.key_id, code)
                 .is_some_and(|digest| digest.ct_eq(&card.digest));
             if !matches {
-                return Err(format!("line {line}: the code for serial {serial} is not the one issued"));
+                return Err(format!(
+                    "line {line}: the code for serial {serial} is not the one issued"
+                ));
             }
         }
         Ok(())
@@ -373,7 +425,9 @@ const VERIFY_CHUNK_ROWS: usize = 10_000;
 /// A csv error's reason without the offending field's text (it may hold a code).
 fn csv_reason(error: &csv::Error) -> String {
     match error.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
             format!("a row has {len} fields where {expected_len} were expected")
         }
         csv::ErrorKind::Utf8 { .. } => "a row is not valid UTF-8".into(),

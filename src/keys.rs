@@ -272,12 +272,17 @@ impl KeyRing {
     pub fn rotate_file(purpose: KeyPurpose, key_dir: &Path) -> Result<KeyId, KeyError> {
         let path = key_dir.join(purpose.file_name());
         let ring = KeyRing::load_file_only(purpose, &path)?;
-        let next = ring.newest().0.0.checked_add(1).ok_or(KeyError::Malformed {
-            purpose: purpose.name(),
-            source_name: path.display().to_string(),
-            entry: ring.keys.len(),
-            reason: "no key id is left after 65535",
-        })?;
+        let next = ring
+            .newest()
+            .0
+            .0
+            .checked_add(1)
+            .ok_or(KeyError::Malformed {
+                purpose: purpose.name(),
+                source_name: path.display().to_string(),
+                entry: ring.keys.len(),
+                reason: "no key id is left after 65535",
+            })?;
         let mut text = String::new();
         for (id, key) in ring.iter() {
             text.push_str(&format!("{id} {}\n", hex::encode(key.expose())));
@@ -388,7 +393,10 @@ mod tests {
         assert!(KeyRing::create_file_if_missing(KeyPurpose::Lookup, dir.path()).unwrap());
         assert!(!KeyRing::create_file_if_missing(KeyPurpose::Lookup, dir.path()).unwrap());
         let path = dir.path().join("lookup.keys");
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let before = KeyRing::load_file_only(KeyPurpose::Lookup, &path).unwrap();
         let new_id = KeyRing::rotate_file(KeyPurpose::Lookup, dir.path()).unwrap();
         assert_eq!(new_id, KeyId(2));

@@ -11,7 +11,10 @@ fn main() -> ExitCode {
     // clap exits with code 2 on usage errors, after printing them.
     let args = cli::Cli::parse();
     cli::init_logging(&args);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

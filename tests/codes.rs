@@ -17,7 +17,10 @@ fn a_million_codes_are_16_ascii_digits_never_card_like_and_uniform_per_position(
         let code = generator.next_code();
         let digits = code.as_bytes();
         assert!(digits.iter().all(u8::is_ascii_digit));
-        assert!(!code.has_forbidden_first_digit(), "a code starts like a payment card");
+        assert!(
+            !code.has_forbidden_first_digit(),
+            "a code starts like a payment card"
+        );
         assert_eq!(Code::parse(code.expose_secret()).unwrap(), code);
         for (position, digit) in digits.iter().enumerate() {
             counts[position][(digit - b'0') as usize] += 1;
@@ -30,7 +33,11 @@ fn a_million_codes_are_16_ascii_digits_never_card_like_and_uniform_per_position(
     assert!(chi < CRITICAL_5_DOF, "first digit: chi-square {chi:.2}");
     for (position, row) in counts.iter().enumerate().skip(1) {
         let chi = chi_square(row);
-        assert!(chi < CRITICAL_9_DOF, "position {}: chi-square {chi:.2}", position + 1);
+        assert!(
+            chi < CRITICAL_9_DOF,
+            "position {}: chi-square {chi:.2}",
+            position + 1
+        );
     }
 }
 
@@ -47,5 +54,8 @@ fn the_chi_square_check_rejects_a_biased_source() {
 fn chi_square(observed: &[u64]) -> f64 {
     let total: u64 = observed.iter().sum();
     let expected = total as f64 / observed.len() as f64;
-    observed.iter().map(|&o| (o as f64 - expected).powi(2) / expected).sum()
+    observed
+        .iter()
+        .map(|&o| (o as f64 - expected).powi(2) / expected)
+        .sum()
 }

@@ -27,28 +27,45 @@ fn printer_codes(env_file: &std::path::Path) -> Vec<(String, Code)> {
 async fn a_batch_of_n_yields_n_cards_with_n_distinct_digests<S: Store + Raw>(env: Env<S>) {
     let batch = env.request(2_345).await;
     assert_eq!(batch.state, BatchState::Requested);
-    let done = env.generate(batch.id, &mut CodeGenerator::from_os_rng(), 1_000).await;
+    let done = env
+        .generate(batch.id, &mut CodeGenerator::from_os_rng(), 1_000)
+        .await;
     assert_eq!((done.state, done.generated), (BatchState::Completed, 2_345));
     assert_eq!(env.store.count("SELECT count(*) FROM card").await, 2_345);
-    assert_eq!(env.store.count("SELECT count(DISTINCT digest) FROM card").await, 2_345);
+    assert_eq!(
+        env.store
+            .count("SELECT count(DISTINCT digest) FROM card")
+            .await,
+        2_345
+    );
     let rows = printer_codes(&env.export_file(batch.id));
     assert_eq!(rows.len(), 2_345);
     let serials: HashSet<_> = rows.iter().map(|(s, _)| s.clone()).collect();
     assert_eq!(serials.len(), 2_345);
-    let check = env.issuance.verify_export(&env.export_file(batch.id), "test").await.unwrap();
+    let check = env
+        .issuance
+        .verify_export(&env.export_file(batch.id), "test")
+        .await
+        .unwrap();
     assert_eq!(check.rows, 2_345);
     // Generating again changes nothing: the job is idempotent.
-    let again = env.generate(batch.id, &mut CodeGenerator::from_os_rng(), 1_000).await;
+    let again = env
+        .generate(batch.id, &mut CodeGenerator::from_os_rng(), 1_000)
+        .await;
     assert_eq!(again.export_sha256, done.export_sha256);
     assert_eq!(env.store.count("SELECT count(*) FROM card").await, 2_345);
     let report = trail::verify(&env.store, &env.signer).await.unwrap();
     assert!(report.is_intact(), "{:?}", report.problem);
 }
-both_backends!(batch_of_n, a_batch_of_n_yields_n_cards_with_n_distinct_digests);
+both_backends!(
+    batch_of_n,
+    a_batch_of_n_yields_n_cards_with_n_distinct_digests
+);
 
 async fn a_duplicate_digest_is_regenerated_and_counted<S: Store + Raw>(env: Env<S>) {
     let first = env.request(50).await;
-    env.generate(first.id, &mut CodeGenerator::from_os_rng(), 20).await;
+    env.generate(first.id, &mut CodeGenerator::from_os_rng(), 20)
+        .await;
     let taken = printer_codes(&env.export_file(first.id))[7].1.clone();
     // The second batch's source yields an issued code, then the same code again in its chunk.
     let second = env.request(50).await;
@@ -57,29 +74,99 @@ async fn a_duplicate_digest_is_regenerated_and_counted<S: Store + Raw>(env: Env<
     assert_eq!(done.generated, 50);
     assert!(done.collisions >= 2, "collisions: {}", done.collisions);
     assert_eq!(env.store.count("SELECT count(*) FROM card").await, 100);
-    assert_eq!(env.store.count("SELECT count(DISTINCT digest) FROM card").await, 100);
+    assert_eq!(
+        env.store
+            .count("SELECT count(DISTINCT digest) FROM card")
+            .await,
+        100
+    );
     let codes = printer_codes(&env.export_file(second.id));
     assert!(codes.iter().all(|(_, c)| c != &taken));
-    env.issuance.verify_export(&env.export_file(second.id), "test").await.unwrap();
+    env.issuance
+        .verify_export(&env.export_file(second.id), "test")
+        .await
+        .unwrap();
 }
-both_backends!(duplicate_digest, a_duplicate_digest_is_regenerated_and_counted);
+both_backends!(
+    duplicate_digest,
+    a_duplicate_digest_is_regenerated_and_counted
+);
 
 async fn bad_batch_requests_are_refused_and_write_nothing<S: Store + Raw>(env: Env<S>) {
     env.request(1).await;
     let records_before = env.store.count("SELECT count(*) FROM audit_record").await;
     let cases: Vec<(BatchForm, &str)> = vec![
-        (BatchForm { count: 0, ..usd_form(0) }, "batch.bad_count"),
-        (usd_form(10_000_001), "batch.bad_count"),
-        (BatchForm { value: Some("-5.00".into()), ..usd_form(5) }, "batch.bad_value"),
-        (BatchForm { value: Some("25.001".into()), ..usd_form(5) }, "money.too_precise"),
-        (BatchForm { value: Some("2x".into()), ..usd_form(5) }, "money.malformed"),
-        (BatchForm { currency: "XYZ".into(), ..usd_form(5) }, "money.unknown_currency"),
-        (BatchForm { region: "ZZ".into(), ..usd_form(5) }, "region.unknown"),
-        (BatchForm { retailer: "Nobody".into(), ..usd_form(5) }, "store.unknown_retailer"),
-        (BatchForm { expires_in_days: Some(0), ..usd_form(5) }, "batch.bad_expiry"),
-        (BatchForm { min: Some("10.00".into()), ..usd_form(5) }, "batch.value_choice"),
         (
-            BatchForm { value: None, min: Some("50.00".into()), max: Some("10.00".into()), ..usd_form(5) },
+            BatchForm {
+                count: 0,
+                ..usd_form(0)
+            },
+            "batch.bad_count",
+        ),
+        (usd_form(10_000_001), "batch.bad_count"),
+        (
+            BatchForm {
+                value: Some("-5.00".into()),
+                ..usd_form(5)
+            },
+            "batch.bad_value",
+        ),
+        (
+            BatchForm {
+                value: Some("25.001".into()),
+                ..usd_form(5)
+            },
+            "money.too_precise",
+        ),
+        (
+            BatchForm {
+                value: Some("2x".into()),
+                ..usd_form(5)
+            },
+            "money.malformed",
+        ),
+        (
+            BatchForm {
+                currency: "XYZ".into(),
+                ..usd_form(5)
+            },
+            "money.unknown_currency",
+        ),
+        (
+            BatchForm {
+                region: "ZZ".into(),
+                ..usd_form(5)
+            },
+            "region.unknown",
+        ),
+        (
+            BatchForm {
+                retailer: "Nobody".into(),
+                ..usd_form(5)
+            },
+            "store.unknown_retailer",
+        ),
+        (
+            BatchForm {
+                expires_in_days: Some(0),
+                ..usd_form(5)
+            },
+            "batch.bad_expiry",
+        ),
+        (
+            BatchForm {
+                min: Some("10.00".into()),
+                ..usd_form(5)
+            },
+            "batch.value_choice",
+        ),
+        (
+            BatchForm {
+                value: None,
+                min: Some("50.00".into()),
+                max: Some("10.00".into()),
+                ..usd_form(5)
+            },
             "batch.inverted_range",
         ),
     ];
@@ -89,18 +176,37 @@ async fn bad_batch_requests_are_refused_and_write_nothing<S: Store + Raw>(env: E
         assert!(!error.to_string().is_empty());
     }
     assert_eq!(env.store.count("SELECT count(*) FROM batch").await, 1);
-    assert_eq!(env.store.count("SELECT count(*) FROM audit_record").await, records_before);
-    let duplicate = env.issuance.add_retailer("Acme", "1", "test").await.unwrap_err();
+    assert_eq!(
+        env.store.count("SELECT count(*) FROM audit_record").await,
+        records_before
+    );
+    let duplicate = env
+        .issuance
+        .add_retailer("Acme", "1", "test")
+        .await
+        .unwrap_err();
     assert_eq!(duplicate.code(), "store.duplicate_retailer");
 }
 both_backends!(bad_input, bad_batch_requests_are_refused_and_write_nothing);
 
 async fn a_variable_value_batch_records_its_range<S: Store + Raw>(env: Env<S>) {
     env.request(1).await;
-    let form = BatchForm { value: None, min: Some("10.00".into()), max: Some("500.00".into()), ..usd_form(3) };
-    let batch = env.issuance.request_batch(&form, "test").await.unwrap().batch;
+    let form = BatchForm {
+        value: None,
+        min: Some("10.00".into()),
+        max: Some("500.00".into()),
+        ..usd_form(3)
+    };
+    let batch = env
+        .issuance
+        .request_batch(&form, "test")
+        .await
+        .unwrap()
+        .batch;
     assert_eq!(batch.value.to_string(), "10.00 to 500.00 USD");
-    let done = env.generate(batch.id, &mut CodeGenerator::from_os_rng(), 10).await;
+    let done = env
+        .generate(batch.id, &mut CodeGenerator::from_os_rng(), 10)
+        .await;
     let text = std::fs::read_to_string(env.export_file(done.id)).unwrap();
     assert!(text.lines().nth(1).unwrap().contains(",10.00-500.00,USD,"));
 }
@@ -108,13 +214,18 @@ both_backends!(variable_value, a_variable_value_batch_records_its_range);
 
 async fn a_tampered_printer_file_is_caught_without_printing_codes<S: Store + Raw>(env: Env<S>) {
     let batch = env.request(30).await;
-    env.generate(batch.id, &mut CodeGenerator::from_os_rng(), 30).await;
+    env.generate(batch.id, &mut CodeGenerator::from_os_rng(), 30)
+        .await;
     let path = env.export_file(batch.id);
     let original = std::fs::read_to_string(&path).unwrap();
     let line = original.lines().nth(5).unwrap().to_string();
     let code = line.split(',').nth(1).unwrap().to_string();
     let mut changed = code.clone().into_bytes();
-    changed[15] = if changed[15] == b'9' { b'0' } else { changed[15] + 1 };
+    changed[15] = if changed[15] == b'9' {
+        b'0'
+    } else {
+        changed[15] + 1
+    };
     let changed = String::from_utf8(changed).unwrap();
     let cases = [
         original.replacen(&code, &changed, 1),
@@ -124,30 +235,65 @@ async fn a_tampered_printer_file_is_caught_without_printing_codes<S: Store + Raw
     for text in cases {
         let tampered = env.db.path().join("tampered.csv");
         std::fs::write(&tampered, &text).unwrap();
-        let error = env.issuance.verify_export(&tampered, "test").await.unwrap_err();
-        assert!(matches!(error, IssuanceError::ExportMismatch { .. }), "{error}");
+        let error = env
+            .issuance
+            .verify_export(&tampered, "test")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, IssuanceError::ExportMismatch { .. }),
+            "{error}"
+        );
         let message = error.to_string();
-        assert!(!message.contains(&code) && !message.contains(&changed), "{message}");
+        assert!(
+            !message.contains(&code) && !message.contains(&changed),
+            "{message}"
+        );
     }
 }
-both_backends!(tampered_export, a_tampered_printer_file_is_caught_without_printing_codes);
+both_backends!(
+    tampered_export,
+    a_tampered_printer_file_is_caught_without_printing_codes
+);
 
 /// Runs `tamper`, then expects verification to name `expected` (a fragment of the problem).
 async fn expect_broken<S: Store + Raw>(env: &Env<S>, tamper: &str, expected: &str) {
     env.store.exec(tamper).await;
     let report = trail::verify(&env.store, &env.signer).await.unwrap();
-    let problem = report.problem.unwrap_or_else(|| panic!("`{tamper}` went unnoticed"));
-    assert!(problem.to_string().contains(expected), "{problem} (wanted {expected})");
+    let problem = report
+        .problem
+        .unwrap_or_else(|| panic!("`{tamper}` went unnoticed"));
+    assert!(
+        problem.to_string().contains(expected),
+        "{problem} (wanted {expected})"
+    );
 }
 
 async fn fresh_trail<S: Store + Raw>(env: &Env<S>) -> (i64, i64) {
     let batch = env.request(40).await;
-    env.generate(batch.id, &mut CodeGenerator::from_os_rng(), 10).await;
-    let chain = env.store.count(&format!(
-        "SELECT CAST(chain AS BIGINT) FROM audit_record WHERE subject = 'batch:{}' LIMIT 1", batch.id
-    )).await;
-    assert!(trail::verify(&env.store, &env.signer).await.unwrap().is_intact());
-    (chain, env.store.count(&format!("SELECT max(seq) FROM audit_record WHERE chain = {chain}")).await)
+    env.generate(batch.id, &mut CodeGenerator::from_os_rng(), 10)
+        .await;
+    let chain = env
+        .store
+        .count(&format!(
+            "SELECT CAST(chain AS BIGINT) FROM audit_record WHERE subject = 'batch:{}' LIMIT 1",
+            batch.id
+        ))
+        .await;
+    assert!(
+        trail::verify(&env.store, &env.signer)
+            .await
+            .unwrap()
+            .is_intact()
+    );
+    (
+        chain,
+        env.store
+            .count(&format!(
+                "SELECT max(seq) FROM audit_record WHERE chain = {chain}"
+            ))
+            .await,
+    )
 }
 
 async fn a_modified_audit_record_is_named<S: Store + Raw>(env: Env<S>) {
@@ -160,16 +306,34 @@ both_backends!(audit_modified, a_modified_audit_record_is_named);
 
 async fn a_deleted_audit_record_is_named<S: Store + Raw>(env: Env<S>) {
     let (chain, _) = fresh_trail(&env).await;
-    expect_broken(&env, &format!("DELETE FROM audit_record WHERE chain = {chain} AND seq = 2"), "record 2 was deleted").await;
+    expect_broken(
+        &env,
+        &format!("DELETE FROM audit_record WHERE chain = {chain} AND seq = 2"),
+        "record 2 was deleted",
+    )
+    .await;
 }
 both_backends!(audit_deleted, a_deleted_audit_record_is_named);
 
 async fn swapped_audit_records_are_named<S: Store + Raw>(env: Env<S>) {
     let (chain, _) = fresh_trail(&env).await;
     // Exchange the contents of records 2 and 3, keeping their positions.
-    env.store.exec(&format!("UPDATE audit_record SET seq = 1000000 WHERE chain = {chain} AND seq = 2")).await;
-    env.store.exec(&format!("UPDATE audit_record SET seq = 2 WHERE chain = {chain} AND seq = 3")).await;
-    expect_broken(&env, &format!("UPDATE audit_record SET seq = 3 WHERE chain = {chain} AND seq = 1000000"), &format!("record 2 of chain {chain}")).await;
+    env.store
+        .exec(&format!(
+            "UPDATE audit_record SET seq = 1000000 WHERE chain = {chain} AND seq = 2"
+        ))
+        .await;
+    env.store
+        .exec(&format!(
+            "UPDATE audit_record SET seq = 2 WHERE chain = {chain} AND seq = 3"
+        ))
+        .await;
+    expect_broken(
+        &env,
+        &format!("UPDATE audit_record SET seq = 3 WHERE chain = {chain} AND seq = 1000000"),
+        &format!("record 2 of chain {chain}"),
+    )
+    .await;
 }
 both_backends!(audit_swapped, swapped_audit_records_are_named);
 
@@ -184,7 +348,10 @@ async fn a_forged_audit_record_is_named<S: Store + Raw>(env: Env<S>) {
     env.store.exec(&forged).await;
     expect_broken(
         &env,
-        &format!("UPDATE audit_chain_head SET seq = {} WHERE chain = {chain}", last + 1),
+        &format!(
+            "UPDATE audit_chain_head SET seq = {} WHERE chain = {chain}",
+            last + 1
+        ),
         &format!("record {} of chain {chain}", last + 1),
     )
     .await;
@@ -194,9 +361,19 @@ both_backends!(audit_forged, a_forged_audit_record_is_named);
 async fn truncation_back_past_a_seal_is_detected<S: Store + Raw>(env: Env<S>) {
     let (chain, last) = fresh_trail(&env).await;
     trail::seal(&env.store).await.unwrap();
-    assert!(trail::verify(&env.store, &env.signer).await.unwrap().is_intact());
+    assert!(
+        trail::verify(&env.store, &env.signer)
+            .await
+            .unwrap()
+            .is_intact()
+    );
     // Cut the chain's tail and make its head row agree: only the seal remembers.
-    env.store.exec(&format!("DELETE FROM audit_record WHERE chain = {chain} AND seq > {}", last - 2)).await;
+    env.store
+        .exec(&format!(
+            "DELETE FROM audit_record WHERE chain = {chain} AND seq > {}",
+            last - 2
+        ))
+        .await;
     expect_broken(
         &env,
         &format!(
@@ -211,7 +388,8 @@ both_backends!(audit_truncated, truncation_back_past_a_seal_is_detected);
 
 async fn rotated_keys_still_look_up_and_verify_older_records<S: Store + Raw>(mut env: Env<S>) {
     let old = env.request(20).await;
-    env.generate(old.id, &mut CodeGenerator::from_os_rng(), 20).await;
+    env.generate(old.id, &mut CodeGenerator::from_os_rng(), 20)
+        .await;
     // Rotate both keys: rings that hold the old key as id 1 and a new one as id 2.
     let lookup = ring_with_new_key(&env.keys.lookup, KeyPurpose::Lookup);
     let audit = ring_with_new_key(&env.keys.audit, KeyPurpose::Audit);
@@ -223,24 +401,57 @@ async fn rotated_keys_still_look_up_and_verify_older_records<S: Store + Raw>(mut
         env.db.export_dir(),
         tender::jobs::JobQueue::generate_batch(&tender::jobs::JobDefinitions::builtin()),
     );
-    let new = issuance.request_batch(&usd_form(20), "test").await.unwrap().batch;
+    let new = issuance
+        .request_batch(&usd_form(20), "test")
+        .await
+        .unwrap()
+        .batch;
     assert_eq!(new.lookup_key_id, 2);
-    issuance.generate(new.id, &mut CodeGenerator::from_os_rng(), 20, "test", &|_| {}).await.unwrap();
-    assert_eq!(env.store.count(&format!("SELECT count(*) FROM card WHERE batch_id = {} AND lookup_key_id = 2", new.id)).await, 20);
-    issuance.verify_export(&env.export_file(old.id), "test").await.unwrap();
-    issuance.verify_export(&env.export_file(new.id), "test").await.unwrap();
+    issuance
+        .generate(
+            new.id,
+            &mut CodeGenerator::from_os_rng(),
+            20,
+            "test",
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        env.store
+            .count(&format!(
+                "SELECT count(*) FROM card WHERE batch_id = {} AND lookup_key_id = 2",
+                new.id
+            ))
+            .await,
+        20
+    );
+    issuance
+        .verify_export(&env.export_file(old.id), "test")
+        .await
+        .unwrap();
+    issuance
+        .verify_export(&env.export_file(new.id), "test")
+        .await
+        .unwrap();
     let report = trail::verify(&store, &signer).await.unwrap();
     assert!(report.is_intact(), "{:?}", report.problem);
     env.signer = signer;
 }
-both_backends!(key_rotation, rotated_keys_still_look_up_and_verify_older_records);
+both_backends!(
+    key_rotation,
+    rotated_keys_still_look_up_and_verify_older_records
+);
 
 fn ring_with_new_key(old: &KeyRing, purpose: KeyPurpose) -> KeyRing {
     let dir = tempfile::tempdir().unwrap();
     let text: String = old
         .iter()
         .map(|(id, key)| format!("{id} {}\n", hex::encode(key.expose())))
-        .chain([format!("2 {}\n", hex::encode(SecretKey::generate().expose()))])
+        .chain([format!(
+            "2 {}\n",
+            hex::encode(SecretKey::generate().expose())
+        )])
         .collect();
     let path = dir.path().join(purpose.file_name());
     std::fs::write(&path, text).unwrap();
@@ -254,9 +465,17 @@ async fn rebuild<S: Store>(env: &Env<S>, signer: std::sync::Arc<tender::audit::A
     // Same database, new signer: connect a second store of the same kind.
     let any: &dyn std::any::Any = &env.store;
     let store: Box<dyn std::any::Any> = if any.is::<tender::store::PgStore>() {
-        Box::new(tender::store::PgStore::connect(&env.db.url, signer).await.unwrap())
+        Box::new(
+            tender::store::PgStore::connect(&env.db.url, signer)
+                .await
+                .unwrap(),
+        )
     } else {
-        Box::new(tender::store::SqliteStore::connect(&env.db.url, signer).await.unwrap())
+        Box::new(
+            tender::store::SqliteStore::connect(&env.db.url, signer)
+                .await
+                .unwrap(),
+        )
     };
     *store.downcast::<S>().unwrap()
 }

@@ -42,7 +42,12 @@ pub struct AuditEvent {
 
 impl AuditEvent {
     /// An event whose details are serialised from `details`.
-    pub fn new(actor: &str, action: &'static str, subject: String, details: impl Serialize) -> Self {
+    pub fn new(
+        actor: &str,
+        action: &'static str,
+        subject: String,
+        details: impl Serialize,
+    ) -> Self {
         AuditEvent {
             actor: actor.to_string(),
             action,
@@ -269,7 +274,10 @@ pub fn decode_heads(text: &str) -> Option<Vec<ChainHead>> {
             let seq = fields.next()?.parse().ok()?;
             let mut tag = [0u8; 32];
             hex::decode_to_slice(fields.next()?, &mut tag).ok()?;
-            fields.next().is_none().then_some(ChainHead { chain, seq, tag })
+            fields
+                .next()
+                .is_none()
+                .then_some(ChainHead { chain, seq, tag })
         })
         .collect()
 }
@@ -286,7 +294,11 @@ mod tests {
     use crate::keys::{KeyPurpose, SecretKey};
 
     fn signer() -> AuditSigner {
-        AuditSigner::new(KeyRing::single(KeyPurpose::Audit, KeyId::new(1), SecretKey::generate()))
+        AuditSigner::new(KeyRing::single(
+            KeyPurpose::Audit,
+            KeyId::new(1),
+            SecretKey::generate(),
+        ))
     }
 
     fn event(details: &str) -> AuditEvent {
@@ -325,8 +337,16 @@ mod tests {
     #[test]
     fn heads_round_trip_through_their_encoding() {
         let heads = vec![
-            ChainHead { chain: 3, seq: 9, tag: [7; 32] },
-            ChainHead { chain: 0, seq: 0, tag: GENESIS_TAG },
+            ChainHead {
+                chain: 3,
+                seq: 9,
+                tag: [7; 32],
+            },
+            ChainHead {
+                chain: 0,
+                seq: 0,
+                tag: GENESIS_TAG,
+            },
         ];
         let decoded = decode_heads(&encode_heads(&heads)).unwrap();
         assert_eq!(decoded, vec![heads[1], heads[0]]);

@@ -77,7 +77,11 @@ impl fmt::Display for Problem {
                 f,
                 "record {seq} of chain {chain} does not match its tag: it was modified, forged, or moved from elsewhere"
             ),
-            Problem::Missing { chain, expected_seq, found_seq } => write!(
+            Problem::Missing {
+                chain,
+                expected_seq,
+                found_seq,
+            } => write!(
                 f,
                 "chain {chain} skips from record {} to record {found_seq}: record {expected_seq} was deleted",
                 expected_seq - 1
@@ -86,18 +90,29 @@ impl fmt::Display for Problem {
                 f,
                 "record {seq} of chain {chain} is tagged under audit key {key_id}, which the key ring does not hold"
             ),
-            Problem::HeadMismatch { chain, head_seq, last_seq } => write!(
+            Problem::HeadMismatch {
+                chain,
+                head_seq,
+                last_seq,
+            } => write!(
                 f,
                 "chain {chain} ends at record {last_seq} but its head names record {head_seq}: records were removed from its end"
             ),
             Problem::SealTagMismatch { seal_id } => {
-                write!(f, "seal {seal_id} does not match its tag: it was modified or forged")
+                write!(
+                    f,
+                    "seal {seal_id} does not match its tag: it was modified or forged"
+                )
             }
             Problem::SealMissing { expected, found } => write!(
                 f,
                 "seal {expected} is missing or unreadable (found seal {found} in its place)"
             ),
-            Problem::SealBroken { seal_id, chain, seq } => write!(
+            Problem::SealBroken {
+                seal_id,
+                chain,
+                seq,
+            } => write!(
                 f,
                 "seal {seal_id} recorded record {seq} as the head of chain {chain}, but that record is gone or differs: the chain was truncated or rewritten"
             ),
@@ -152,19 +167,28 @@ impl<'a> AuditVerifier<'a> {
         for (index, seal) in seals.iter().enumerate() {
             let expected = index as i64 + 1;
             if seal.seal_id != expected {
-                verifier.problem = Some(Problem::SealMissing { expected, found: seal.seal_id });
+                verifier.problem = Some(Problem::SealMissing {
+                    expected,
+                    found: seal.seal_id,
+                });
                 break;
             }
             if signer.check_seal(seal, &prev_tag) != Some(true) {
-                verifier.problem = Some(Problem::SealTagMismatch { seal_id: seal.seal_id });
+                verifier.problem = Some(Problem::SealTagMismatch {
+                    seal_id: seal.seal_id,
+                });
                 break;
             }
             let Some(heads) = decode_heads(&seal.heads) else {
-                verifier.problem = Some(Problem::SealTagMismatch { seal_id: seal.seal_id });
+                verifier.problem = Some(Problem::SealTagMismatch {
+                    seal_id: seal.seal_id,
+                });
                 break;
             };
             for head in heads.into_iter().filter(|head| head.seq > 0) {
-                verifier.sealed.insert((head.chain, head.seq), (seal.seal_id, head.tag));
+                verifier
+                    .sealed
+                    .insert((head.chain, head.seq), (seal.seal_id, head.tag));
             }
             prev_tag = seal.tag;
         }
@@ -177,7 +201,11 @@ impl<'a> AuditVerifier<'a> {
             return;
         }
         self.records += 1;
-        let (last_seq, prev_tag) = self.tails.get(&record.chain).copied().unwrap_or((0, GENESIS_TAG));
+        let (last_seq, prev_tag) = self
+            .tails
+            .get(&record.chain)
+            .copied()
+            .unwrap_or((0, GENESIS_TAG));
         if record.seq != last_seq + 1 {
             self.problem = Some(Problem::Missing {
                 chain: record.chain,
@@ -196,7 +224,10 @@ impl<'a> AuditVerifier<'a> {
                 return;
             }
             Some(false) => {
-                self.problem = Some(Problem::TagMismatch { chain: record.chain, seq: record.seq });
+                self.problem = Some(Problem::TagMismatch {
+                    chain: record.chain,
+                    seq: record.seq,
+                });
                 return;
             }
             Some(true) => {}
@@ -204,7 +235,11 @@ impl<'a> AuditVerifier<'a> {
         if let Some((seal_id, tag)) = self.sealed.remove(&(record.chain, record.seq))
             && tag != record.tag
         {
-            self.problem = Some(Problem::SealBroken { seal_id, chain: record.chain, seq: record.seq });
+            self.problem = Some(Problem::SealBroken {
+                seal_id,
+                chain: record.chain,
+                seq: record.seq,
+            });
             return;
         }
         self.tails.insert(record.chain, (record.seq, record.tag));
@@ -214,8 +249,11 @@ impl<'a> AuditVerifier<'a> {
     pub fn finish(mut self, heads: &[ChainHead]) -> VerifyReport {
         if self.problem.is_none() {
             for head in heads {
-                let (last_seq, last_tag) =
-                    self.tails.get(&head.chain).copied().unwrap_or((0, GENESIS_TAG));
+                let (last_seq, last_tag) = self
+                    .tails
+                    .get(&head.chain)
+                    .copied()
+                    .unwrap_or((0, GENESIS_TAG));
                 if last_seq != head.seq || last_tag != head.tag {
                     self.problem = Some(Problem::HeadMismatch {
                         chain: head.chain,
@@ -227,10 +265,16 @@ impl<'a> AuditVerifier<'a> {
             }
         }
         if self.problem.is_none()
-            && let Some((&(chain, seq), &(seal_id, _))) =
-                self.sealed.iter().min_by_key(|(position, (seal, _))| (*seal, **position))
+            && let Some((&(chain, seq), &(seal_id, _))) = self
+                .sealed
+                .iter()
+                .min_by_key(|(position, (seal, _))| (*seal, **position))
         {
-            self.problem = Some(Problem::SealBroken { seal_id, chain, seq });
+            self.problem = Some(Problem::SealBroken {
+                seal_id,
+                chain,
+                seq,
+            });
         }
         VerifyReport {
             records: self.records,

@@ -61,7 +61,9 @@ pub enum BatchError {
         max: Money,
     },
     /// Expiry outside 1 to [`MAX_EXPIRY_DAYS`] days.
-    #[error("expiry is 1 to {MAX_EXPIRY_DAYS} days after the batch is requested; {0} was asked for")]
+    #[error(
+        "expiry is 1 to {MAX_EXPIRY_DAYS} days after the batch is requested; {0} was asked for"
+    )]
     BadExpiry(u32),
 }
 
@@ -170,7 +172,13 @@ impl BatchRequest {
         {
             return Err(BatchError::BadExpiry(days));
         }
-        Ok(BatchRequest { retailer_id, count, value, region, expires_in_days })
+        Ok(BatchRequest {
+            retailer_id,
+            count,
+            value,
+            region,
+            expires_in_days,
+        })
     }
 }
 

@@ -13,15 +13,15 @@ mod region;
 mod retailer;
 mod serial;
 
-pub use code::{Code, CodeError};
-pub use money::{Currency, Money, MoneyError};
-pub use region::{Region, RegionError};
-pub use serial::{SERIAL_SEQUENCE_MAX, Serial, SerialError};
 pub use batch::{
     Batch, BatchError, BatchId, BatchRequest, BatchState, CardValue, MAX_CARDS_PER_BATCH,
     MAX_EXPIRY_DAYS, max_card_value,
 };
+pub use code::{Code, CodeError};
+pub use money::{Currency, Money, MoneyError};
+pub use region::{Region, RegionError};
 pub use retailer::{
     CommissionRate, NewRetailer, RETAILER_NAME_MAX_CHARS, Retailer, RetailerError, RetailerId,
     RetailerName,
 };
+pub use serial::{SERIAL_SEQUENCE_MAX, Serial, SerialError};

@@ -24,7 +24,9 @@ impl fmt::Display for RetailerId {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RetailerError {
     /// Empty after trimming, too long, or holding control characters.
-    #[error("a retailer name has 1 to {RETAILER_NAME_MAX_CHARS} characters and no control characters")]
+    #[error(
+        "a retailer name has 1 to {RETAILER_NAME_MAX_CHARS} characters and no control characters"
+    )]
     BadName,
     /// Not a percentage from 0 to 100 with at most two decimals.
     #[error("a commission is a percentage from 0 to 100 with at most two decimals, such as 2.5")]
@@ -94,7 +96,9 @@ impl CommissionRate {
 
     /// From stored basis points.
     pub fn from_basis_points(bp: u16) -> Result<CommissionRate, RetailerError> {
-        (bp <= 10_000).then_some(CommissionRate(bp)).ok_or(RetailerError::BadCommission)
+        (bp <= 10_000)
+            .then_some(CommissionRate(bp))
+            .ok_or(RetailerError::BadCommission)
     }
 
     /// The rate in basis points.
@@ -136,11 +140,24 @@ mod tests {
 
     #[test]
     fn commissions_parse_exactly_or_not_at_all() {
-        assert_eq!(CommissionRate::parse_percent("2.5").unwrap().basis_points(), 250);
-        assert_eq!(CommissionRate::parse_percent("10%").unwrap().basis_points(), 1000);
-        assert_eq!(CommissionRate::parse_percent("0").unwrap().basis_points(), 0);
+        assert_eq!(
+            CommissionRate::parse_percent("2.5").unwrap().basis_points(),
+            250
+        );
+        assert_eq!(
+            CommissionRate::parse_percent("10%").unwrap().basis_points(),
+            1000
+        );
+        assert_eq!(
+            CommissionRate::parse_percent("0").unwrap().basis_points(),
+            0
+        );
         for bad in ["2.555", "-1", "100.01", "", "abc", "1e2", " "] {
-            assert_eq!(CommissionRate::parse_percent(bad), Err(RetailerError::BadCommission), "{bad}");
+            assert_eq!(
+                CommissionRate::parse_percent(bad),
+                Err(RetailerError::BadCommission),
+                "{bad}"
+            );
         }
     }
 

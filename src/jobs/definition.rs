@@ -128,8 +128,10 @@ pub struct JobDefinitions {
     pub generate_batch: JobDefinition<GenerateBatchParams>,
 }
 
-const GENERATE_BATCH: (&str, &str) =
-    ("generate-batch.toml", include_str!("../../jobs/generate-batch.toml"));
+const GENERATE_BATCH: (&str, &str) = (
+    "generate-batch.toml",
+    include_str!("../../jobs/generate-batch.toml"),
+);
 
 impl JobDefinitions {
     /// The definitions compiled into the binary.
@@ -141,12 +143,17 @@ impl JobDefinitions {
     pub fn load(dir: Option<&Path>) -> Result<JobDefinitions, DefinitionError> {
         let generate_batch: JobDefinition<GenerateBatchParams> = read(dir, GENERATE_BATCH)?;
         let path = GENERATE_BATCH.0;
-        let invalid = |reason: &str| DefinitionError::Invalid { path: path.into(), reason: reason.into() };
+        let invalid = |reason: &str| DefinitionError::Invalid {
+            path: path.into(),
+            reason: reason.into(),
+        };
         if !(1..=MAX_CHUNK_CARDS).contains(&generate_batch.params.chunk_cards) {
             return Err(invalid("params.chunk_cards must be from 1 to 100000"));
         }
         if generate_batch.trigger != Trigger::Queue {
-            return Err(invalid("generate-batch is queued by batch requests; its trigger must be kind = \"queue\""));
+            return Err(invalid(
+                "generate-batch is queued by batch requests; its trigger must be kind = \"queue\"",
+            ));
         }
         Ok(JobDefinitions { generate_batch })
     }
@@ -163,13 +170,20 @@ fn read<P: serde::de::DeserializeOwned>(
 ) -> Result<JobDefinition<P>, DefinitionError> {
     let (text, label) = match dir.map(|d| d.join(file)).filter(|p| p.exists()) {
         Some(path) => (
-            std::fs::read_to_string(&path).map_err(|source| DefinitionError::Io { path: path.clone(), source })?,
+            std::fs::read_to_string(&path).map_err(|source| DefinitionError::Io {
+                path: path.clone(),
+                source,
+            })?,
             path.display().to_string(),
         ),
         None => (builtin.to_string(), format!("(built-in) {file}")),
     };
-    let invalid = |reason: String| DefinitionError::Invalid { path: label.clone(), reason };
-    let definition: JobDefinition<P> = toml::from_str(&text).map_err(|e| invalid(e.message().to_string()))?;
+    let invalid = |reason: String| DefinitionError::Invalid {
+        path: label.clone(),
+        reason,
+    };
+    let definition: JobDefinition<P> =
+        toml::from_str(&text).map_err(|e| invalid(e.message().to_string()))?;
     validate_common(&definition).map_err(|reason| invalid(reason.to_string()))?;
     Ok(definition)
 }
@@ -190,13 +204,17 @@ fn validate_common<P>(d: &JobDefinition<P>) -> Result<(), &'static str> {
     if d.run.backoff_min_ms == 0 || d.run.backoff_min_ms > d.run.backoff_max_ms {
         return Err("run.backoff_min_ms must be at least 1 and at most run.backoff_max_ms");
     }
-    if d.worker.poll_interval_ms == 0 || d.worker.heartbeat_secs == 0 || d.worker.missed_heartbeats == 0 {
+    if d.worker.poll_interval_ms == 0
+        || d.worker.heartbeat_secs == 0
+        || d.worker.missed_heartbeats == 0
+    {
         return Err("worker intervals must be at least 1");
     }
     if let Trigger::Cron { schedule, timezone } = &d.trigger {
         cron::Schedule::from_str(schedule)
             .map_err(|_| "trigger.schedule is not a six-field cron expression (seconds first)")?;
-        chrono_tz::Tz::from_str(timezone).map_err(|_| "trigger.timezone is not an IANA time zone")?;
+        chrono_tz::Tz::from_str(timezone)
+            .map_err(|_| "trigger.timezone is not an IANA time zone")?;
     }
     Ok(())
 }
@@ -215,7 +233,9 @@ mod tests {
     #[test]
     fn a_definition_in_the_jobs_dir_takes_the_place_of_the_builtin() {
         let dir = tempfile::tempdir().unwrap();
-        let text = GENERATE_BATCH.1.replace("chunk_cards = 10000", "chunk_cards = 77");
+        let text = GENERATE_BATCH
+            .1
+            .replace("chunk_cards = 10000", "chunk_cards = 77");
         std::fs::write(dir.path().join(GENERATE_BATCH.0), text).unwrap();
         let defs = JobDefinitions::load(Some(dir.path())).unwrap();
         assert_eq!(defs.generate_batch.params.chunk_cards, 77);

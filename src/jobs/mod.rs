@@ -50,7 +50,10 @@ impl JobQueue {
     /// A queue for the generation job.
     pub fn generate_batch(definitions: &JobDefinitions) -> JobQueue {
         let definition = &definitions.generate_batch;
-        JobQueue { queue: definition.queue.clone(), max_attempts: definition.run.max_attempts }
+        JobQueue {
+            queue: definition.queue.clone(),
+            max_attempts: definition.run.max_attempts,
+        }
     }
 
     /// Queues generation of a batch. A batch has one job for good: pushing it again is a no-op.
@@ -66,21 +69,26 @@ impl JobQueue {
                 .push_task(task)
                 .await
                 .map_err(|e| QueueError(e.to_string())),
-            JobPool::Postgres(pool) => match postgres_storage(pool, &self.queue, None).push_task(task).await {
+            JobPool::Postgres(pool) => match postgres_storage(pool, &self.queue, None)
+                .push_task(task)
+                .await
+            {
                 Ok(()) => Ok(()),
                 // PostgreSQL refuses a duplicate key: the job is already queued, as wanted.
-                Err(TaskSinkError::PushError(apalis_postgres::Error::Database(sqlx::Error::Database(db))))
-                    if db.is_unique_violation() =>
-                {
-                    Ok(())
-                }
+                Err(TaskSinkError::PushError(apalis_postgres::Error::Database(
+                    sqlx::Error::Database(db),
+                ))) if db.is_unique_violation() => Ok(()),
                 Err(e) => Err(QueueError(e.to_string())),
             },
         }
     }
 }
 
-fn sqlite_storage<T>(pool: &sqlx::SqlitePool, queue: &str, worker: Option<&WorkerPolicy>) -> SqliteStorage<T> {
+fn sqlite_storage<T>(
+    pool: &sqlx::SqlitePool,
+    queue: &str,
+    worker: Option<&WorkerPolicy>,
+) -> SqliteStorage<T> {
     let mut config = apalis_sqlite::Config::default().queue(queue).batch_size(1);
     if let Some(worker) = worker {
         config = config
@@ -90,8 +98,14 @@ fn sqlite_storage<T>(pool: &sqlx::SqlitePool, queue: &str, worker: Option<&Worke
     SqliteStorage::new(pool).with_config(config)
 }
 
-fn postgres_storage<T>(pool: &sqlx::PgPool, queue: &str, worker: Option<&WorkerPolicy>) -> PostgresStorage<T> {
-    let mut config = apalis_postgres::Config::default().queue(queue).batch_size(1);
+fn postgres_storage<T>(
+    pool: &sqlx::PgPool,
+    queue: &str,
+    worker: Option<&WorkerPolicy>,
+) -> PostgresStorage<T> {
+    let mut config = apalis_postgres::Config::default()
+        .queue(queue)
+        .batch_size(1);
     if let Some(worker) = worker {
         config = config
             .heartbeat_interval(std::time::Duration::from_secs(worker.heartbeat_secs))

@@ -88,7 +88,11 @@ impl<S: Store> Runner<S> {
     /// A runner for the given use cases and job definitions.
     pub fn new(issuance: Issuance<S>, definitions: JobDefinitions, progress: ProgressFn) -> Self {
         Runner {
-            context: JobContext { issuance, definitions: Arc::new(definitions), progress },
+            context: JobContext {
+                issuance,
+                definitions: Arc::new(definitions),
+                progress,
+            },
         }
     }
 
@@ -106,7 +110,9 @@ impl<S: Store> Runner<S> {
         let result = match mode {
             RunMode::Drain => {
                 let store = store.clone();
-                monitor.run_with_signal(drained(store, queues.clone())).await
+                monitor
+                    .run_with_signal(drained(store, queues.clone()))
+                    .await
             }
             RunMode::UntilSignal => {
                 let sweeper = tokio::spawn(sweep_forever(issuance));
@@ -130,7 +136,11 @@ impl<S: Store> Runner<S> {
 
     fn register(&self, monitor: Monitor, pool: JobPool) -> Monitor {
         let definition = &self.context.definitions.generate_batch;
-        let (queue, worker, run) = (definition.queue.clone(), definition.worker.clone(), definition.run.clone());
+        let (queue, worker, run) = (
+            definition.queue.clone(),
+            definition.worker.clone(),
+            definition.run.clone(),
+        );
         let poll = Duration::from_millis(worker.poll_interval_ms);
         let context = self.context.clone();
         // One macro, because the two backends' worker types differ and apalis' builder bounds
@@ -149,7 +159,8 @@ impl<S: Store> Runner<S> {
         match pool {
             JobPool::Sqlite(pool) => monitor.register(move |_| {
                 generate_batch_worker!(
-                    sqlite_storage::<GenerateBatchJob>(&pool, &queue, Some(&worker)).poll_with_interval(poll)
+                    sqlite_storage::<GenerateBatchJob>(&pool, &queue, Some(&worker))
+                        .poll_with_interval(poll)
                 )
             }),
             JobPool::Postgres(pool) => monitor.register(move |_| {
@@ -158,7 +169,8 @@ impl<S: Store> Runner<S> {
                     .stream(apalis_postgres::Pubsub::new(pool.clone(), queue.clone()))
                     .interval(poll);
                 generate_batch_worker!(
-                    postgres_storage::<GenerateBatchJob>(&pool, &queue, Some(&worker)).poll_with_strategy(strategy)
+                    postgres_storage::<GenerateBatchJob>(&pool, &queue, Some(&worker))
+                        .poll_with_strategy(strategy)
                 )
             }),
         }
@@ -203,7 +215,9 @@ async fn generate_batch<S: Store>(
     }
 }
 
-fn retry_policy(run: &RunPolicy) -> BackoffRetryPolicy<apalis::layers::retry::backoff::ExponentialBackoff<HasherRng>> {
+fn retry_policy(
+    run: &RunPolicy,
+) -> BackoffRetryPolicy<apalis::layers::retry::backoff::ExponentialBackoff<HasherRng>> {
     RetryPolicy::retries(run.retries).with_backoff(
         ExponentialBackoffMaker::new(
             Duration::from_millis(run.backoff_min_ms),
@@ -219,7 +233,12 @@ fn retry_policy(run: &RunPolicy) -> BackoffRetryPolicy<apalis::layers::retry::ba
 /// Unique per process and start: apalis refuses to reuse a recently seen worker name.
 fn worker_name(queue: &str) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    format!("{queue}@{}-{}-{}", host.trim(), std::process::id(), ulid::Ulid::generate())
+    format!(
+        "{queue}@{}-{}-{}",
+        host.trim(),
+        std::process::id(),
+        ulid::Ulid::generate()
+    )
 }
 
 fn monitor(gave_up: Arc<AtomicBool>) -> Monitor {
@@ -248,7 +267,10 @@ async fn drained<S: Store>(store: S, queues: Vec<String>) -> std::io::Result<()>
     let idle = async {
         let mut idle_polls = 0;
         loop {
-            let left = store.unfinished_jobs(&queues).await.map_err(std::io::Error::other)?;
+            let left = store
+                .unfinished_jobs(&queues)
+                .await
+                .map_err(std::io::Error::other)?;
             idle_polls = if left == 0 { idle_polls + 1 } else { 0 };
             if idle_polls >= 2 {
                 return Ok(());

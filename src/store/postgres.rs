@@ -18,8 +18,8 @@ use super::{
 use crate::audit::{AuditEvent, AuditRecord, AuditSigner, ChainHead, GENESIS_TAG, Seal, events};
 use crate::codegen::CodeDigest;
 use crate::domain::{
-    Batch, BatchId, BatchRequest, CommissionRate, NewRetailer, Retailer, RetailerId,
-    RetailerName, SERIAL_SEQUENCE_MAX,
+    Batch, BatchId, BatchRequest, CommissionRate, NewRetailer, Retailer, RetailerId, RetailerName,
+    SERIAL_SEQUENCE_MAX,
 };
 use crate::keys::KeyId;
 
@@ -47,7 +47,10 @@ impl PgStore {
             .acquire_timeout(PG_ACQUIRE_TIMEOUT)
             .connect_with(options.application_name("tender"))
             .await?;
-        Ok(PgStore { pool, shared: Shared { signer } })
+        Ok(PgStore {
+            pool,
+            shared: Shared { signer },
+        })
     }
 
     /// The pool, for benchmarks and tests.
@@ -56,7 +59,11 @@ impl PgStore {
     }
 
     /// Appends `event` to its chain inside `tx`; the head row lock serialises appends per chain.
-    async fn append(&self, tx: &mut Transaction<'_, Postgres>, event: &AuditEvent) -> StoreResult<()> {
+    async fn append(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        event: &AuditEvent,
+    ) -> StoreResult<()> {
         let chain = event.chain() as i32;
         let head = sqlx::query("SELECT seq, tag FROM audit_chain_head WHERE chain = $1 FOR UPDATE")
             .bind(chain)
@@ -64,7 +71,10 @@ impl PgStore {
             .await?;
         let prev_tag = tag_of(head.try_get("tag")?)?;
         let seq: i64 = head.try_get::<i64, _>("seq")? + 1;
-        let record = self.shared.signer.seal_record(event, seq, AuditSigner::now(), &prev_tag);
+        let record = self
+            .shared
+            .signer
+            .seal_record(event, seq, AuditSigner::now(), &prev_tag);
         sqlx::query(
             "INSERT INTO audit_record (chain, seq, recorded_at, actor, action, subject, details, key_id, tag) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -89,7 +99,11 @@ impl PgStore {
         Ok(())
     }
 
-    async fn batch_in(&self, tx: &mut Transaction<'_, Postgres>, id: BatchId) -> StoreResult<Batch> {
+    async fn batch_in(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        id: BatchId,
+    ) -> StoreResult<Batch> {
         let row = sqlx::query("SELECT * FROM batch WHERE batch_id = $1")
             .bind(id.0)
             .fetch_optional(&mut **tx)
@@ -100,7 +114,10 @@ impl PgStore {
 
     /// COPYs the chunk's cards inside a savepoint; `false` if a digest was already taken (the
     /// savepoint is then rolled back and nothing of the chunk is stored).
-    async fn copy_cards(tx: &mut Transaction<'_, Postgres>, chunk: &ChunkCommit<'_>) -> StoreResult<bool> {
+    async fn copy_cards(
+        tx: &mut Transaction<'_, Postgres>,
+        chunk: &ChunkCommit<'_>,
+    ) -> StoreResult<bool> {
         let mut data = String::with_capacity(chunk.digests.len() * 96);
         for (i, digest) in chunk.digests.iter().enumerate() {
             let _ = writeln!(
@@ -137,7 +154,10 @@ impl PgStore {
     }
 
     /// Indexes of the chunk whose digest is already stored or repeats within the chunk.
-    async fn taken_digests(tx: &mut Transaction<'_, Postgres>, digests: &[CodeDigest]) -> StoreResult<Vec<usize>> {
+    async fn taken_digests(
+        tx: &mut Transaction<'_, Postgres>,
+        digests: &[CodeDigest],
+    ) -> StoreResult<Vec<usize>> {
         let all: Vec<&[u8]> = digests.iter().map(|d| &d.0[..]).collect();
         let stored: HashSet<Vec<u8>> =
             sqlx::query_scalar("SELECT digest FROM card WHERE digest = ANY($1)")
@@ -166,7 +186,9 @@ impl Store for PgStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("migrations/postgres").run(&self.pool).await?;
+        sqlx::migrate!("migrations/postgres")
+            .run(&self.pool)
+            .await?;
         // apalis keeps its tables and migration history in its own `apalis` schema.
         apalis_postgres::PostgresStorage::<()>::migrations()
             .run(&self.pool)
@@ -195,7 +217,8 @@ impl Store for PgStore {
             commission_bp: new.commission,
             created_at,
         };
-        self.append(&mut tx, &events::retailer_added(actor, &retailer)).await?;
+        self.append(&mut tx, &events::retailer_added(actor, &retailer))
+            .await?;
         tx.commit().await?;
         Ok(retailer)
     }
@@ -266,7 +289,8 @@ impl Store for PgStore {
             _ => StoreError::Database(e),
         })?;
         let batch = self.batch_in(&mut tx, BatchId(id)).await?;
-        self.append(&mut tx, &events::batch_requested(actor, &batch)).await?;
+        self.append(&mut tx, &events::batch_requested(actor, &batch))
+            .await?;
         tx.commit().await?;
         Ok(batch)
     }
@@ -291,19 +315,22 @@ impl Store for PgStore {
     }
 
     async fn batches_awaiting_enqueue(&self) -> StoreResult<Vec<BatchId>> {
-        let ids: Vec<i64> =
-            sqlx::query_scalar("SELECT batch_id FROM batch WHERE enqueued_at IS NULL ORDER BY batch_id")
-                .fetch_all(&self.pool)
-                .await?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT batch_id FROM batch WHERE enqueued_at IS NULL ORDER BY batch_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         Ok(ids.into_iter().map(BatchId).collect())
     }
 
     async fn mark_enqueued(&self, id: BatchId) -> StoreResult<()> {
-        sqlx::query("UPDATE batch SET enqueued_at = $1 WHERE batch_id = $2 AND enqueued_at IS NULL")
-            .bind(AuditSigner::now())
-            .bind(id.0)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE batch SET enqueued_at = $1 WHERE batch_id = $2 AND enqueued_at IS NULL",
+        )
+        .bind(AuditSigner::now())
+        .bind(id.0)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -364,12 +391,14 @@ impl Store for PgStore {
             }
         }
         let export_bytes = chunk.cards.write_export()?;
-        sqlx::query("UPDATE batch SET collisions = collisions + $1, export_bytes = $2 WHERE batch_id = $3")
-            .bind(collisions as i64)
-            .bind(export_bytes as i64)
-            .bind(chunk.batch_id.0)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE batch SET collisions = collisions + $1, export_bytes = $2 WHERE batch_id = $3",
+        )
+        .bind(collisions as i64)
+        .bind(export_bytes as i64)
+        .bind(chunk.batch_id.0)
+        .execute(&mut *tx)
+        .await?;
         let event = events::chunk_generated(
             chunk.actor,
             chunk.batch_id,
@@ -408,9 +437,13 @@ impl Store for PgStore {
             return Err(StoreError::LostLease(id));
         }
         let batch = self.batch_in(&mut tx, id).await?;
-        self.append(&mut tx, &events::batch_completed(actor, &batch)).await?;
-        self.append(&mut tx, &events::export_written(actor, &batch, export_file_name))
+        self.append(&mut tx, &events::batch_completed(actor, &batch))
             .await?;
+        self.append(
+            &mut tx,
+            &events::export_written(actor, &batch, export_file_name),
+        )
+        .await?;
         tx.commit().await?;
         Ok(batch)
     }
@@ -500,7 +533,10 @@ impl Store for PgStore {
             .map(|row| seal_from_row(&row))
             .transpose()?;
         let (seal_id, prev_tag) = last.map_or((1, GENESIS_TAG), |s| (s.seal_id + 1, s.tag));
-        let seal = self.shared.signer.seal_heads(seal_id, AuditSigner::now(), &heads, &prev_tag);
+        let seal = self
+            .shared
+            .signer
+            .seal_heads(seal_id, AuditSigner::now(), &heads, &prev_tag);
         sqlx::query("INSERT INTO audit_seal (seal_id, sealed_at, heads, key_id, tag) VALUES ($1, $2, $3, $4, $5)")
             .bind(seal.seal_id)
             .bind(seal.sealed_at)

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Duration as Days, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 
 use super::{
@@ -17,7 +19,7 @@ use crate::audit::{AuditEvent, AuditRecord, AuditSigner, ChainHead, Seal, events
 use crate::codegen::CodeDigest;
 use crate::domain::{
     Batch, BatchId, BatchRequest, BatchState, CardValue, CommissionRate, Currency, Money,
-    NewRetailer, Region, Retailer, RetailerId, RetailerName, Serial, SERIAL_SEQUENCE_MAX,
+    NewRetailer, Region, Retailer, RetailerId, RetailerName, SERIAL_SEQUENCE_MAX, Serial,
 };
 use crate::keys::KeyId;
 
@@ -48,7 +50,10 @@ impl SqliteStore {
             .max_connections(SQLITE_POOL_CONNECTIONS)
             .connect_with(options)
             .await?;
-        Ok(SqliteStore { pool, shared: Shared { signer } })
+        Ok(SqliteStore {
+            pool,
+            shared: Shared { signer },
+        })
     }
 
     /// The pool, for benchmarks and tests that inspect the file.
@@ -61,7 +66,11 @@ impl SqliteStore {
     }
 
     /// Appends `event` to its chain inside `tx`.
-    async fn append(&self, tx: &mut Transaction<'_, Sqlite>, event: &AuditEvent) -> StoreResult<()> {
+    async fn append(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        event: &AuditEvent,
+    ) -> StoreResult<()> {
         let chain = event.chain();
         let head = sqlx::query("SELECT seq, tag FROM audit_chain_head WHERE chain = ?")
             .bind(chain as i64)
@@ -69,7 +78,10 @@ impl SqliteStore {
             .await?;
         let prev_tag = tag_of(head.try_get("tag")?)?;
         let seq: i64 = head.try_get::<i64, _>("seq")? + 1;
-        let record = self.shared.signer.seal_record(event, seq, AuditSigner::now(), &prev_tag);
+        let record = self
+            .shared
+            .signer
+            .seal_record(event, seq, AuditSigner::now(), &prev_tag);
         sqlx::query(
             "INSERT INTO audit_record (chain, seq, recorded_at, actor, action, subject, details, key_id, tag) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -116,17 +128,22 @@ impl SqliteStore {
             );
             insert.push_values(part, |mut row, &i| {
                 row.push_bind((chunk.first_sequence + i as u64) as i64)
-                    .push_unseparated(format_args!(", {}, {}, 0, ", chunk.batch_id.0, chunk.key_id.get()))
+                    .push_unseparated(format_args!(
+                        ", {}, {}, 0, ",
+                        chunk.batch_id.0,
+                        chunk.key_id.get()
+                    ))
                     .push_bind_unseparated(&chunk.digests[i].0[..]);
             });
             insert.push(" ON CONFLICT (digest) DO NOTHING RETURNING serial");
-            let inserted: Vec<i64> =
-                insert.build_query_scalar().fetch_all(&mut **tx).await?;
+            let inserted: Vec<i64> = insert.build_query_scalar().fetch_all(&mut **tx).await?;
             if inserted.len() != part.len() {
                 let inserted: std::collections::HashSet<i64> = inserted.into_iter().collect();
-                taken.extend(part.iter().copied().filter(|&i| {
-                    !inserted.contains(&((chunk.first_sequence + i as u64) as i64))
-                }));
+                taken.extend(
+                    part.iter().copied().filter(|&i| {
+                        !inserted.contains(&((chunk.first_sequence + i as u64) as i64))
+                    }),
+                );
             }
         }
         Ok(taken)
@@ -174,7 +191,8 @@ impl Store for SqliteStore {
             commission_bp: new.commission,
             created_at,
         };
-        self.append(&mut tx, &events::retailer_added(actor, &retailer)).await?;
+        self.append(&mut tx, &events::retailer_added(actor, &retailer))
+            .await?;
         tx.commit().await?;
         Ok(retailer)
     }
@@ -241,7 +259,8 @@ impl Store for SqliteStore {
         .await
         .map_err(|e| unknown_retailer(e, request.retailer_id))?;
         let batch = self.batch_in(&mut tx, BatchId(id)).await?;
-        self.append(&mut tx, &events::batch_requested(actor, &batch)).await?;
+        self.append(&mut tx, &events::batch_requested(actor, &batch))
+            .await?;
         tx.commit().await?;
         Ok(batch)
     }
@@ -266,10 +285,11 @@ impl Store for SqliteStore {
     }
 
     async fn batches_awaiting_enqueue(&self) -> StoreResult<Vec<BatchId>> {
-        let ids: Vec<i64> =
-            sqlx::query_scalar("SELECT batch_id FROM batch WHERE enqueued_at IS NULL ORDER BY batch_id")
-                .fetch_all(&self.pool)
-                .await?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT batch_id FROM batch WHERE enqueued_at IS NULL ORDER BY batch_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         Ok(ids.into_iter().map(BatchId).collect())
     }
 
@@ -373,9 +393,13 @@ impl Store for SqliteStore {
             return Err(StoreError::LostLease(id));
         }
         let batch = self.batch_in(&mut tx, id).await?;
-        self.append(&mut tx, &events::batch_completed(actor, &batch)).await?;
-        self.append(&mut tx, &events::export_written(actor, &batch, export_file_name))
+        self.append(&mut tx, &events::batch_completed(actor, &batch))
             .await?;
+        self.append(
+            &mut tx,
+            &events::export_written(actor, &batch, export_file_name),
+        )
+        .await?;
         tx.commit().await?;
         Ok(batch)
     }
@@ -463,8 +487,12 @@ impl Store for SqliteStore {
             .await?
             .map(|row| seal_from_row(&row))
             .transpose()?;
-        let (seal_id, prev_tag) = last.map_or((1, crate::audit::GENESIS_TAG), |s| (s.seal_id + 1, s.tag));
-        let seal = self.shared.signer.seal_heads(seal_id, AuditSigner::now(), &heads, &prev_tag);
+        let (seal_id, prev_tag) =
+            last.map_or((1, crate::audit::GENESIS_TAG), |s| (s.seal_id + 1, s.tag));
+        let seal = self
+            .shared
+            .signer
+            .seal_heads(seal_id, AuditSigner::now(), &heads, &prev_tag);
         sqlx::query("INSERT INTO audit_seal (seal_id, sealed_at, heads, key_id, tag) VALUES (?, ?, ?, ?, ?)")
             .bind(seal.seal_id)
             .bind(seal.sealed_at)
@@ -566,7 +594,9 @@ fn retailer_from_row(row: &SqliteRow) -> StoreResult<Retailer> {
 pub(super) fn batch_from_columns(c: BatchColumns) -> StoreResult<Batch> {
     let currency = Currency::parse(&c.currency).map_err(|_| corrupt("batch currency"))?;
     let value = match (c.value_minor, c.min_minor, c.max_minor) {
-        (Some(v), None, None) => CardValue::Fixed { value: Money::from_minor(v, currency) },
+        (Some(v), None, None) => CardValue::Fixed {
+            value: Money::from_minor(v, currency),
+        },
         (None, Some(min), Some(max)) => CardValue::Variable {
             min: Money::from_minor(min, currency),
             max: Money::from_minor(max, currency),

@@ -31,24 +31,36 @@ impl TestDb {
     pub fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("tender.db").display());
-        TestDb { url, dir, pg_name: None }
+        TestDb {
+            url,
+            dir,
+            pg_name: None,
+        }
     }
 
     pub async fn postgres() -> TestDb {
         let admin = pg_admin_url();
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-            panic!(
-                "cannot reach PostgreSQL at {admin} ({e}). Start it with \
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot reach PostgreSQL at {admin} ({e}). Start it with \
                  `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`, \
                  or point TENDER_TEST_PG_URL at a server where this user may create databases"
-            )
-        });
-        let name = format!("tender_test_{}", ulid::Ulid::generate().to_string().to_lowercase());
+                )
+            });
+        let name = format!(
+            "tender_test_{}",
+            ulid::Ulid::generate().to_string().to_lowercase()
+        );
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
             .await
             .unwrap();
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base).to_string();
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(base, _)| base)
+            .to_string();
         TestDb {
             url: format!("{base}/{name}"),
             dir: tempfile::tempdir().unwrap(),
@@ -75,15 +87,19 @@ impl Drop for TestDb {
             let admin = pg_admin_url();
             // Drop runs outside any runtime: use a short-lived one on its own thread.
             let _ = std::thread::spawn(move || {
-                tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                        )))
-                        .execute(&mut conn)
-                        .await;
-                    }
-                })
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(async {
+                        if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            )))
+                            .execute(&mut conn)
+                            .await;
+                        }
+                    })
             })
             .join();
         }
@@ -123,21 +139,37 @@ async fn env<S: Store>(db: TestDb, store: S, keys: Keys, signer: Arc<AuditSigner
         db.export_dir(),
         JobQueue::generate_batch(&JobDefinitions::builtin()),
     );
-    Env { db, store, keys, signer, issuance }
+    Env {
+        db,
+        store,
+        keys,
+        signer,
+        issuance,
+    }
 }
 
 impl<S: Store> Env<S> {
     /// Adds retailer "Acme" and requests a batch of `count` 25.00 USD cards.
     pub async fn request(&self, count: u64) -> Batch {
         if self.store.retailers().await.unwrap().is_empty() {
-            self.issuance.add_retailer("Acme", "2.5", "test").await.unwrap();
+            self.issuance
+                .add_retailer("Acme", "2.5", "test")
+                .await
+                .unwrap();
         }
-        self.issuance.request_batch(&usd_form(count), "test").await.unwrap().batch
+        self.issuance
+            .request_batch(&usd_form(count), "test")
+            .await
+            .unwrap()
+            .batch
     }
 
     /// Generates a batch in chunks of `chunk` from `source`.
     pub async fn generate(&self, id: BatchId, source: &mut dyn CodeSource, chunk: usize) -> Batch {
-        self.issuance.generate(id, source, chunk, "test", &|_| {}).await.unwrap()
+        self.issuance
+            .generate(id, source, chunk, "test", &|_| {})
+            .await
+            .unwrap()
     }
 
     pub fn export_file(&self, id: BatchId) -> PathBuf {
@@ -183,18 +215,32 @@ pub trait Raw {
 
 impl Raw for SqliteStore {
     async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(self.pool()).await.unwrap()
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(self.pool())
+            .await
+            .unwrap()
     }
     async fn exec(&self, sql: &str) -> u64 {
-        sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).execute(self.pool()).await.unwrap().rows_affected()
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(self.pool())
+            .await
+            .unwrap()
+            .rows_affected()
     }
 }
 
 impl Raw for PgStore {
     async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(self.pool()).await.unwrap()
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(self.pool())
+            .await
+            .unwrap()
     }
     async fn exec(&self, sql: &str) -> u64 {
-        sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).execute(self.pool()).await.unwrap().rows_affected()
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(self.pool())
+            .await
+            .unwrap()
+            .rows_affected()
     }
 }

@@ -1,0 +1,443 @@
+//! The `tender` binary as operators and cron run it: exit codes, crash recovery, several
+//! workers on one database, and no plaintext code anywhere but the printer file.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::TestDb;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tender");
+
+/// A `tender` command against `db`, with keys and printer files in its directory.
+fn tender(db: &TestDb) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env_remove("TENDER_LOOKUP_KEYS")
+        .env_remove("TENDER_AUDIT_KEYS")
+        .env("TENDER_DATA_DIR", db.path())
+        .env("TENDER_DATABASE_URL", &db.url)
+        .env("TENDER_JOBS_DIR", db.path().join("jobs"))
+        .env("TENDER_ACTOR", "cli:test");
+    command
+}
+
+fn run(db: &TestDb, args: &[&str]) -> Output {
+    tender(db).args(args).output().unwrap()
+}
+
+fn ok(db: &TestDb, args: &[&str]) -> String {
+    let out = run(db, args);
+    assert!(
+        out.status.success(),
+        "tender {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Initialises the database with fast-failover job definitions and adds retailer Acme.
+fn setup(db: &TestDb, chunk_cards: usize) {
+    let jobs = db.path().join("jobs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    let definition = include_str!("../jobs/generate-batch.toml")
+        .replace("heartbeat_secs = 10", "heartbeat_secs = 1")
+        .replace("missed_heartbeats = 3", "missed_heartbeats = 2")
+        .replace("poll_interval_ms = 500", "poll_interval_ms = 100")
+        .replace(
+            "chunk_cards = 10000",
+            &format!("chunk_cards = {chunk_cards}"),
+        );
+    std::fs::write(jobs.join("generate-batch.toml"), definition).unwrap();
+    ok(db, &["init"]);
+    ok(
+        db,
+        &["retailer", "add", "--name", "Acme", "--commission", "2.5"],
+    );
+}
+
+fn create(db: &TestDb, count: u64) {
+    ok(
+        db,
+        &[
+            "batch",
+            "create",
+            "--retailer",
+            "Acme",
+            "--count",
+            &count.to_string(),
+            "--value",
+            "25.00",
+            "--currency",
+            "USD",
+            "--region",
+            "US",
+        ],
+    );
+}
+
+fn batch_json(db: &TestDb, id: u64) -> serde_json::Value {
+    serde_json::from_str(&ok(
+        db,
+        &["batch", "show", &id.to_string(), "--format", "json"],
+    ))
+    .unwrap()
+}
+
+fn export_path(db: &TestDb, id: u64) -> std::path::PathBuf {
+    db.path().join("exports").join(format!("batch-{id}.csv"))
+}
+
+fn printer_codes(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().to_string())
+        .collect()
+}
+
+fn bad_input_gets_a_clear_error_and_writes_nothing(db: TestDb) {
+    setup(&db, 1000);
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--count", "0", "--value", "25.00", "--currency", "USD"],
+            "1 to 10000000 cards",
+        ),
+        (
+            &[
+                "--count",
+                "10000001",
+                "--value",
+                "25.00",
+                "--currency",
+                "USD",
+            ],
+            "1 to 10000000 cards",
+        ),
+        (
+            &["--count", "5", "--value", "-1.00", "--currency", "USD"],
+            "more than zero",
+        ),
+        (
+            &["--count", "5", "--value", "25.001", "--currency", "USD"],
+            "USD",
+        ),
+        (
+            &["--count", "5", "--value", "25.00", "--currency", "ABC"],
+            "currency",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut full = vec!["batch", "create", "--retailer", "Acme", "--region", "US"];
+        full.extend_from_slice(args);
+        let out = run(&db, &full);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{full:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(expected),
+            "{full:?}: {stderr}"
+        );
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "one sentence, no backtrace: {stderr}"
+        );
+    }
+    let out = run(
+        &db,
+        &[
+            "batch",
+            "create",
+            "--retailer",
+            "Nobody",
+            "--count",
+            "5",
+            "--value",
+            "1.00",
+            "--currency",
+            "USD",
+            "--region",
+            "US",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no retailer is named Nobody"));
+    // A usage error (missing --count) exits 2.
+    let out = run(
+        &db,
+        &[
+            "batch",
+            "create",
+            "--retailer",
+            "Acme",
+            "--value",
+            "1.00",
+            "--currency",
+            "USD",
+            "--region",
+            "US",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    // A printer row whose code was typed with letters is refused, naming the line, not the code.
+    create(&db, 3);
+    ok(&db, &["work", "--drain"]);
+    let path = export_path(&db, 1);
+    let code = printer_codes(&path)[0].clone();
+    let typed = format!("{}O{}", &code[..4], &code[5..]);
+    let bad = db.path().join("typed.csv");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .replace(&code, &typed),
+    )
+    .unwrap();
+    let out = run(&db, &["batch", "verify-export", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("line 2") && !stderr.contains(&code[5..]),
+        "{stderr}"
+    );
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(&db, &["batch", "list", "--format", "json"])).unwrap();
+    assert_eq!(listed.len(), 1, "only the valid batch was recorded");
+    ok(&db, &["audit", "verify"]);
+}
+
+/// Starts `tender work`, kills it with SIGKILL once the batch shows progress, restarts it, and
+/// expects exactly `count` cards and a printer file that matches them one to one.
+fn killed_worker_resumes_to_exactly_n_cards(db: TestDb) {
+    let count = 150_000;
+    setup(&db, 3_000);
+    create(&db, count);
+    let mut worker = tender(&db)
+        .args(["work"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let generated = batch_json(&db, 1)["generated"].as_u64().unwrap();
+        if generated > 0 && generated < count {
+            break;
+        }
+        assert!(
+            generated < count,
+            "the batch finished before the worker could be killed"
+        );
+        assert!(Instant::now() < deadline, "the worker made no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    worker.kill().unwrap(); // SIGKILL
+    worker.wait().unwrap();
+    let partial = batch_json(&db, 1);
+    assert_eq!(partial["state"], "generating");
+    let out = tender(&db).args(["work", "--drain"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let batch = batch_json(&db, 1);
+    assert_eq!(batch["state"], "completed");
+    assert_eq!(batch["generated"].as_u64(), Some(count));
+    let verified = ok(
+        &db,
+        &[
+            "batch",
+            "verify-export",
+            export_path(&db, 1).to_str().unwrap(),
+        ],
+    );
+    assert!(verified.contains(&format!("{count} cards")), "{verified}");
+    assert_eq!(printer_codes(&export_path(&db, 1)).len() as u64, count);
+    ok(&db, &["audit", "verify"]);
+}
+
+#[test]
+fn sqlite_bad_input_gets_a_clear_error_and_writes_nothing() {
+    bad_input_gets_a_clear_error_and_writes_nothing(TestDb::sqlite());
+}
+
+#[tokio::test]
+async fn postgres_bad_input_gets_a_clear_error_and_writes_nothing() {
+    let db = TestDb::postgres().await;
+    tokio::task::spawn_blocking(move || bad_input_gets_a_clear_error_and_writes_nothing(db))
+        .await
+        .unwrap();
+}
+
+#[test]
+fn sqlite_killed_worker_resumes_to_exactly_n_cards() {
+    killed_worker_resumes_to_exactly_n_cards(TestDb::sqlite());
+}
+
+#[tokio::test]
+async fn postgres_killed_worker_resumes_to_exactly_n_cards() {
+    let db = TestDb::postgres().await;
+    tokio::task::spawn_blocking(move || killed_worker_resumes_to_exactly_n_cards(db))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn two_workers_on_one_postgres_generate_each_batch_once() {
+    let db = TestDb::postgres().await;
+    tokio::task::spawn_blocking(move || {
+        setup(&db, 1_000);
+        let batches = 8;
+        for _ in 0..batches {
+            create(&db, 4_000);
+        }
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                tender(&db)
+                    .args(["work", "--drain"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for worker in workers {
+            let out = worker.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        for id in 1..=batches {
+            let batch = batch_json(&db, id);
+            assert_eq!(batch["state"], "completed", "batch {id}");
+            assert_eq!(batch["generated"].as_u64(), Some(4_000));
+            ok(
+                &db,
+                &[
+                    "batch",
+                    "verify-export",
+                    export_path(&db, id).to_str().unwrap(),
+                ],
+            );
+        }
+        // Each batch's chunks and completion were recorded exactly once.
+        let dump = pg_dump(&db);
+        for id in 1..=batches {
+            let completed = dump
+                .matches(&format!("batch.completed\tbatch:{id}\t"))
+                .count();
+            let chunks = dump
+                .matches(&format!("batch.chunk_generated\tbatch:{id}\t"))
+                .count();
+            assert_eq!((completed, chunks), (1, 4), "batch {id}");
+        }
+        let jobs = ok(&db, &["jobs", "list", "--format", "json"]);
+        let jobs: Vec<serde_json::Value> = serde_json::from_str(&jobs).unwrap();
+        assert_eq!(jobs.len(), batches as usize);
+        ok(&db, &["audit", "verify"]);
+    })
+    .await
+    .unwrap();
+}
+
+fn pg_dump(db: &TestDb) -> String {
+    let out = Command::new("pg_dump")
+        .arg("--dbname")
+        .arg(&db.url)
+        .output()
+        .expect("pg_dump runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Generates a batch with debug logging captured, then searches the database's bytes and the
+/// logs for every code of the printer file (plain and grouped) and every digest.
+fn no_code_in_plaintext_outside_the_printer_file(db: &TestDb) -> Vec<String> {
+    setup(db, 500);
+    create(db, 2_000);
+    let out = tender(db)
+        .env("TENDER_LOG", "debug")
+        .args(["work", "--drain"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let verify = tender(db)
+        .env("TENDER_LOG", "debug")
+        .args([
+            "batch",
+            "verify-export",
+            export_path(db, 1).to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(verify.status.success());
+    let mut logs = out.stderr.clone();
+    logs.extend_from_slice(&out.stdout);
+    logs.extend_from_slice(&verify.stderr);
+    logs.extend_from_slice(&verify.stdout);
+    let codes = printer_codes(&export_path(db, 1));
+    assert_eq!(codes.len(), 2_000);
+    let text = String::from_utf8_lossy(&logs);
+    assert!(
+        text.contains("generating batch"),
+        "debug logs were captured"
+    );
+    for code in &codes {
+        assert!(!text.contains(code.as_str()), "a code appears in the logs");
+    }
+    codes
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn sqlite_holds_no_code_in_plaintext() {
+    let db = TestDb::sqlite();
+    let path = db.path().to_path_buf();
+    let codes = no_code_in_plaintext_outside_the_printer_file(&db);
+    let mut bytes = Vec::new();
+    for file in ["tender.db", "tender.db-wal"] {
+        if let Ok(b) = std::fs::read(path.join(file)) {
+            bytes.extend(b);
+        }
+    }
+    assert!(bytes.len() > 100_000);
+    for code in &codes {
+        assert!(
+            !contains(&bytes, code.as_bytes()),
+            "a code appears in the SQLite file"
+        );
+    }
+}
+
+#[tokio::test]
+async fn postgres_holds_no_code_in_plaintext() {
+    let db = TestDb::postgres().await;
+    tokio::task::spawn_blocking(move || {
+        let url = db.url.clone();
+        let codes = no_code_in_plaintext_outside_the_printer_file(&db);
+        let dump = pg_dump(&db);
+        assert!(
+            dump.contains("COPY public.card"),
+            "the dump holds the card table"
+        );
+        for code in &codes {
+            assert!(
+                !dump.contains(code.as_str()),
+                "a code appears in pg_dump of {url}"
+            );
+        }
+    })
+    .await
+    .unwrap();
+}
