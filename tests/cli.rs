@@ -47,7 +47,7 @@ fn setup(db: &TestDb, chunk_cards: usize) {
         .replace("missed_heartbeats = 3", "missed_heartbeats = 2")
         .replace("poll_interval_ms = 500", "poll_interval_ms = 100")
         .replace(
-            "chunk_cards = 10000",
+            "chunk_cards = 50000",
             &format!("chunk_cards = {chunk_cards}"),
         );
     std::fs::write(jobs.join("generate-batch.toml"), definition).unwrap();

@@ -227,7 +227,7 @@ mod tests {
     fn the_builtin_definitions_are_valid() {
         let defs = JobDefinitions::builtin();
         assert_eq!(defs.generate_batch.queue, "tender.generate-batch.v1");
-        assert_eq!(defs.generate_batch.params.chunk_cards, 10_000);
+        assert_eq!(defs.generate_batch.params.chunk_cards, 50_000);
     }
 
     #[test]
@@ -235,7 +235,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let text = GENERATE_BATCH
             .1
-            .replace("chunk_cards = 10000", "chunk_cards = 77");
+            .replace("chunk_cards = 50000", "chunk_cards = 77");
         std::fs::write(dir.path().join(GENERATE_BATCH.0), text).unwrap();
         let defs = JobDefinitions::load(Some(dir.path())).unwrap();
         assert_eq!(defs.generate_batch.params.chunk_cards, 77);

@@ -1,0 +1,251 @@
+//! Issuance figures: `cargo bench --bench issuance -- [cards] [sqlite|postgres|all]`.
+//!
+//! 1. Code generation with digests in memory on one core, against a bare ChaCha20 + HMAC-SHA256
+//!    loop measured in the same run.
+//! 2. A batch of `cards` (default 1,000,000) generated end to end (cards, printer file, audit) on
+//!    each backend, into an empty database and again into one that already holds a batch, against
+//!    a raw bulk insert of the same number of rows into an identically indexed table, in the same
+//!    run (SQLite: one prepared-insert transaction; PostgreSQL: COPY).
+//! 3. Storage of the card table per million cards.
+//!
+//! PostgreSQL: TENDER_TEST_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use hmac::{Hmac, Mac};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use sha2::Sha256;
+use sqlx::Connection;
+use tender::audit::AuditSigner;
+use tender::codegen::{CodeGenerator, CodeSource, Digester};
+use tender::issuance::{BatchForm, Issuance};
+use tender::jobs::{JobDefinitions, JobQueue};
+use tender::keys::Keys;
+use tender::store::{PgStore, SqliteStore, Store};
+
+const CHUNK: usize = 50_000; // as jobs/generate-batch.toml
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let cards: u64 = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let which = args.get(1).cloned().unwrap_or_else(|| "all".into());
+    generation(cards.max(1_000_000) as usize);
+    if which == "all" || which == "sqlite" {
+        sqlite(cards).await;
+    }
+    if which == "all" || which == "postgres" {
+        postgres(cards).await;
+    }
+}
+
+/// Generation + digest through tender's types, against the bare loop.
+fn generation(n: usize) {
+    let keys = Keys::ephemeral();
+    let key = keys.lookup.newest().1.expose().to_vec();
+    let bare = {
+        let start = Instant::now();
+        let mut rng = ChaCha20Rng::from_os_rng();
+        let base = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+        let mut sink = 0u8;
+        let limit = (u64::MAX / 10_000_000_000_000_000) * 10_000_000_000_000_000;
+        for _ in 0..n {
+            let mut x = rng.next_u64();
+            while x >= limit {
+                x = rng.next_u64();
+            }
+            let mut v = x % 10_000_000_000_000_000;
+            let mut digits = [0u8; 16];
+            for d in digits.iter_mut().rev() {
+                *d = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+            let mut mac = base.clone();
+            mac.update(&digits);
+            sink ^= mac.finalize().into_bytes()[0];
+        }
+        std::hint::black_box(sink);
+        n as f64 / start.elapsed().as_secs_f64()
+    };
+    let ours = {
+        let digester = Digester::new(&keys.lookup);
+        let mut generator = CodeGenerator::from_os_rng();
+        let start = Instant::now();
+        let mut sink = 0u8;
+        for _ in 0..n {
+            let code = generator.next_code();
+            sink ^= digester.digest(&code).0[0];
+        }
+        std::hint::black_box(sink);
+        n as f64 / start.elapsed().as_secs_f64()
+    };
+    println!("generation_bare_codes_per_s {bare:.0}");
+    println!("generation_tender_codes_per_s {ours:.0}");
+    println!("generation_ratio {:.2}", ours / bare);
+}
+
+async fn issue<S: Store>(store: S, keys: &Keys, dir: &std::path::Path, cards: u64) -> f64 {
+    let issuance = Issuance::new(
+        store.clone(),
+        Digester::new(&keys.lookup),
+        dir.join("exports"),
+        JobQueue::generate_batch(&JobDefinitions::builtin()),
+    );
+    if store.retailers().await.unwrap().is_empty() {
+        issuance.add_retailer("Bench", "1", "bench").await.unwrap();
+    }
+    let form = BatchForm {
+        retailer: "Bench".into(),
+        count: cards,
+        value: Some("25.00".into()),
+        currency: "USD".into(),
+        region: "US".into(),
+        ..BatchForm::default()
+    };
+    let batch = issuance.request_batch(&form, "bench").await.unwrap().batch;
+    let start = Instant::now();
+    issuance
+        .generate(
+            batch.id,
+            &mut CodeGenerator::from_os_rng(),
+            CHUNK,
+            "bench",
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    start.elapsed().as_secs_f64()
+}
+
+async fn sqlite(cards: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Keys::ephemeral();
+    let signer = Arc::new(AuditSigner::new(keys.audit.clone()));
+    let url = format!("sqlite://{}", dir.path().join("tender.db").display());
+    let store = SqliteStore::connect(&url, signer).await.unwrap();
+    store.migrate().await.unwrap();
+    let empty = issue(store.clone(), &keys, dir.path(), cards).await;
+    let full = issue(store.clone(), &keys, dir.path(), cards).await;
+    let raw = std::env::var("SQLITE_CEILING_ROWS_S")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(f64::NAN, |r| cards as f64 / r);
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let bytes: i64 = sqlx::query_scalar(
+        "SELECT sum(pgsize) FROM dbstat WHERE name IN ('card', 'sqlite_autoindex_card_1')",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap_or(0);
+    report(
+        "sqlite",
+        cards,
+        empty,
+        full,
+        raw,
+        bytes as f64 / (2.0 * cards as f64) * 1e6,
+    );
+}
+
+async fn postgres(cards: u64) {
+    let admin = std::env::var("TENDER_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("tender_bench_{}", std::process::id());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("PostgreSQL is reachable");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Keys::ephemeral();
+    let signer = Arc::new(AuditSigner::new(keys.audit.clone()));
+    let store = PgStore::connect(&url, signer).await.unwrap();
+    store.migrate().await.unwrap();
+    let empty = issue(store.clone(), &keys, dir.path(), cards).await;
+    let full = issue(store.clone(), &keys, dir.path(), cards).await;
+    // The raw COPY of the same rows into an identically indexed table in the same database.
+    sqlx::query("CREATE TABLE raw_card (serial BIGINT PRIMARY KEY, batch_id BIGINT NOT NULL, lookup_key_id SMALLINT NOT NULL, state SMALLINT NOT NULL, digest BYTEA NOT NULL UNIQUE)")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let mut data = String::new();
+    for i in 0..cards {
+        data.push_str(&format!("{i},1,1,0,\\x{}\n", hex::encode(random32())));
+    }
+    let mut c = store.pool().acquire().await.unwrap();
+    let start = Instant::now();
+    let mut copy = c
+        .copy_in_raw("COPY raw_card FROM STDIN WITH (FORMAT csv)")
+        .await
+        .unwrap();
+    copy.send(data.as_bytes()).await.unwrap();
+    copy.finish().await.unwrap();
+    let raw = start.elapsed().as_secs_f64();
+    drop(c);
+    let bytes: i64 = sqlx::query_scalar("SELECT pg_total_relation_size('card')")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    report(
+        "postgres",
+        cards,
+        empty,
+        full,
+        raw,
+        bytes as f64 / (2.0 * cards as f64) * 1e6,
+    );
+    store.pool().close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+fn report(backend: &str, cards: u64, empty: f64, full: f64, raw: f64, bytes_per_million: f64) {
+    let rate = |s: f64| cards as f64 / s;
+    println!(
+        "{backend}_batch_empty_s {empty:.2} ({:.0} cards/s)",
+        rate(empty)
+    );
+    println!(
+        "{backend}_batch_nonempty_s {full:.2} ({:.0} cards/s)",
+        rate(full)
+    );
+    println!("{backend}_raw_insert_s {raw:.2} ({:.0} rows/s)", rate(raw));
+    println!("{backend}_ratio_empty {:.2}", raw / empty);
+    println!("{backend}_ratio_nonempty {:.2}", raw / full);
+    println!(
+        "{backend}_card_table_mb_per_million {:.1}",
+        bytes_per_million / 1e6
+    );
+}
+
+fn random32() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    rand_core::OsRng.try_fill_bytes(&mut bytes).unwrap();
+    bytes
+}
+
+use rand_core::TryRngCore;
