@@ -28,7 +28,7 @@ pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections in the pool: SQLite has one writer, so more only helps concurrent readers.
 pub const SQLITE_POOL_CONNECTIONS: u32 = 4;
 /// Page cache per connection, in KiB: index pages of the card table stay hot during bulk loads.
-pub const SQLITE_CACHE_KIB: i64 = 32 * 1024;
+pub const SQLITE_CACHE_KIB: i64 = 8 * 1024;
 /// Cards per multi-row INSERT statement (two bound parameters each, far below SQLite's limit).
 const CARDS_PER_STATEMENT: usize = 2_000;
 
