@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -629,7 +629,7 @@ async fn demo(dir: Option<PathBuf>, cards: u64) -> Result<()> {
     let check = issuance.verify_export(&file, &ctx.actor).await?;
     println!(
         "4. printer file {} verified: {} codes match their digests (sha256 {})",
-        rel(&file),
+        file.display(),
         check.rows,
         &check.sha256[..16]
     );
@@ -653,8 +653,4 @@ async fn demo(dir: Option<PathBuf>, cards: u64) -> Result<()> {
         batch.id
     );
     Ok(())
-}
-
-fn rel(path: &Path) -> String {
-    path.display().to_string()
 }

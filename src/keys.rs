@@ -133,6 +133,14 @@ pub enum KeyError {
     /// Group or other users may read the key file.
     #[error("key file {0} may be read by other users; run `chmod 600` on it")]
     Permissions(PathBuf),
+    /// The ring is held in an environment variable, so there is no file here to rotate.
+    #[error("the {purpose} keys come from {env_var}; rotate them where that variable is set")]
+    HeldInEnvironment {
+        /// Which ring.
+        purpose: &'static str,
+        /// The variable that holds it.
+        env_var: &'static str,
+    },
     /// Reading or writing the key file failed.
     #[error("key file {path}: {source}")]
     Io {
@@ -150,6 +158,7 @@ impl KeyError {
             KeyError::Missing { .. } => "keys.missing",
             KeyError::Malformed { .. } => "keys.malformed",
             KeyError::Permissions(_) => "keys.permissions",
+            KeyError::HeldInEnvironment { .. } => "keys.held_in_environment",
             KeyError::Io { .. } => "keys.io",
         }
     }
@@ -307,11 +316,9 @@ impl KeyRing {
         let key_dir = path.parent().unwrap_or(Path::new("."));
         // Rotation edits the file, so the environment must not shadow it here.
         if std::env::var_os(purpose.env_var()).is_some() {
-            return Err(KeyError::Malformed {
+            return Err(KeyError::HeldInEnvironment {
                 purpose: purpose.name(),
-                source_name: purpose.env_var().to_string(),
-                entry: 0,
-                reason: "rotate keys held in the environment where they are stored, not here",
+                env_var: purpose.env_var(),
             });
         }
         KeyRing::load(purpose, key_dir)

@@ -11,6 +11,26 @@ use common::TestDb;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tender");
 
+/// Runs a blocking test body, which takes its own database, on SQLite and on PostgreSQL.
+macro_rules! both_backends_cli {
+    ($body:ident) => {
+        mod $body {
+            #[test]
+            fn sqlite() {
+                super::$body(super::TestDb::sqlite());
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let db = super::TestDb::postgres().await;
+                tokio::task::spawn_blocking(move || super::$body(db))
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+}
+
 /// A `tender` command against `db`, with keys and printer files in its directory.
 fn tender(db: &TestDb) -> Command {
     let mut command = Command::new(BIN);
@@ -258,31 +278,9 @@ fn killed_worker_resumes_to_exactly_n_cards(db: TestDb) {
     ok(&db, &["audit", "verify"]);
 }
 
-#[test]
-fn sqlite_bad_input_gets_a_clear_error_and_writes_nothing() {
-    bad_input_gets_a_clear_error_and_writes_nothing(TestDb::sqlite());
-}
+both_backends_cli!(bad_input_gets_a_clear_error_and_writes_nothing);
 
-#[tokio::test]
-async fn postgres_bad_input_gets_a_clear_error_and_writes_nothing() {
-    let db = TestDb::postgres().await;
-    tokio::task::spawn_blocking(move || bad_input_gets_a_clear_error_and_writes_nothing(db))
-        .await
-        .unwrap();
-}
-
-#[test]
-fn sqlite_killed_worker_resumes_to_exactly_n_cards() {
-    killed_worker_resumes_to_exactly_n_cards(TestDb::sqlite());
-}
-
-#[tokio::test]
-async fn postgres_killed_worker_resumes_to_exactly_n_cards() {
-    let db = TestDb::postgres().await;
-    tokio::task::spawn_blocking(move || killed_worker_resumes_to_exactly_n_cards(db))
-        .await
-        .unwrap();
-}
+both_backends_cli!(killed_worker_resumes_to_exactly_n_cards);
 
 #[tokio::test]
 async fn two_workers_on_one_postgres_generate_each_batch_once() {

@@ -3,17 +3,17 @@
 //! transaction, and every state change appends its audit record inside that transaction.
 
 mod postgres;
+mod rows;
 mod sqlite;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use std::future::Future;
-use std::sync::Arc;
 
 use sqlx::{PgPool, SqlitePool};
 
-use crate::audit::{AuditEvent, AuditRecord, AuditSigner, ChainHead, Seal};
+use crate::audit::{AuditEvent, AuditRecord, ChainHead, Seal};
 use crate::codegen::CodeDigest;
 use crate::domain::{Batch, BatchId, BatchRequest, NewRetailer, Retailer, RetailerName};
 use crate::keys::KeyId;
@@ -145,9 +145,6 @@ pub struct JobSummary {
 
 /// tender's storage, in domain terms.
 pub trait Store: Clone + Send + Sync + 'static {
-    /// `sqlite` or `postgres`.
-    fn backend_name(&self) -> &'static str;
-
     /// The pool the job runner's tables live in.
     fn job_pool(&self) -> JobPool;
 
@@ -242,10 +239,4 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// Jobs in these queues that are ready to run or running.
     fn unfinished_jobs(&self, queues: &[String]) -> impl Future<Output = StoreResult<i64>> + Send;
-}
-
-/// State both implementations share: the audit signer.
-#[derive(Debug, Clone)]
-pub(crate) struct Shared {
-    pub signer: Arc<AuditSigner>,
 }

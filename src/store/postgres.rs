@@ -10,15 +10,16 @@ use chrono::Duration as Days;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Acquire, PgPool, Postgres, Row, Transaction};
 
-use super::sqlite::{batch_from_columns, key_id_of, tag_of, value_columns};
+use super::rows::{
+    batch_from_columns, commission_of, key_id_of, name_of, tag_of, unknown_retailer, value_columns,
+};
 use super::{
-    AUDIT_PAGE_ROWS, ChunkCommit, JobPool, JobSummary, Shared, Store, StoreError, StoreResult,
-    StoredCard,
+    AUDIT_PAGE_ROWS, ChunkCommit, JobPool, JobSummary, Store, StoreError, StoreResult, StoredCard,
 };
 use crate::audit::{AuditEvent, AuditRecord, AuditSigner, ChainHead, GENESIS_TAG, Seal, events};
 use crate::codegen::CodeDigest;
 use crate::domain::{
-    Batch, BatchId, BatchRequest, CommissionRate, NewRetailer, Retailer, RetailerId, RetailerName,
+    Batch, BatchId, BatchRequest, NewRetailer, Retailer, RetailerId, RetailerName,
     SERIAL_SEQUENCE_MAX,
 };
 use crate::keys::KeyId;
@@ -35,7 +36,8 @@ const COPY_ATTEMPTS: usize = 8;
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
-    shared: Shared,
+    /// Tags the audit records each transaction appends.
+    signer: Arc<AuditSigner>,
 }
 
 impl PgStore {
@@ -47,10 +49,7 @@ impl PgStore {
             .acquire_timeout(PG_ACQUIRE_TIMEOUT)
             .connect_with(options.application_name("tender"))
             .await?;
-        Ok(PgStore {
-            pool,
-            shared: Shared { signer },
-        })
+        Ok(PgStore { pool, signer })
     }
 
     /// The pool, for benchmarks and tests.
@@ -72,7 +71,6 @@ impl PgStore {
         let prev_tag = tag_of(head.try_get("tag")?)?;
         let seq: i64 = head.try_get::<i64, _>("seq")? + 1;
         let record = self
-            .shared
             .signer
             .seal_record(event, seq, AuditSigner::now(), &prev_tag);
         sqlx::query(
@@ -177,10 +175,6 @@ impl PgStore {
 }
 
 impl Store for PgStore {
-    fn backend_name(&self) -> &'static str {
-        "postgres"
-    }
-
     fn job_pool(&self) -> JobPool {
         JobPool::Postgres(self.pool.clone())
     }
@@ -282,12 +276,7 @@ impl Store for PgStore {
         .bind(requested_at)
         .fetch_one(&mut *tx)
         .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-                StoreError::UnknownRetailer(format!("with id {}", request.retailer_id))
-            }
-            _ => StoreError::Database(e),
-        })?;
+        .map_err(|e| unknown_retailer(e, request.retailer_id))?;
         let batch = self.batch_in(&mut tx, BatchId(id)).await?;
         self.append(&mut tx, &events::batch_requested(actor, &batch))
             .await?;
@@ -534,7 +523,6 @@ impl Store for PgStore {
             .transpose()?;
         let (seal_id, prev_tag) = last.map_or((1, GENESIS_TAG), |s| (s.seal_id + 1, s.tag));
         let seal = self
-            .shared
             .signer
             .seal_heads(seal_id, AuditSigner::now(), &heads, &prev_tag);
         sqlx::query("INSERT INTO audit_seal (seal_id, sealed_at, heads, key_id, tag) VALUES ($1, $2, $3, $4, $5)")
@@ -585,15 +573,10 @@ impl Store for PgStore {
 }
 
 fn retailer_from_row(row: &PgRow) -> StoreResult<Retailer> {
-    let bp: i32 = row.try_get("commission_bp")?;
     Ok(Retailer {
         id: RetailerId(row.try_get("retailer_id")?),
-        name: RetailerName::parse(row.try_get("name")?)
-            .map_err(|_| StoreError::Corrupt("retailer name".into()))?,
-        commission_bp: u16::try_from(bp)
-            .ok()
-            .and_then(|bp| CommissionRate::from_basis_points(bp).ok())
-            .ok_or_else(|| StoreError::Corrupt("retailer commission".into()))?,
+        name: name_of(row.try_get("name")?)?,
+        commission_bp: commission_of(i64::from(row.try_get::<i32, _>("commission_bp")?))?,
         created_at: row.try_get("created_at")?,
     })
 }

@@ -5,21 +5,23 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Duration as Days, Utc};
+use chrono::Duration as Days;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 
+use super::rows::{
+    batch_from_columns, commission_of, key_id_of, name_of, tag_of, unknown_retailer, value_columns,
+};
 use super::{
-    AUDIT_PAGE_ROWS, ChunkCommit, JobPool, JobSummary, Shared, Store, StoreError, StoreResult,
-    StoredCard,
+    AUDIT_PAGE_ROWS, ChunkCommit, JobPool, JobSummary, Store, StoreError, StoreResult, StoredCard,
 };
 use crate::audit::{AuditEvent, AuditRecord, AuditSigner, ChainHead, Seal, events};
 use crate::codegen::CodeDigest;
 use crate::domain::{
-    Batch, BatchId, BatchRequest, BatchState, CardValue, CommissionRate, Currency, Money,
-    NewRetailer, Region, Retailer, RetailerId, RetailerName, SERIAL_SEQUENCE_MAX, Serial,
+    Batch, BatchId, BatchRequest, NewRetailer, Retailer, RetailerId, RetailerName,
+    SERIAL_SEQUENCE_MAX,
 };
 use crate::keys::KeyId;
 
@@ -36,7 +38,8 @@ const CARDS_PER_STATEMENT: usize = 2_000;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    shared: Shared,
+    /// Tags the audit records each transaction appends.
+    signer: Arc<AuditSigner>,
 }
 
 impl SqliteStore {
@@ -53,10 +56,7 @@ impl SqliteStore {
             .max_connections(SQLITE_POOL_CONNECTIONS)
             .connect_with(options)
             .await?;
-        Ok(SqliteStore {
-            pool,
-            shared: Shared { signer },
-        })
+        Ok(SqliteStore { pool, signer })
     }
 
     /// The pool, for benchmarks and tests that inspect the file.
@@ -82,7 +82,6 @@ impl SqliteStore {
         let prev_tag = tag_of(head.try_get("tag")?)?;
         let seq: i64 = head.try_get::<i64, _>("seq")? + 1;
         let record = self
-            .shared
             .signer
             .seal_record(event, seq, AuditSigner::now(), &prev_tag);
         sqlx::query(
@@ -154,10 +153,6 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
-    fn backend_name(&self) -> &'static str {
-        "sqlite"
-    }
-
     fn job_pool(&self) -> JobPool {
         JobPool::Sqlite(self.pool.clone())
     }
@@ -493,7 +488,6 @@ impl Store for SqliteStore {
         let (seal_id, prev_tag) =
             last.map_or((1, crate::audit::GENESIS_TAG), |s| (s.seal_id + 1, s.tag));
         let seal = self
-            .shared
             .signer
             .seal_heads(seal_id, AuditSigner::now(), &heads, &prev_tag);
         sqlx::query("INSERT INTO audit_seal (seal_id, sealed_at, heads, key_id, tag) VALUES (?, ?, ?, ?, ?)")
@@ -547,110 +541,13 @@ impl Store for SqliteStore {
     }
 }
 
-fn unknown_retailer(error: sqlx::Error, id: RetailerId) -> StoreError {
-    match &error {
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-            StoreError::UnknownRetailer(format!("with id {id}"))
-        }
-        _ => StoreError::Database(error),
-    }
-}
-
-/// The three value columns of a batch: fixed value, or the variable range.
-pub(super) fn value_columns(value: &CardValue) -> (Option<i64>, Option<i64>, Option<i64>) {
-    match value {
-        CardValue::Fixed { value } => (Some(value.minor()), None, None),
-        CardValue::Variable { min, max } => (None, Some(min.minor()), Some(max.minor())),
-    }
-}
-
-pub(super) fn tag_of(bytes: Vec<u8>) -> StoreResult<[u8; 32]> {
-    bytes
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("a stored tag or digest is not 32 bytes".into()))
-}
-
-pub(super) fn key_id_of(id: i64) -> StoreResult<KeyId> {
-    u16::try_from(id)
-        .map(KeyId::new)
-        .map_err(|_| StoreError::Corrupt(format!("key id {id} is out of range")))
-}
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
 fn retailer_from_row(row: &SqliteRow) -> StoreResult<Retailer> {
-    let bp: i64 = row.try_get("commission_bp")?;
     Ok(Retailer {
         id: RetailerId(row.try_get("retailer_id")?),
-        name: RetailerName::parse(row.try_get("name")?).map_err(|_| corrupt("retailer name"))?,
-        commission_bp: u16::try_from(bp)
-            .ok()
-            .and_then(|bp| CommissionRate::from_basis_points(bp).ok())
-            .ok_or_else(|| corrupt("retailer commission"))?,
+        name: name_of(row.try_get("name")?)?,
+        commission_bp: commission_of(row.try_get("commission_bp")?)?,
         created_at: row.try_get("created_at")?,
     })
-}
-
-/// Maps a batch row of either backend: both store the same columns under the same names.
-pub(super) fn batch_from_columns(c: BatchColumns) -> StoreResult<Batch> {
-    let currency = Currency::parse(&c.currency).map_err(|_| corrupt("batch currency"))?;
-    let value = match (c.value_minor, c.min_minor, c.max_minor) {
-        (Some(v), None, None) => CardValue::Fixed {
-            value: Money::from_minor(v, currency),
-        },
-        (None, Some(min), Some(max)) => CardValue::Variable {
-            min: Money::from_minor(min, currency),
-            max: Money::from_minor(max, currency),
-        },
-        _ => return Err(corrupt("batch value columns")),
-    };
-    Ok(Batch {
-        id: BatchId(c.batch_id),
-        retailer_id: RetailerId(c.retailer_id),
-        count: c.card_count as u64,
-        value,
-        region: Region::parse(&c.region).map_err(|_| corrupt("batch region"))?,
-        expires_at: c.expires_at,
-        first_serial: Serial::from_sequence(c.first_sequence as u64)
-            .map_err(|_| corrupt("batch first serial"))?,
-        lookup_key_id: u16::try_from(c.lookup_key_id).map_err(|_| corrupt("batch key id"))?,
-        state: BatchState::parse(&c.state).ok_or_else(|| corrupt("batch state"))?,
-        generated: c.generated_count as u64,
-        collisions: c.collisions as u64,
-        export_bytes: c.export_bytes as u64,
-        export_sha256: c.export_sha256,
-        requested_by: c.requested_by,
-        requested_at: c.requested_at,
-        enqueued_at: c.enqueued_at,
-        completed_at: c.completed_at,
-    })
-}
-
-/// The columns of a `batch` row, as both backends decode them.
-#[derive(sqlx::FromRow)]
-pub(super) struct BatchColumns {
-    batch_id: i64,
-    retailer_id: i64,
-    card_count: i64,
-    currency: String,
-    value_minor: Option<i64>,
-    min_minor: Option<i64>,
-    max_minor: Option<i64>,
-    region: String,
-    expires_at: Option<DateTime<Utc>>,
-    first_sequence: i64,
-    lookup_key_id: i64,
-    state: String,
-    generated_count: i64,
-    collisions: i64,
-    export_bytes: i64,
-    export_sha256: Option<String>,
-    requested_by: String,
-    requested_at: DateTime<Utc>,
-    enqueued_at: Option<DateTime<Utc>>,
-    completed_at: Option<DateTime<Utc>>,
 }
 
 fn batch_from_row(row: &SqliteRow) -> StoreResult<Batch> {

@@ -213,34 +213,25 @@ pub trait Raw {
     fn exec(&self, sql: &str) -> impl std::future::Future<Output = u64> + Send;
 }
 
-impl Raw for SqliteStore {
-    async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
-            .fetch_one(self.pool())
-            .await
-            .unwrap()
-    }
-    async fn exec(&self, sql: &str) -> u64 {
-        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-            .execute(self.pool())
-            .await
-            .unwrap()
-            .rows_affected()
-    }
+// Both stores expose their pool under the same name; the SQL is portable.
+macro_rules! raw_for {
+    ($store:ty) => {
+        impl Raw for $store {
+            async fn count(&self, sql: &str) -> i64 {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+                    .fetch_one(self.pool())
+                    .await
+                    .unwrap()
+            }
+            async fn exec(&self, sql: &str) -> u64 {
+                sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+                    .execute(self.pool())
+                    .await
+                    .unwrap()
+                    .rows_affected()
+            }
+        }
+    };
 }
-
-impl Raw for PgStore {
-    async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
-            .fetch_one(self.pool())
-            .await
-            .unwrap()
-    }
-    async fn exec(&self, sql: &str) -> u64 {
-        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-            .execute(self.pool())
-            .await
-            .unwrap()
-            .rows_affected()
-    }
-}
+raw_for!(SqliteStore);
+raw_for!(PgStore);
