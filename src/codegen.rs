@@ -173,12 +173,17 @@ impl Digester {
             .map(|(_, mac)| Self::digest_with(mac, code))
     }
 
-    /// The digest of `code` under every key in the ring, oldest first: lookups try each.
-    pub fn all_digests(&self, code: &Code) -> Vec<(KeyId, CodeDigest)> {
-        self.macs
+    /// Whether the ring holds keys older than the newest (codes issued under them must not be
+    /// issued again under the newest).
+    pub fn has_older_keys(&self) -> bool {
+        self.macs.len() > 1
+    }
+
+    /// The digests of `code` under every key but the newest.
+    pub fn older_digests<'a>(&'a self, code: &'a Code) -> impl Iterator<Item = CodeDigest> + 'a {
+        self.macs[..self.macs.len() - 1]
             .iter()
-            .map(|(id, mac)| (*id, Self::digest_with(mac, code)))
-            .collect()
+            .map(move |(_, mac)| Self::digest_with(mac, code))
     }
 
     fn digest_with(mac: &Hmac<Sha256>, code: &Code) -> CodeDigest {

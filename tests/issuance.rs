@@ -407,16 +407,17 @@ async fn rotated_keys_still_look_up_and_verify_older_records<S: Store + Raw>(mut
         .unwrap()
         .batch;
     assert_eq!(new.lookup_key_id, 2);
-    issuance
-        .generate(
-            new.id,
-            &mut CodeGenerator::from_os_rng(),
-            20,
-            "test",
-            &|_| {},
-        )
+    // A code issued under key 1 has another digest under key 2: only the check against older
+    // keys keeps it from being issued twice.
+    let issued = printer_codes(&env.export_file(old.id))[3].1.clone();
+    let mut source = ScriptedCodes::new([issued.clone()]);
+    let done = issuance
+        .generate(new.id, &mut source, 20, "test", &|_| {})
         .await
         .unwrap();
+    assert_eq!(done.collisions, 1);
+    let new_codes = printer_codes(&env.export_file(new.id));
+    assert!(new_codes.iter().all(|(_, c)| c != &issued));
     assert_eq!(
         env.store
             .count(&format!(

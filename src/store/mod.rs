@@ -9,6 +9,7 @@ mod sqlite;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+use std::collections::HashSet;
 use std::future::Future;
 
 use sqlx::{PgPool, SqlitePool};
@@ -97,6 +98,9 @@ pub struct ChunkCommit<'a> {
     pub key_id: KeyId,
     /// One digest per card, in serial order.
     pub digests: &'a mut [CodeDigest],
+    /// Codes already drawn again before the commit (they matched a card under an older key);
+    /// added to the batch's collision count.
+    pub redrawn: u64,
     /// The chunk's codes: redrawn on collision, written to the printer file before the commit.
     pub cards: &'a mut dyn ChunkCards,
     /// Who is generating.
@@ -208,6 +212,12 @@ pub trait Store: Clone + Send + Sync + 'static {
         export_file_name: &str,
         actor: &str,
     ) -> impl Future<Output = StoreResult<Batch>> + Send;
+
+    /// Which of `digests` some stored card already carries.
+    fn existing_digests(
+        &self,
+        digests: &[CodeDigest],
+    ) -> impl Future<Output = StoreResult<HashSet<CodeDigest>>> + Send;
 
     /// Cards whose serial sequence numbers fall in `first..=last`, in order.
     fn cards_in_range(

@@ -156,22 +156,30 @@ impl PgStore {
         tx: &mut Transaction<'_, Postgres>,
         digests: &[CodeDigest],
     ) -> StoreResult<Vec<usize>> {
-        let all: Vec<&[u8]> = digests.iter().map(|d| &d.0[..]).collect();
-        let stored: HashSet<Vec<u8>> =
-            sqlx::query_scalar("SELECT digest FROM card WHERE digest = ANY($1)")
-                .bind(&all)
-                .fetch_all(&mut **tx)
-                .await?
-                .into_iter()
-                .collect();
+        let stored = stored_digests(&mut **tx, digests).await?;
         let mut seen = HashSet::with_capacity(digests.len());
         Ok(digests
             .iter()
             .enumerate()
-            .filter(|(_, d)| stored.contains(&d.0[..]) || !seen.insert(d.0))
+            .filter(|(_, d)| stored.contains(*d) || !seen.insert(d.0))
             .map(|(i, _)| i)
             .collect())
     }
+}
+
+/// Which of `digests` a stored card carries.
+async fn stored_digests<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
+    digests: &[CodeDigest],
+) -> StoreResult<HashSet<CodeDigest>> {
+    let all: Vec<&[u8]> = digests.iter().map(|d| &d.0[..]).collect();
+    sqlx::query_scalar("SELECT digest FROM card WHERE digest = ANY($1)")
+        .bind(&all)
+        .fetch_all(executor)
+        .await?
+        .into_iter()
+        .map(|bytes: Vec<u8>| tag_of(bytes).map(CodeDigest))
+        .collect()
 }
 
 impl Store for PgStore {
@@ -358,7 +366,7 @@ impl Store for PgStore {
         if claimed != 1 {
             return Err(StoreError::LostLease(chunk.batch_id));
         }
-        let mut collisions = 0;
+        let mut collisions = chunk.redrawn;
         let mut attempts = 0;
         while !Self::copy_cards(&mut tx, &chunk).await? {
             attempts += 1;
@@ -435,6 +443,10 @@ impl Store for PgStore {
         .await?;
         tx.commit().await?;
         Ok(batch)
+    }
+
+    async fn existing_digests(&self, digests: &[CodeDigest]) -> StoreResult<HashSet<CodeDigest>> {
+        stored_digests(&self.pool, digests).await
     }
 
     async fn cards_in_range(&self, first: u64, last: u64) -> StoreResult<Vec<StoredCard>> {

@@ -1,6 +1,7 @@
 //! The SQLite store: one file, WAL, foreign keys on, a busy timeout, and every write under
 //! `BEGIN IMMEDIATE` so concurrent writers queue at the start instead of failing at commit.
 
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub const SQLITE_POOL_CONNECTIONS: u32 = 4;
 pub const SQLITE_CACHE_KIB: i64 = 8 * 1024;
 /// Cards per multi-row INSERT statement (two bound parameters each, far below SQLite's limit).
 const CARDS_PER_STATEMENT: usize = 2_000;
+/// Digests per `IN (…)` lookup, below SQLite's limit of 32,766 bound parameters.
+const DIGESTS_PER_LOOKUP: usize = 10_000;
 
 /// tender's storage in a SQLite file.
 #[derive(Debug, Clone)]
@@ -335,7 +338,7 @@ impl Store for SqliteStore {
         if claimed != 1 {
             return Err(StoreError::LostLease(chunk.batch_id));
         }
-        let mut collisions = 0;
+        let mut collisions = chunk.redrawn;
         let mut pending: Vec<usize> = (0..chunk.digests.len()).collect();
         while !pending.is_empty() {
             pending = Self::insert_cards(&mut tx, &chunk, &pending).await?;
@@ -400,6 +403,24 @@ impl Store for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(batch)
+    }
+
+    async fn existing_digests(&self, digests: &[CodeDigest]) -> StoreResult<HashSet<CodeDigest>> {
+        let mut found = HashSet::new();
+        for part in digests.chunks(DIGESTS_PER_LOOKUP) {
+            let mut query =
+                QueryBuilder::<Sqlite>::new("SELECT digest FROM card WHERE digest IN (");
+            let mut list = query.separated(", ");
+            for digest in part {
+                list.push_bind(&digest.0[..]);
+            }
+            query.push(")");
+            let rows: Vec<Vec<u8>> = query.build_query_scalar().fetch_all(&self.pool).await?;
+            for bytes in rows {
+                found.insert(CodeDigest(tag_of(bytes)?));
+            }
+        }
+        Ok(found)
     }
 
     async fn cards_in_range(&self, first: u64, last: u64) -> StoreResult<Vec<StoredCard>> {
