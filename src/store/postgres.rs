@@ -116,8 +116,12 @@ impl PgStore {
         tx: &mut Transaction<'_, Postgres>,
         chunk: &ChunkCommit<'_>,
     ) -> StoreResult<bool> {
+        // In digest order, the digest index takes the chunk as a sweep, not random inserts.
+        let mut order: Vec<usize> = (0..chunk.digests.len()).collect();
+        order.sort_unstable_by_key(|&i| chunk.digests[i].0);
         let mut data = String::with_capacity(chunk.digests.len() * 96);
-        for (i, digest) in chunk.digests.iter().enumerate() {
+        for i in order {
+            let digest = &chunk.digests[i];
             let _ = writeln!(
                 data,
                 "{},{},{},0,\\x{}",

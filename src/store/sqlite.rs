@@ -31,7 +31,7 @@ pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections in the pool: SQLite has one writer, so more only helps concurrent readers.
 pub const SQLITE_POOL_CONNECTIONS: u32 = 4;
 /// Page cache per connection, in KiB: index pages of the card table stay hot during bulk loads.
-pub const SQLITE_CACHE_KIB: i64 = 8 * 1024;
+pub const SQLITE_CACHE_KIB: i64 = 4 * 1024;
 /// Cards per multi-row INSERT statement (two bound parameters each, far below SQLite's limit).
 const CARDS_PER_STATEMENT: usize = 2_000;
 /// Digests per `IN (…)` lookup, below SQLite's limit of 32,766 bound parameters.
@@ -126,8 +126,12 @@ impl SqliteStore {
         chunk: &ChunkCommit<'_>,
         indexes: &[usize],
     ) -> StoreResult<Vec<usize>> {
+        // In digest order, each page of the digest index is visited once per chunk instead of
+        // at random: far fewer page reads and spills with a small page cache.
+        let mut sorted = indexes.to_vec();
+        sorted.sort_unstable_by_key(|&i| chunk.digests[i].0);
         let mut taken = Vec::new();
-        for part in indexes.chunks(CARDS_PER_STATEMENT) {
+        for part in sorted.chunks(CARDS_PER_STATEMENT) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO card (serial, batch_id, lookup_key_id, state, digest) ",
             );
@@ -140,14 +144,25 @@ impl SqliteStore {
                     ))
                     .push_bind_unseparated(&chunk.digests[i].0[..]);
             });
-            insert.push(" ON CONFLICT (digest) DO NOTHING RETURNING serial");
-            let inserted: Vec<i64> = insert.build_query_scalar().fetch_all(&mut **tx).await?;
-            if inserted.len() != part.len() {
-                let inserted: std::collections::HashSet<i64> = inserted.into_iter().collect();
+            insert.push(" ON CONFLICT (digest) DO NOTHING");
+            let inserted = insert.build().execute(&mut **tx).await?.rows_affected();
+            // The rare short count: find which serials of this statement are missing.
+            if inserted != part.len() as u64 {
+                let serial = |i: usize| (chunk.first_sequence + i as u64) as i64;
+                let low = part.iter().map(|&i| serial(i)).min().unwrap_or_default();
+                let high = part.iter().map(|&i| serial(i)).max().unwrap_or_default();
+                let stored: HashSet<i64> =
+                    sqlx::query_scalar("SELECT serial FROM card WHERE serial BETWEEN ? AND ?")
+                        .bind(low)
+                        .bind(high)
+                        .fetch_all(&mut **tx)
+                        .await?
+                        .into_iter()
+                        .collect();
                 taken.extend(
-                    part.iter().copied().filter(|&i| {
-                        !inserted.contains(&((chunk.first_sequence + i as u64) as i64))
-                    }),
+                    part.iter()
+                        .copied()
+                        .filter(|&i| !stored.contains(&serial(i))),
                 );
             }
         }
