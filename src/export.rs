@@ -73,16 +73,16 @@ impl ExportError {
 }
 
 impl PrinterFile {
-    /// Opens (creating with mode 0600) the batch's printer file in `dir`, takes an exclusive
-    /// lock on it, and cuts it back to the `batch.export_bytes` committed so far.
-    pub fn resume(dir: &Path, batch: &Batch) -> Result<PrinterFile, ExportError> {
+    /// Opens (creating with mode 0600) the batch's printer file in `dir` and takes an exclusive
+    /// lock on it. Call [`PrinterFile::cut_to`] before appending.
+    pub fn lock(dir: &Path, batch: &Batch) -> Result<PrinterFile, ExportError> {
         let path = dir.join(file_name(batch.id));
         let io = |source| ExportError::Io {
             path: path.clone(),
             source,
         };
         std::fs::create_dir_all(dir).map_err(io)?;
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -94,16 +94,6 @@ impl PrinterFile {
         if file.try_lock().is_err() {
             return Err(ExportError::Busy(path));
         }
-        let found = file.metadata().map_err(io)?.len();
-        if found < batch.export_bytes {
-            return Err(ExportError::Shrunk {
-                path,
-                found,
-                committed: batch.export_bytes,
-            });
-        }
-        file.set_len(batch.export_bytes).map_err(io)?;
-        file.seek(SeekFrom::End(0)).map_err(io)?;
         let (value, currency) = match batch.value {
             CardValue::Fixed { value } => (value.to_decimal().to_string(), value.currency()),
             CardValue::Variable { min, max } => (
@@ -113,7 +103,7 @@ impl PrinterFile {
         };
         Ok(PrinterFile {
             file,
-            len: batch.export_bytes,
+            len: 0,
             value,
             currency: currency.code(),
             expires: batch
@@ -123,6 +113,27 @@ impl PrinterFile {
             buffer: Vec::new(),
             path,
         })
+    }
+
+    /// Cuts the file back to the `committed` bytes that stored cards cover, dropping whatever a
+    /// killed run appended after its last commit.
+    pub fn cut_to(&mut self, committed: u64) -> Result<(), ExportError> {
+        let io = |source| ExportError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let found = self.file.metadata().map_err(io)?.len();
+        if found < committed {
+            return Err(ExportError::Shrunk {
+                path: self.path.clone(),
+                found,
+                committed,
+            });
+        }
+        self.file.set_len(committed).map_err(io)?;
+        self.file.seek(SeekFrom::End(0)).map_err(io)?;
+        self.len = committed;
+        Ok(())
     }
 
     /// Appends one row per card (and the header, if the file is empty) and syncs the file to

@@ -257,13 +257,11 @@ impl<S: Store> Issuance<S> {
             return Ok(current);
         }
         let token = ulid::Ulid::generate().to_string();
-        // Lock the file first: a run still alive on this host keeps it, and this run backs off.
-        let mut file = PrinterFile::resume(&self.export_dir, &current)?;
+        // Lock the file before claiming: a run still alive on this host keeps the lock, and this
+        // run backs off instead of stealing its claim.
+        let mut file = PrinterFile::lock(&self.export_dir, &current)?;
         let mut batch = self.store.claim_generation(id, &token).await?;
-        // The claim may have raced a commit of the previous run; cut the file back again.
-        if batch.export_bytes != current.export_bytes {
-            file = PrinterFile::resume(&self.export_dir, &batch)?;
-        }
+        file.cut_to(batch.export_bytes)?;
         let key_id = self.digester.newest_key_id();
         let mut index = batch.generated;
         progress(&batch);
