@@ -51,6 +51,14 @@ impl Code {
     /// Returns the first problem found, checking each character in order,
     /// then the number of digits, then the grouping; see [`CodeError`].
     /// Positions are 1-based and counted in characters of `input` as given.
+    ///
+    /// ```
+    /// use tender::domain::{Code, CodeError};
+    ///
+    /// let code = Code::parse(" 7651-4185-6924-7118 ").unwrap();
+    /// assert_eq!(code.to_string(), "••••••••••••7118");
+    /// assert_eq!(Code::parse("7651 4185 6924 711"), Err(CodeError::WrongLength { digits: 15 }));
+    /// ```
     pub fn parse(input: &str) -> Result<Self, CodeError> {
         digits::parse_grouped(input)
             .map(Self)

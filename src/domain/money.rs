@@ -291,6 +291,14 @@ impl Money {
     ///   places than the currency allows;
     /// - [`MoneyError::OutOfRange`] when it does not fit an `i64` of minor
     ///   units.
+    ///
+    /// ```
+    /// use tender::domain::{Currency, Money};
+    ///
+    /// assert_eq!(Money::parse("25.00", Currency::Usd).unwrap().minor(), 2_500);
+    /// assert_eq!(Money::parse("1000", Currency::Jpy).unwrap().minor(), 1_000);
+    /// assert!(Money::parse("25.001", Currency::Usd).is_err()); // refused, never rounded
+    /// ```
     pub fn parse(amount: &str, currency: Currency) -> Result<Self, MoneyError> {
         let (negative, unsigned) = match amount.strip_prefix('-') {
             Some(rest) => (true, rest),
