@@ -10,7 +10,6 @@
 //!
 //! PostgreSQL: TENDER_TEST_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres).
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use hmac::{Hmac, Mac};
@@ -18,14 +17,14 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use sha2::Sha256;
 use sqlx::Connection;
-use tender::audit::AuditSigner;
+use tender::app::{self, App};
+use tender::clock::SystemClock;
 use tender::codegen::{CodeGenerator, CodeSource, Digester};
-use tender::issuance::{BatchForm, Issuance};
-use tender::jobs::{JobDefinitions, JobQueue};
+use tender::config::Settings;
+use tender::jobs::Catalog;
 use tender::keys::Keys;
-use tender::store::{PgStore, SqliteStore, Store};
-
-const CHUNK: usize = 50_000; // as jobs/generate-batch.toml
+use tender::service::batches::BatchForm;
+use tender::store::{DbPool, PgStore, SqliteStore, Store};
 
 #[tokio::main]
 async fn main() {
@@ -100,15 +99,31 @@ fn generation(n: usize) {
     println!("generation_ratio {:.2}", ours / bare);
 }
 
-async fn issue<S: Store>(store: S, keys: &Keys, dir: &std::path::Path, cards: u64) -> f64 {
-    let issuance = Issuance::new(
-        store.clone(),
-        Digester::new(&keys.lookup),
-        dir.join("exports"),
-        JobQueue::generate_batch(&JobDefinitions::builtin()),
-    );
-    if store.retailers().await.unwrap().is_empty() {
-        issuance.add_retailer("Bench", "1", "bench").await.unwrap();
+/// The app over `url`, built as the binary builds it, with keys and printer files in `dir`.
+async fn open<S: Store>(url: &str, dir: &std::path::Path) -> App<S> {
+    let settings = Settings {
+        database_url: Some(url.to_string()),
+        ..Settings::in_dir(dir)
+    };
+    app::init(&settings, SystemClock::shared()).await.unwrap();
+    App::open(&settings, SystemClock::shared()).await.unwrap()
+}
+
+/// Requests a batch of `cards` and times its generation, in the definition's chunk size.
+async fn issue<S: Store>(app: &App<S>, cards: u64) -> f64 {
+    let services = app.services();
+    let chunk = Catalog::load(None)
+        .unwrap()
+        .generate_batch
+        .params
+        .chunk_cards;
+    if services
+        .retailers()
+        .add("Bench", "1", "bench")
+        .await
+        .is_err()
+    {
+        // Added by an earlier run over the same database.
     }
     let form = BatchForm {
         retailer: "Bench".into(),
@@ -118,13 +133,14 @@ async fn issue<S: Store>(store: S, keys: &Keys, dir: &std::path::Path, cards: u6
         region: "US".into(),
         ..BatchForm::default()
     };
-    let batch = issuance.request_batch(&form, "bench").await.unwrap().batch;
+    let batch = services.batches().request(&form, "bench").await.unwrap();
     let start = Instant::now();
-    issuance
+    services
+        .generation()
         .generate(
             batch.id,
             &mut CodeGenerator::from_os_rng(),
-            CHUNK,
+            chunk,
             "bench",
             &|_| {},
         )
@@ -135,25 +151,25 @@ async fn issue<S: Store>(store: S, keys: &Keys, dir: &std::path::Path, cards: u6
 
 async fn sqlite(cards: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let keys = Keys::ephemeral();
-    let signer = Arc::new(AuditSigner::new(keys.audit.clone()));
     let url = format!("sqlite://{}", dir.path().join("tender.db").display());
-    let store = SqliteStore::connect(&url, signer).await.unwrap();
-    store.migrate().await.unwrap();
-    let empty = issue(store.clone(), &keys, dir.path(), cards).await;
-    let full = issue(store.clone(), &keys, dir.path(), cards).await;
+    let app: App<SqliteStore> = open(&url, dir.path()).await;
+    let empty = issue(&app, cards).await;
+    let full = issue(&app, cards).await;
     let raw = std::env::var("SQLITE_CEILING_ROWS_S")
         .ok()
         .and_then(|v| v.parse::<f64>().ok())
         .map_or(f64::NAN, |r| cards as f64 / r);
+    let DbPool::Sqlite(pool) = app.store().db_pool() else {
+        unreachable!("a SQLite app")
+    };
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(store.pool())
+        .execute(&pool)
         .await
         .unwrap();
     let bytes: i64 = sqlx::query_scalar(
         "SELECT sum(pgsize) FROM dbstat WHERE name IN ('card', 'sqlite_autoindex_card_1')",
     )
-    .fetch_one(store.pool())
+    .fetch_one(&pool)
     .await
     .unwrap_or(0);
     report(
@@ -185,22 +201,22 @@ async fn postgres(cards: u64) {
         .unwrap();
     let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
     let dir = tempfile::tempdir().unwrap();
-    let keys = Keys::ephemeral();
-    let signer = Arc::new(AuditSigner::new(keys.audit.clone()));
-    let store = PgStore::connect(&url, signer).await.unwrap();
-    store.migrate().await.unwrap();
-    let empty = issue(store.clone(), &keys, dir.path(), cards).await;
-    let full = issue(store.clone(), &keys, dir.path(), cards).await;
+    let app: App<PgStore> = open(&url, dir.path()).await;
+    let empty = issue(&app, cards).await;
+    let full = issue(&app, cards).await;
+    let DbPool::Postgres(pool) = app.store().db_pool() else {
+        unreachable!("a PostgreSQL app")
+    };
     // The raw COPY of the same rows into an identically indexed table in the same database.
     sqlx::query("CREATE TABLE raw_card (serial BIGINT PRIMARY KEY, batch_id BIGINT NOT NULL, lookup_key_id SMALLINT NOT NULL, state SMALLINT NOT NULL, digest BYTEA NOT NULL UNIQUE)")
-        .execute(store.pool())
+        .execute(&pool)
         .await
         .unwrap();
     let mut data = String::new();
     for i in 0..cards {
         data.push_str(&format!("{i},1,1,0,\\x{}\n", hex::encode(random32())));
     }
-    let mut c = store.pool().acquire().await.unwrap();
+    let mut c = pool.acquire().await.unwrap();
     let start = Instant::now();
     let mut copy = c
         .copy_in_raw("COPY raw_card FROM STDIN WITH (FORMAT csv)")
@@ -211,7 +227,7 @@ async fn postgres(cards: u64) {
     let raw = start.elapsed().as_secs_f64();
     drop(c);
     let bytes: i64 = sqlx::query_scalar("SELECT pg_total_relation_size('card')")
-        .fetch_one(store.pool())
+        .fetch_one(&pool)
         .await
         .unwrap();
     report(
@@ -222,7 +238,7 @@ async fn postgres(cards: u64) {
         raw,
         bytes as f64 / (2.0 * cards as f64) * 1e6,
     );
-    store.pool().close().await;
+    pool.close().await;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
     )))

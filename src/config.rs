@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::{Classify, Kind};
+
 /// Default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "tender-data";
 
@@ -40,10 +42,9 @@ impl Settings {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("tender.db").display()))
     }
 
-    /// Whether the database is PostgreSQL.
-    pub fn is_postgres(&self) -> bool {
-        let url = self.database_url();
-        url.starts_with("postgres://") || url.starts_with("postgresql://")
+    /// Which database the URL names; refuses any scheme but the two tender speaks.
+    pub fn database(&self) -> Result<Database, ConfigError> {
+        Database::parse(&self.database_url())
     }
 
     /// The key directory in force.
@@ -63,5 +64,102 @@ impl Settings {
     /// The jobs directory, if any.
     pub fn jobs_dir(&self) -> Option<&Path> {
         self.jobs_dir.as_deref()
+    }
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Database {
+    /// `sqlite://PATH`: the embedded default.
+    Sqlite,
+    /// `postgres://…` or `postgresql://…`: production, shared by many processes.
+    Postgres,
+}
+
+impl Database {
+    /// The database a URL names, from its scheme.
+    pub fn parse(url: &str) -> Result<Database, ConfigError> {
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        match scheme {
+            Some("sqlite") => Ok(Database::Sqlite),
+            Some("postgres" | "postgresql") => Ok(Database::Postgres),
+            _ => Err(ConfigError::UnknownScheme),
+        }
+    }
+}
+
+/// Why the settings cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The database URL's scheme is neither SQLite's nor PostgreSQL's.
+    #[error("the database URL must start with sqlite:// or postgres://")]
+    UnknownScheme,
+}
+
+impl Classify for ConfigError {
+    fn code(&self) -> &'static str {
+        match self {
+            ConfigError::UnknownScheme => "config.unknown_scheme",
+        }
+    }
+
+    fn kind(&self) -> Kind {
+        Kind::Invalid
+    }
+}
+
+/// The URL with any password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    // The authority ends at the first '/', '?' or '#'; its credentials end at its last '@'.
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_two_schemes_are_accepted() {
+        assert_eq!(Database::parse("sqlite://x.db"), Ok(Database::Sqlite));
+        assert_eq!(Database::parse("postgres://u@h/db"), Ok(Database::Postgres));
+        assert_eq!(
+            Database::parse("postgresql://u@h/db"),
+            Ok(Database::Postgres)
+        );
+        for url in ["mysql://u@h/db", "sqlite:x.db", "x.db", ""] {
+            let error = Database::parse(url).unwrap_err();
+            assert!(
+                error.to_string().contains("sqlite:// or postgres://"),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p@ss:w@rd@h/db?sslmode=require"),
+            "postgres://u:***@h/db?sslmode=require"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_url("sqlite:///tmp/a@b/t.db"),
+            "sqlite:///tmp/a@b/t.db"
+        );
     }
 }

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use rand_core::{OsRng, TryRngCore};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use crate::error::{Classify, Kind};
+
 /// Length of every key in bytes: the output length of SHA-256, as RFC 2104 recommends.
 pub const KEY_LEN: usize = 32;
 
@@ -151,9 +153,8 @@ pub enum KeyError {
     },
 }
 
-impl KeyError {
-    /// A stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+impl Classify for KeyError {
+    fn code(&self) -> &'static str {
         match self {
             KeyError::Missing { .. } => "keys.missing",
             KeyError::Malformed { .. } => "keys.malformed",
@@ -161,6 +162,10 @@ impl KeyError {
             KeyError::HeldInEnvironment { .. } => "keys.held_in_environment",
             KeyError::Io { .. } => "keys.io",
         }
+    }
+
+    fn kind(&self) -> Kind {
+        Kind::Internal
     }
 }
 

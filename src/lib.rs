@@ -1,21 +1,31 @@
 //! tender issues and settles stored value: gift card codes, account balances and trade-in credit.
 //!
-//! Layers, each depending only on those above it:
-//! - [`domain`]: values that can only be valid (codes, serials, money, regions, batches).
-//! - [`keys`], [`codegen`], [`audit`], [`export`]: secrets, code generation and digests, the
-//!   tamper-evident trail, the printer file. They depend on `domain` only.
-//! - [`store`]: storage in domain terms, one implementation per database.
-//! - [`jobs`]: job definitions, the queue and the worker runtime.
-//! - [`issuance`], [`trail`]: the use cases; the CLI (and later the HTTP API) are thin adapters over them.
+//! The crate is built in floors; each module imports only modules on its own floor or below,
+//! never in a cycle (a test reads the `use crate::…` lines and enforces it):
+//!
+//! | floor | modules | what they are |
+//! | --- | --- | --- |
+//! | 0 | [`error`], [`clock`] | how errors are classified; the one place time is read |
+//! | 1 | [`domain`], [`config`] | values that can only be valid; settings |
+//! | 2 | [`keys`], [`codegen`], [`formats`] | secrets, codes and digests, file formats |
+//! | 3 | [`audit`] | the tamper-evident trail |
+//! | 4 | [`store`] | persistence in domain terms, SQL written once for both backends |
+//! | 5 | [`service`] | use cases; each owns its transaction |
+//! | 6 | [`app`] | the composition root |
+//! | 7 | [`jobs`] (and later the HTTP API) | thin callers of the services |
+//! | 8 | [`cli`] | the `tender` command |
 #![warn(missing_docs)]
 
+pub mod app;
 pub mod audit;
+pub mod cli;
+pub mod clock;
 pub mod codegen;
 pub mod config;
 pub mod domain;
-pub mod export;
-pub mod issuance;
+pub mod error;
+pub mod formats;
 pub mod jobs;
 pub mod keys;
+pub mod service;
 pub mod store;
-pub mod trail;

@@ -1,7 +1,5 @@
-//! The `tender` command: a thin shell over the library. Parses arguments, sets up logging, opens
-//! the store, and calls one use case; errors become one sentence and an exit code.
-
-mod cli;
+//! The `tender` command: a shell over the library. Parses arguments, sets up logging and the
+//! async runtime, and runs the command; a failure becomes one sentence and exit code 1.
 
 use std::process::ExitCode;
 
@@ -13,8 +11,8 @@ const MALLOC_ARENAS: i32 = 2;
 fn main() -> ExitCode {
     limit_malloc_arenas();
     // clap exits with code 2 on usage errors, after printing them.
-    let args = cli::Cli::parse();
-    cli::init_logging(&args);
+    let args = tender::cli::Cli::parse();
+    tender::cli::init_logging(&args);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -25,10 +23,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::run(args)) {
+    match runtime.block_on(tender::cli::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", cli::describe(&error));
+            eprintln!("error: {error}");
             ExitCode::FAILURE
         }
     }

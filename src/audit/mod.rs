@@ -11,7 +11,7 @@ mod verify;
 
 pub use verify::{AuditVerifier, Problem, VerifyReport};
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
@@ -132,11 +132,6 @@ impl AuditSigner {
     /// A signer over the audit ring.
     pub fn new(ring: KeyRing) -> AuditSigner {
         AuditSigner { ring }
-    }
-
-    /// The current time as records store it: truncated to whole microseconds.
-    pub fn now() -> DateTime<Utc> {
-        Utc::now().trunc_subsecs(6)
     }
 
     /// Tags a new record that follows `prev_tag` in its chain, under the newest key.
@@ -291,6 +286,7 @@ mod hex_bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{Clock, SystemClock};
     use crate::keys::{KeyPurpose, SecretKey};
 
     fn signer() -> AuditSigner {
@@ -313,7 +309,7 @@ mod tests {
     #[test]
     fn a_record_verifies_only_after_its_own_predecessor() {
         let signer = signer();
-        let record = signer.seal_record(&event("{}"), 1, AuditSigner::now(), &GENESIS_TAG);
+        let record = signer.seal_record(&event("{}"), 1, SystemClock.now(), &GENESIS_TAG);
         assert_eq!(signer.check_record(&record, &GENESIS_TAG), Some(true));
         assert_eq!(signer.check_record(&record, &[1; 32]), Some(false));
     }
@@ -321,7 +317,7 @@ mod tests {
     #[test]
     fn moving_bytes_between_fields_changes_the_tag() {
         let signer = signer();
-        let at = AuditSigner::now();
+        let at = SystemClock.now();
         let mut a = event("x");
         a.actor = "ab".into();
         let mut b = event("x");

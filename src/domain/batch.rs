@@ -5,7 +5,9 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Currency, Money, Region, RetailerId, Serial};
+use super::{Currency, Money, Region, RetailerId, RetailerName, Serial};
+
+use crate::error::{Classify, Kind};
 
 /// Most cards one batch may hold: a printer run, and ten minutes of generation at most.
 pub const MAX_CARDS_PER_BATCH: u64 = 10_000_000;
@@ -67,15 +69,18 @@ pub enum BatchError {
     BadExpiry(u32),
 }
 
-impl BatchError {
-    /// A stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+impl Classify for BatchError {
+    fn code(&self) -> &'static str {
         match self {
             BatchError::BadCount(_) => "batch.bad_count",
             BatchError::BadValue { .. } => "batch.bad_value",
             BatchError::InvertedRange { .. } => "batch.inverted_range",
             BatchError::BadExpiry(_) => "batch.bad_expiry",
         }
+    }
+
+    fn kind(&self) -> Kind {
+        Kind::Invalid
     }
 }
 
@@ -144,7 +149,7 @@ fn check_value(value: Money) -> Result<(), BatchError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchRequest {
     /// The retailer the cards are for.
-    pub retailer_id: RetailerId,
+    pub retailer: RetailerName,
     /// How many cards.
     pub count: u64,
     /// What each is worth.
@@ -158,7 +163,7 @@ pub struct BatchRequest {
 impl BatchRequest {
     /// Checks the count and expiry (values were checked when `value` was built).
     pub fn new(
-        retailer_id: RetailerId,
+        retailer: RetailerName,
         count: u64,
         value: CardValue,
         region: Region,
@@ -173,7 +178,7 @@ impl BatchRequest {
             return Err(BatchError::BadExpiry(days));
         }
         Ok(BatchRequest {
-            retailer_id,
+            retailer,
             count,
             value,
             region,
@@ -248,8 +253,6 @@ pub struct Batch {
     pub requested_by: String,
     /// When it was asked for.
     pub requested_at: DateTime<Utc>,
-    /// When its generation job was queued.
-    pub enqueued_at: Option<DateTime<Utc>>,
     /// When it was completed.
     pub completed_at: Option<DateTime<Utc>>,
 }

@@ -5,6 +5,8 @@ use std::str::FromStr;
 
 use super::digits::{self, DigitsError};
 
+use crate::error::{Classify, Kind};
+
 /// The secret code of a gift card: exactly 16 ASCII digits.
 ///
 /// Whoever knows the code can spend the card, so this type never shows it:
@@ -177,10 +179,8 @@ pub enum CodeError {
     BadGrouping,
 }
 
-impl CodeError {
-    /// A stable, machine-readable identifier for this kind of error.
-    #[must_use]
-    pub fn code(&self) -> &'static str {
+impl Classify for CodeError {
+    fn code(&self) -> &'static str {
         match self {
             Self::Empty => "code.empty",
             Self::NonAsciiDigit { .. } => "code.non_ascii_digit",
@@ -188,6 +188,10 @@ impl CodeError {
             Self::WrongLength { .. } => "code.wrong_length",
             Self::BadGrouping => "code.bad_grouping",
         }
+    }
+
+    fn kind(&self) -> Kind {
+        Kind::Invalid
     }
 }
 

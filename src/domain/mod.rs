@@ -9,6 +9,7 @@ mod batch;
 mod code;
 mod digits;
 mod money;
+mod page;
 mod region;
 mod retailer;
 mod serial;
@@ -19,6 +20,7 @@ pub use batch::{
 };
 pub use code::{Code, CodeError};
 pub use money::{Currency, Money, MoneyError};
+pub use page::{PAGE_ROWS_MAX, PageRows, PageRowsError};
 pub use region::{Region, RegionError};
 pub use retailer::{
     CommissionRate, NewRetailer, RETAILER_NAME_MAX_CHARS, Retailer, RetailerError, RetailerId,

@@ -10,6 +10,8 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
+use crate::error::{Classify, Kind};
+
 /// A currency this service can hold, identified by its ISO 4217 alphabetic
 /// code.
 ///
@@ -515,10 +517,8 @@ pub enum MoneyError {
     NotPositive,
 }
 
-impl MoneyError {
-    /// A stable, machine-readable identifier for this kind of error.
-    #[must_use]
-    pub fn code(&self) -> &'static str {
+impl Classify for MoneyError {
+    fn code(&self) -> &'static str {
         match self {
             Self::UnknownCurrency => "money.unknown_currency",
             Self::Malformed => "money.malformed",
@@ -527,6 +527,10 @@ impl MoneyError {
             Self::CurrencyMismatch { .. } => "money.currency_mismatch",
             Self::NotPositive => "money.not_positive",
         }
+    }
+
+    fn kind(&self) -> Kind {
+        Kind::Invalid
     }
 }
 

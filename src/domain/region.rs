@@ -5,6 +5,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
+use crate::error::{Classify, Kind};
+
 /// A storefront country: an officially assigned ISO 3166-1 alpha-2 code such
 /// as `US` or `DE`.
 ///
@@ -97,14 +99,16 @@ pub enum RegionError {
     Unknown,
 }
 
-impl RegionError {
-    /// A stable, machine-readable identifier for this kind of error.
-    #[must_use]
-    pub fn code(&self) -> &'static str {
+impl Classify for RegionError {
+    fn code(&self) -> &'static str {
         match self {
             Self::Malformed => "region.malformed",
             Self::Unknown => "region.unknown",
         }
+    }
+
+    fn kind(&self) -> Kind {
+        Kind::Invalid
     }
 }
 

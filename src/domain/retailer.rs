@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use crate::error::{Classify, Kind};
+
 /// Longest retailer name accepted, in characters.
 pub const RETAILER_NAME_MAX_CHARS: usize = 100;
 
@@ -33,13 +35,16 @@ pub enum RetailerError {
     BadCommission,
 }
 
-impl RetailerError {
-    /// A stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+impl Classify for RetailerError {
+    fn code(&self) -> &'static str {
         match self {
             RetailerError::BadName => "retailer.bad_name",
             RetailerError::BadCommission => "retailer.bad_commission",
         }
+    }
+
+    fn kind(&self) -> Kind {
+        Kind::Invalid
     }
 }
 

@@ -7,6 +7,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
 use super::digits::{self, DigitsError};
 
+use crate::error::{Classify, Kind};
+
 /// The largest sequence number a [`Serial`] can carry: 11 digits.
 pub const SERIAL_SEQUENCE_MAX: u64 = 99_999_999_999;
 
@@ -153,10 +155,8 @@ pub enum SerialError {
     OutOfRange,
 }
 
-impl SerialError {
-    /// A stable, machine-readable identifier for this kind of error.
-    #[must_use]
-    pub fn code(&self) -> &'static str {
+impl Classify for SerialError {
+    fn code(&self) -> &'static str {
         match self {
             Self::Empty => "serial.empty",
             Self::InvalidCharacter { .. } => "serial.invalid_character",
@@ -165,6 +165,10 @@ impl SerialError {
             Self::CheckDigitMismatch => "serial.check_digit",
             Self::OutOfRange => "serial.out_of_range",
         }
+    }
+
+    fn kind(&self) -> Kind {
+        Kind::Invalid
     }
 }
 

@@ -1,115 +1,76 @@
-//! Jobs: their definitions (the TOML files under `jobs/`), their payloads, the queue that takes
-//! them, and the worker runtime (apalis) that runs them.
+//! Jobs: their definitions (the TOML files under `jobs/`), the outbox relay that queues them,
+//! and the runtime (apalis) that runs them. One file per job: its parameters and a handler
+//! that calls one service.
 //!
 //! apalis delivers a job at least once: a job may run again after a crash, a lost heartbeat or
 //! a shutdown. Every handler is therefore idempotent through its own database transaction.
 
-mod definition;
-mod runner;
+pub mod definitions;
+pub mod generate_batch;
+mod queue;
+pub mod relay;
+pub mod runtime;
+pub mod status;
 
-pub use definition::{
-    DefinitionError, GenerateBatchParams, JobDefinition, JobDefinitions, MAX_CHUNK_CARDS,
-    RunPolicy, Trigger, WorkerPolicy,
-};
-pub use runner::{ProgressFn, RunMode, Runner, RunnerError};
+pub use queue::{QueueError, Route};
+pub use runtime::{RunMode, Runtime, RuntimeError};
 
-use apalis::prelude::{TaskBuilder, TaskId, TaskSink, TaskSinkError};
-use apalis_postgres::PostgresStorage;
-use apalis_sqlite::SqliteStorage;
-use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
 
-use crate::store::JobPool;
+use chrono::{DateTime, Utc};
 
-/// The generation job's payload: only the batch id; everything else is in the batch row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GenerateBatchJob {
-    /// The batch to generate.
-    pub batch_id: i64,
-}
+use crate::app::App;
+use crate::domain::Batch;
+use crate::error::Classify;
+use crate::service::JobPayload;
+use crate::store::Store;
+use definitions::{DefinitionError, JobDefinition, JobPolicy};
+use generate_batch::{GenerateBatchJob, GenerateBatchParams};
 
-/// Why a job could not be queued.
-#[derive(Debug, thiserror::Error)]
-#[error("the job queue refused the job: {0}")]
-pub struct QueueError(String);
+/// A job the runtime can run.
+pub trait Job: Clone + Send + Sync + 'static {
+    /// Its payload; its name ties outbox rows to this job.
+    type Args: JobPayload + Clone + Send + Sync + Unpin + 'static;
+    /// Why a run fails; a transient failure is retried, any other ends the task.
+    type Error: Classify + std::error::Error + Send + Sync + 'static;
 
-impl QueueError {
-    /// A stable machine-readable code.
-    pub fn code(&self) -> &'static str {
-        "jobs.queue"
+    /// Its queue, trigger and policies.
+    fn policy(&self) -> &JobPolicy;
+
+    /// Runs one task.
+    fn run(&self, args: Self::Args) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// The payload for a scheduled run at `at`, for jobs with a cron trigger.
+    fn scheduled(&self, _at: DateTime<Utc>) -> Option<Self::Args> {
+        None
     }
 }
 
-/// Queues jobs as their definitions say.
-#[derive(Debug, Clone)]
-pub struct JobQueue {
-    queue: String,
-    max_attempts: u32,
+/// Shows a batch's progress (a progress bar on a terminal, nothing elsewhere).
+pub type ProgressFn = Arc<dyn Fn(&Batch) + Send + Sync>;
+
+/// Every job tender runs: the one list of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Catalog {
+    /// Batch generation.
+    pub generate_batch: JobDefinition<GenerateBatchParams>,
 }
 
-impl JobQueue {
-    /// A queue for the generation job.
-    pub fn generate_batch(definitions: &JobDefinitions) -> JobQueue {
-        let definition = &definitions.generate_batch;
-        JobQueue {
-            queue: definition.queue.clone(),
-            max_attempts: definition.run.max_attempts,
-        }
+impl Catalog {
+    /// Loads every definition from `dir` where it has the file, else the built-in one.
+    pub fn load(dir: Option<&Path>) -> Result<Catalog, DefinitionError> {
+        Ok(Catalog {
+            generate_batch: generate_batch::definition(dir)?,
+        })
     }
 
-    /// Queues generation of a batch. A batch has one job for good: pushing it again is a no-op.
-    pub async fn push(&self, pool: &JobPool, job: &GenerateBatchJob) -> Result<(), QueueError> {
-        let task = TaskBuilder::new(*job)
-            .task_id(TaskId::from_ulid(ulid::Ulid::generate()))
-            .idempotency_key(format!("generate-batch:{}", job.batch_id))
-            .max_attempts(self.max_attempts as usize)
-            .build();
-        match pool {
-            // SQLite drops a duplicate key silently.
-            JobPool::Sqlite(pool) => sqlite_storage(pool, &self.queue, None)
-                .push_task(task)
-                .await
-                .map_err(|e| QueueError(e.to_string())),
-            JobPool::Postgres(pool) => match postgres_storage(pool, &self.queue, None)
-                .push_task(task)
-                .await
-            {
-                Ok(()) => Ok(()),
-                // PostgreSQL refuses a duplicate key: the job is already queued, as wanted.
-                Err(TaskSinkError::PushError(apalis_postgres::Error::Database(
-                    sqlx::Error::Database(db),
-                ))) if db.is_unique_violation() => Ok(()),
-                Err(e) => Err(QueueError(e.to_string())),
-            },
-        }
+    /// A runtime for `app` running every job, showing generation progress through `progress`.
+    pub fn runtime<S: Store>(&self, app: &App<S>, progress: ProgressFn) -> Runtime<S> {
+        let services = app.services();
+        Runtime::new(services.store().clone(), services.clock().clone()).with_job(
+            GenerateBatchJob::new(services.clone(), self.generate_batch.clone(), progress),
+        )
     }
-}
-
-fn sqlite_storage<T>(
-    pool: &sqlx::SqlitePool,
-    queue: &str,
-    worker: Option<&WorkerPolicy>,
-) -> SqliteStorage<T> {
-    let mut config = apalis_sqlite::Config::default().queue(queue).batch_size(1);
-    if let Some(worker) = worker {
-        config = config
-            .heartbeat_interval(std::time::Duration::from_secs(worker.heartbeat_secs))
-            .missed_heartbeats(worker.missed_heartbeats as usize);
-    }
-    SqliteStorage::new(pool).with_config(config)
-}
-
-fn postgres_storage<T>(
-    pool: &sqlx::PgPool,
-    queue: &str,
-    worker: Option<&WorkerPolicy>,
-) -> PostgresStorage<T> {
-    let mut config = apalis_postgres::Config::default()
-        .queue(queue)
-        .batch_size(1);
-    if let Some(worker) = worker {
-        config = config
-            .heartbeat_interval(std::time::Duration::from_secs(worker.heartbeat_secs))
-            .missed_heartbeats(worker.missed_heartbeats as usize);
-    }
-    PostgresStorage::new(pool).with_config(config)
 }

@@ -1,23 +1,44 @@
-//! Row mapping both backends share: they store the same columns under the same names, and
-//! differ only in how integers decode (SQLite gives i64 everywhere).
+//! Rows as both backends decode them: each column at PostgreSQL's width (SMALLINT as i16,
+//! INTEGER as i32, BIGINT as i64), which SQLite's integers also decode to, with a range check.
+//! Mapping to domain values happens here once; a value the domain refuses is `Corrupt`.
 
 use chrono::{DateTime, Utc};
 
-use super::{StoreError, StoreResult};
+use super::{StoreError, StoreResult, StoredCard};
+use crate::audit::{AuditRecord, ChainHead, Seal};
+use crate::codegen::CodeDigest;
 use crate::domain::{
-    Batch, BatchId, BatchState, CardValue, CommissionRate, Currency, Money, Region, RetailerId,
-    RetailerName, Serial,
+    Batch, BatchId, BatchState, CardValue, CommissionRate, Currency, Money, Region, Retailer,
+    RetailerId, RetailerName, Serial,
 };
 use crate::keys::KeyId;
 
-/// A foreign-key failure on a batch insert means the retailer does not exist.
-pub(super) fn unknown_retailer(error: sqlx::Error, id: RetailerId) -> StoreError {
-    match &error {
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-            StoreError::UnknownRetailer(format!("with id {id}"))
-        }
-        _ => StoreError::Database(error),
-    }
+fn corrupt(what: &str) -> StoreError {
+    StoreError::corrupt(what)
+}
+
+/// A stored tag or digest.
+pub(super) fn bytes32(bytes: Vec<u8>) -> StoreResult<[u8; 32]> {
+    bytes
+        .try_into()
+        .map_err(|_| corrupt("a stored tag or digest is not 32 bytes"))
+}
+
+fn key_id(id: impl TryInto<u16>) -> StoreResult<KeyId> {
+    id.try_into()
+        .map(KeyId::new)
+        .map_err(|_| corrupt("a stored key id is out of range"))
+}
+
+/// A stored count or sequence number, which is never negative.
+pub(super) fn count(n: i64, what: &str) -> StoreResult<u64> {
+    u64::try_from(n).map_err(|_| corrupt(what))
+}
+
+/// A count or sequence number as the database stores it. Domain limits keep every one far
+/// below `i64::MAX`; a value beyond it is refused rather than wrapped.
+pub(super) fn int(n: u64) -> StoreResult<i64> {
+    i64::try_from(n).map_err(|_| corrupt("a count beyond the database's integer range"))
 }
 
 /// The three value columns of a batch: fixed value, or the variable range.
@@ -28,73 +49,34 @@ pub(super) fn value_columns(value: &CardValue) -> (Option<i64>, Option<i64>, Opt
     }
 }
 
-pub(super) fn tag_of(bytes: Vec<u8>) -> StoreResult<[u8; 32]> {
-    bytes
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("a stored tag or digest is not 32 bytes".into()))
-}
-
-pub(super) fn key_id_of(id: i64) -> StoreResult<KeyId> {
-    u16::try_from(id)
-        .map(KeyId::new)
-        .map_err(|_| StoreError::Corrupt(format!("key id {id} is out of range")))
-}
-
-pub(super) fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-/// A stored retailer name.
-pub(super) fn name_of(name: String) -> StoreResult<RetailerName> {
-    RetailerName::parse(&name).map_err(|_| corrupt("retailer name"))
-}
-
-/// A stored commission in basis points.
-pub(super) fn commission_of(bp: i64) -> StoreResult<CommissionRate> {
-    u16::try_from(bp)
-        .ok()
-        .and_then(|bp| CommissionRate::from_basis_points(bp).ok())
-        .ok_or_else(|| corrupt("retailer commission"))
-}
-
-/// Maps a batch row of either backend: both store the same columns under the same names.
-pub(super) fn batch_from_columns(c: BatchColumns) -> StoreResult<Batch> {
-    let currency = Currency::parse(&c.currency).map_err(|_| corrupt("batch currency"))?;
-    let value = match (c.value_minor, c.min_minor, c.max_minor) {
-        (Some(v), None, None) => CardValue::Fixed {
-            value: Money::from_minor(v, currency),
-        },
-        (None, Some(min), Some(max)) => CardValue::Variable {
-            min: Money::from_minor(min, currency),
-            max: Money::from_minor(max, currency),
-        },
-        _ => return Err(corrupt("batch value columns")),
-    };
-    Ok(Batch {
-        id: BatchId(c.batch_id),
-        retailer_id: RetailerId(c.retailer_id),
-        count: c.card_count as u64,
-        value,
-        region: Region::parse(&c.region).map_err(|_| corrupt("batch region"))?,
-        expires_at: c.expires_at,
-        first_serial: Serial::from_sequence(c.first_sequence as u64)
-            .map_err(|_| corrupt("batch first serial"))?,
-        lookup_key_id: u16::try_from(c.lookup_key_id).map_err(|_| corrupt("batch key id"))?,
-        state: BatchState::parse(&c.state).ok_or_else(|| corrupt("batch state"))?,
-        generated: c.generated_count as u64,
-        collisions: c.collisions as u64,
-        export_bytes: c.export_bytes as u64,
-        export_sha256: c.export_sha256,
-        requested_by: c.requested_by,
-        requested_at: c.requested_at,
-        enqueued_at: c.enqueued_at,
-        completed_at: c.completed_at,
-    })
-}
-
-/// The columns of a `batch` row, as both backends decode them.
+/// A `retailer` row.
 #[derive(sqlx::FromRow)]
-pub(super) struct BatchColumns {
+pub(super) struct RetailerRow {
+    retailer_id: i64,
+    name: String,
+    commission_bp: i32,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<RetailerRow> for Retailer {
+    type Error = StoreError;
+
+    fn try_from(r: RetailerRow) -> StoreResult<Retailer> {
+        Ok(Retailer {
+            id: RetailerId(r.retailer_id),
+            name: RetailerName::parse(&r.name).map_err(|_| corrupt("retailer name"))?,
+            commission_bp: u16::try_from(r.commission_bp)
+                .ok()
+                .and_then(|bp| CommissionRate::from_basis_points(bp).ok())
+                .ok_or_else(|| corrupt("retailer commission"))?,
+            created_at: r.created_at,
+        })
+    }
+}
+
+/// A `batch` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct BatchRow {
     batch_id: i64,
     retailer_id: i64,
     card_count: i64,
@@ -113,6 +95,149 @@ pub(super) struct BatchColumns {
     export_sha256: Option<String>,
     requested_by: String,
     requested_at: DateTime<Utc>,
-    enqueued_at: Option<DateTime<Utc>>,
     completed_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<BatchRow> for Batch {
+    type Error = StoreError;
+
+    fn try_from(c: BatchRow) -> StoreResult<Batch> {
+        let currency = Currency::parse(&c.currency).map_err(|_| corrupt("batch currency"))?;
+        let value = match (c.value_minor, c.min_minor, c.max_minor) {
+            (Some(v), None, None) => CardValue::Fixed {
+                value: Money::from_minor(v, currency),
+            },
+            (None, Some(min), Some(max)) => CardValue::Variable {
+                min: Money::from_minor(min, currency),
+                max: Money::from_minor(max, currency),
+            },
+            _ => return Err(corrupt("batch value columns")),
+        };
+        let first_sequence = count(c.first_sequence, "batch first serial")?;
+        Ok(Batch {
+            id: BatchId(c.batch_id),
+            retailer_id: RetailerId(c.retailer_id),
+            count: count(c.card_count, "batch card count")?,
+            value,
+            region: Region::parse(&c.region).map_err(|_| corrupt("batch region"))?,
+            expires_at: c.expires_at,
+            first_serial: Serial::from_sequence(first_sequence)
+                .map_err(|_| corrupt("batch first serial"))?,
+            lookup_key_id: key_id(c.lookup_key_id)?.get(),
+            state: BatchState::parse(&c.state).ok_or_else(|| corrupt("batch state"))?,
+            generated: count(c.generated_count, "batch progress")?,
+            collisions: count(c.collisions, "batch collisions")?,
+            export_bytes: count(c.export_bytes, "batch export length")?,
+            export_sha256: c.export_sha256,
+            requested_by: c.requested_by,
+            requested_at: c.requested_at,
+            completed_at: c.completed_at,
+        })
+    }
+}
+
+/// A `card` row, as verification reads it.
+#[derive(sqlx::FromRow)]
+pub(super) struct CardRow {
+    serial: i64,
+    batch_id: i64,
+    lookup_key_id: i16,
+    digest: Vec<u8>,
+}
+
+impl TryFrom<CardRow> for StoredCard {
+    type Error = StoreError;
+
+    fn try_from(r: CardRow) -> StoreResult<StoredCard> {
+        Ok(StoredCard {
+            sequence: count(r.serial, "card serial")?,
+            batch_id: BatchId(r.batch_id),
+            key_id: key_id(r.lookup_key_id)?,
+            digest: CodeDigest(bytes32(r.digest)?),
+        })
+    }
+}
+
+/// An `audit_record` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct AuditRecordRow {
+    chain: i32,
+    seq: i64,
+    recorded_at: DateTime<Utc>,
+    actor: String,
+    action: String,
+    subject: String,
+    details: String,
+    key_id: i32,
+    tag: Vec<u8>,
+}
+
+impl TryFrom<AuditRecordRow> for AuditRecord {
+    type Error = StoreError;
+
+    fn try_from(r: AuditRecordRow) -> StoreResult<AuditRecord> {
+        Ok(AuditRecord {
+            chain: u32::try_from(r.chain).map_err(|_| corrupt("audit chain"))?,
+            seq: r.seq,
+            recorded_at: r.recorded_at,
+            actor: r.actor,
+            action: r.action,
+            subject: r.subject,
+            details: r.details,
+            key_id: key_id(r.key_id)?,
+            tag: bytes32(r.tag)?,
+        })
+    }
+}
+
+/// An `audit_chain_head` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct HeadRow {
+    chain: i32,
+    seq: i64,
+    tag: Vec<u8>,
+}
+
+impl TryFrom<HeadRow> for ChainHead {
+    type Error = StoreError;
+
+    fn try_from(r: HeadRow) -> StoreResult<ChainHead> {
+        Ok(ChainHead {
+            chain: u32::try_from(r.chain).map_err(|_| corrupt("audit chain"))?,
+            seq: r.seq,
+            tag: bytes32(r.tag)?,
+        })
+    }
+}
+
+/// An `audit_seal` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct SealRow {
+    seal_id: i64,
+    sealed_at: DateTime<Utc>,
+    heads: String,
+    key_id: i32,
+    tag: Vec<u8>,
+}
+
+impl TryFrom<SealRow> for Seal {
+    type Error = StoreError;
+
+    fn try_from(r: SealRow) -> StoreResult<Seal> {
+        Ok(Seal {
+            seal_id: r.seal_id,
+            sealed_at: r.sealed_at,
+            heads: r.heads,
+            key_id: key_id(r.key_id)?,
+            tag: bytes32(r.tag)?,
+        })
+    }
+}
+
+/// Decodes every row of a listing.
+pub(super) fn all<R, T>(rows: Vec<R>) -> StoreResult<Vec<T>>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    rows.into_iter().map(T::try_from).collect()
 }

@@ -1,17 +1,16 @@
 //! Issuance on both backends: batches, collisions, bad input, printer files, audit tampering
 //! and key rotation. Every test runs once on SQLite and once on PostgreSQL.
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::{Env, Raw, usd_form};
-use tender::codegen::{CodeGenerator, CodeSource, Digester, ScriptedCodes};
+use crate::helpers::{TestApp, both_backends, usd_form};
+use tender::codegen::{CodeGenerator, CodeSource, ScriptedCodes};
 use tender::domain::{BatchState, Code};
-use tender::issuance::{BatchForm, IssuanceError};
+use tender::error::Classify;
 use tender::keys::{KeyId, KeyPurpose, KeyRing, SecretKey};
+use tender::service::batches::BatchForm;
+use tender::service::printer_check::VerifyPrinterFileError;
 use tender::store::Store;
-use tender::trail;
 
 fn printer_codes(env_file: &std::path::Path) -> Vec<(String, Code)> {
     let mut reader = csv::Reader::from_path(env_file).unwrap();
@@ -24,18 +23,16 @@ fn printer_codes(env_file: &std::path::Path) -> Vec<(String, Code)> {
         .collect()
 }
 
-async fn a_batch_of_n_yields_n_cards_with_n_distinct_digests<S: Store + Raw>(env: Env<S>) {
+async fn a_batch_of_n_yields_n_cards_with_n_distinct_digests<S: Store>(env: TestApp<S>) {
     let batch = env.request(2_345).await;
     assert_eq!(batch.state, BatchState::Requested);
     let done = env
         .generate(batch.id, &mut CodeGenerator::from_os_rng(), 1_000)
         .await;
     assert_eq!((done.state, done.generated), (BatchState::Completed, 2_345));
-    assert_eq!(env.store.count("SELECT count(*) FROM card").await, 2_345);
+    assert_eq!(env.count("SELECT count(*) FROM card").await, 2_345);
     assert_eq!(
-        env.store
-            .count("SELECT count(DISTINCT digest) FROM card")
-            .await,
+        env.count("SELECT count(DISTINCT digest) FROM card").await,
         2_345
     );
     let rows = printer_codes(&env.export_file(batch.id));
@@ -43,8 +40,10 @@ async fn a_batch_of_n_yields_n_cards_with_n_distinct_digests<S: Store + Raw>(env
     let serials: HashSet<_> = rows.iter().map(|(s, _)| s.clone()).collect();
     assert_eq!(serials.len(), 2_345);
     let check = env
-        .issuance
-        .verify_export(&env.export_file(batch.id), "test")
+        .app
+        .services()
+        .printer_check()
+        .verify(&env.export_file(batch.id), "test")
         .await
         .unwrap();
     assert_eq!(check.rows, 2_345);
@@ -53,8 +52,8 @@ async fn a_batch_of_n_yields_n_cards_with_n_distinct_digests<S: Store + Raw>(env
         .generate(batch.id, &mut CodeGenerator::from_os_rng(), 1_000)
         .await;
     assert_eq!(again.export_sha256, done.export_sha256);
-    assert_eq!(env.store.count("SELECT count(*) FROM card").await, 2_345);
-    let report = trail::verify(&env.store, &env.signer).await.unwrap();
+    assert_eq!(env.count("SELECT count(*) FROM card").await, 2_345);
+    let report = env.app.services().trail().verify().await.unwrap();
     assert!(report.is_intact(), "{:?}", report.problem);
 }
 both_backends!(
@@ -62,7 +61,7 @@ both_backends!(
     a_batch_of_n_yields_n_cards_with_n_distinct_digests
 );
 
-async fn a_duplicate_digest_is_regenerated_and_counted<S: Store + Raw>(env: Env<S>) {
+async fn a_duplicate_digest_is_regenerated_and_counted<S: Store>(env: TestApp<S>) {
     let first = env.request(50).await;
     env.generate(first.id, &mut CodeGenerator::from_os_rng(), 20)
         .await;
@@ -73,17 +72,17 @@ async fn a_duplicate_digest_is_regenerated_and_counted<S: Store + Raw>(env: Env<
     let done = env.generate(second.id, &mut source, 20).await;
     assert_eq!(done.generated, 50);
     assert!(done.collisions >= 2, "collisions: {}", done.collisions);
-    assert_eq!(env.store.count("SELECT count(*) FROM card").await, 100);
+    assert_eq!(env.count("SELECT count(*) FROM card").await, 100);
     assert_eq!(
-        env.store
-            .count("SELECT count(DISTINCT digest) FROM card")
-            .await,
+        env.count("SELECT count(DISTINCT digest) FROM card").await,
         100
     );
     let codes = printer_codes(&env.export_file(second.id));
     assert!(codes.iter().all(|(_, c)| c != &taken));
-    env.issuance
-        .verify_export(&env.export_file(second.id), "test")
+    env.app
+        .services()
+        .printer_check()
+        .verify(&env.export_file(second.id), "test")
         .await
         .unwrap();
 }
@@ -92,9 +91,9 @@ both_backends!(
     a_duplicate_digest_is_regenerated_and_counted
 );
 
-async fn bad_batch_requests_are_refused_and_write_nothing<S: Store + Raw>(env: Env<S>) {
+async fn bad_batch_requests_are_refused_and_write_nothing<S: Store>(env: TestApp<S>) {
     env.request(1).await;
-    let records_before = env.store.count("SELECT count(*) FROM audit_record").await;
+    let records_before = env.count("SELECT count(*) FROM audit_record").await;
     let cases: Vec<(BatchForm, &str)> = vec![
         (
             BatchForm {
@@ -171,25 +170,33 @@ async fn bad_batch_requests_are_refused_and_write_nothing<S: Store + Raw>(env: E
         ),
     ];
     for (form, code) in cases {
-        let error = env.issuance.request_batch(&form, "test").await.unwrap_err();
+        let error = env
+            .app
+            .services()
+            .batches()
+            .request(&form, "test")
+            .await
+            .unwrap_err();
         assert_eq!(error.code(), code, "{error}");
         assert!(!error.to_string().is_empty());
     }
-    assert_eq!(env.store.count("SELECT count(*) FROM batch").await, 1);
+    assert_eq!(env.count("SELECT count(*) FROM batch").await, 1);
     assert_eq!(
-        env.store.count("SELECT count(*) FROM audit_record").await,
+        env.count("SELECT count(*) FROM audit_record").await,
         records_before
     );
     let duplicate = env
-        .issuance
-        .add_retailer("Acme", "1", "test")
+        .app
+        .services()
+        .retailers()
+        .add("Acme", "1", "test")
         .await
         .unwrap_err();
     assert_eq!(duplicate.code(), "store.duplicate_retailer");
 }
 both_backends!(bad_input, bad_batch_requests_are_refused_and_write_nothing);
 
-async fn a_variable_value_batch_records_its_range<S: Store + Raw>(env: Env<S>) {
+async fn a_variable_value_batch_records_its_range<S: Store>(env: TestApp<S>) {
     env.request(1).await;
     let form = BatchForm {
         value: None,
@@ -198,11 +205,12 @@ async fn a_variable_value_batch_records_its_range<S: Store + Raw>(env: Env<S>) {
         ..usd_form(3)
     };
     let batch = env
-        .issuance
-        .request_batch(&form, "test")
+        .app
+        .services()
+        .batches()
+        .request(&form, "test")
         .await
-        .unwrap()
-        .batch;
+        .unwrap();
     assert_eq!(batch.value.to_string(), "10.00 to 500.00 USD");
     let done = env
         .generate(batch.id, &mut CodeGenerator::from_os_rng(), 10)
@@ -212,7 +220,7 @@ async fn a_variable_value_batch_records_its_range<S: Store + Raw>(env: Env<S>) {
 }
 both_backends!(variable_value, a_variable_value_batch_records_its_range);
 
-async fn a_tampered_printer_file_is_caught_without_printing_codes<S: Store + Raw>(env: Env<S>) {
+async fn a_tampered_printer_file_is_caught_without_printing_codes<S: Store>(env: TestApp<S>) {
     let batch = env.request(30).await;
     env.generate(batch.id, &mut CodeGenerator::from_os_rng(), 30)
         .await;
@@ -236,12 +244,14 @@ async fn a_tampered_printer_file_is_caught_without_printing_codes<S: Store + Raw
         let tampered = env.db.path().join("tampered.csv");
         std::fs::write(&tampered, &text).unwrap();
         let error = env
-            .issuance
-            .verify_export(&tampered, "test")
+            .app
+            .services()
+            .printer_check()
+            .verify(&tampered, "test")
             .await
             .unwrap_err();
         assert!(
-            matches!(error, IssuanceError::ExportMismatch { .. }),
+            matches!(error, VerifyPrinterFileError::Mismatch { .. }),
             "{error}"
         );
         let message = error.to_string();
@@ -257,9 +267,9 @@ both_backends!(
 );
 
 /// Runs `tamper`, then expects verification to name `expected` (a fragment of the problem).
-async fn expect_broken<S: Store + Raw>(env: &Env<S>, tamper: &str, expected: &str) {
-    env.store.exec(tamper).await;
-    let report = trail::verify(&env.store, &env.signer).await.unwrap();
+async fn expect_broken<S: Store>(env: &TestApp<S>, tamper: &str, expected: &str) {
+    env.exec(tamper).await;
+    let report = env.app.services().trail().verify().await.unwrap();
     let problem = report
         .problem
         .unwrap_or_else(|| panic!("`{tamper}` went unnoticed"));
@@ -269,34 +279,35 @@ async fn expect_broken<S: Store + Raw>(env: &Env<S>, tamper: &str, expected: &st
     );
 }
 
-async fn fresh_trail<S: Store + Raw>(env: &Env<S>) -> (i64, i64) {
+async fn fresh_trail<S: Store>(env: &TestApp<S>) -> (i64, i64) {
     let batch = env.request(40).await;
     env.generate(batch.id, &mut CodeGenerator::from_os_rng(), 10)
         .await;
     let chain = env
-        .store
         .count(&format!(
             "SELECT CAST(chain AS BIGINT) FROM audit_record WHERE subject = 'batch:{}' LIMIT 1",
             batch.id
         ))
         .await;
     assert!(
-        trail::verify(&env.store, &env.signer)
+        env.app
+            .services()
+            .trail()
+            .verify()
             .await
             .unwrap()
             .is_intact()
     );
     (
         chain,
-        env.store
-            .count(&format!(
-                "SELECT max(seq) FROM audit_record WHERE chain = {chain}"
-            ))
-            .await,
+        env.count(&format!(
+            "SELECT max(seq) FROM audit_record WHERE chain = {chain}"
+        ))
+        .await,
     )
 }
 
-async fn a_modified_audit_record_is_named<S: Store + Raw>(env: Env<S>) {
+async fn a_modified_audit_record_is_named<S: Store>(env: TestApp<S>) {
     let (chain, _) = fresh_trail(&env).await;
     expect_broken(&env, &format!(
         "UPDATE audit_record SET details = replace(details, '10', '11') WHERE chain = {chain} AND seq = 3"
@@ -304,7 +315,7 @@ async fn a_modified_audit_record_is_named<S: Store + Raw>(env: Env<S>) {
 }
 both_backends!(audit_modified, a_modified_audit_record_is_named);
 
-async fn a_deleted_audit_record_is_named<S: Store + Raw>(env: Env<S>) {
+async fn a_deleted_audit_record_is_named<S: Store>(env: TestApp<S>) {
     let (chain, _) = fresh_trail(&env).await;
     expect_broken(
         &env,
@@ -315,19 +326,17 @@ async fn a_deleted_audit_record_is_named<S: Store + Raw>(env: Env<S>) {
 }
 both_backends!(audit_deleted, a_deleted_audit_record_is_named);
 
-async fn swapped_audit_records_are_named<S: Store + Raw>(env: Env<S>) {
+async fn swapped_audit_records_are_named<S: Store>(env: TestApp<S>) {
     let (chain, _) = fresh_trail(&env).await;
     // Exchange the contents of records 2 and 3, keeping their positions.
-    env.store
-        .exec(&format!(
-            "UPDATE audit_record SET seq = 1000000 WHERE chain = {chain} AND seq = 2"
-        ))
-        .await;
-    env.store
-        .exec(&format!(
-            "UPDATE audit_record SET seq = 2 WHERE chain = {chain} AND seq = 3"
-        ))
-        .await;
+    env.exec(&format!(
+        "UPDATE audit_record SET seq = 1000000 WHERE chain = {chain} AND seq = 2"
+    ))
+    .await;
+    env.exec(&format!(
+        "UPDATE audit_record SET seq = 2 WHERE chain = {chain} AND seq = 3"
+    ))
+    .await;
     expect_broken(
         &env,
         &format!("UPDATE audit_record SET seq = 3 WHERE chain = {chain} AND seq = 1000000"),
@@ -337,7 +346,7 @@ async fn swapped_audit_records_are_named<S: Store + Raw>(env: Env<S>) {
 }
 both_backends!(audit_swapped, swapped_audit_records_are_named);
 
-async fn a_forged_audit_record_is_named<S: Store + Raw>(env: Env<S>) {
+async fn a_forged_audit_record_is_named<S: Store>(env: TestApp<S>) {
     let (chain, last) = fresh_trail(&env).await;
     // A record appended by someone without the key: right shape, wrong tag.
     let forged = format!(
@@ -345,7 +354,7 @@ async fn a_forged_audit_record_is_named<S: Store + Raw>(env: Env<S>) {
          SELECT chain, seq + 1, recorded_at, 'cli:mallory', 'batch.completed', subject, details, key_id, tag \
          FROM audit_record WHERE chain = {chain} AND seq = {last}"
     );
-    env.store.exec(&forged).await;
+    env.exec(&forged).await;
     expect_broken(
         &env,
         &format!(
@@ -358,22 +367,24 @@ async fn a_forged_audit_record_is_named<S: Store + Raw>(env: Env<S>) {
 }
 both_backends!(audit_forged, a_forged_audit_record_is_named);
 
-async fn truncation_back_past_a_seal_is_detected<S: Store + Raw>(env: Env<S>) {
+async fn truncation_back_past_a_seal_is_detected<S: Store>(env: TestApp<S>) {
     let (chain, last) = fresh_trail(&env).await;
-    trail::seal(&env.store).await.unwrap();
+    env.app.services().trail().seal().await.unwrap();
     assert!(
-        trail::verify(&env.store, &env.signer)
+        env.app
+            .services()
+            .trail()
+            .verify()
             .await
             .unwrap()
             .is_intact()
     );
     // Cut the chain's tail and make its head row agree: only the seal remembers.
-    env.store
-        .exec(&format!(
-            "DELETE FROM audit_record WHERE chain = {chain} AND seq > {}",
-            last - 2
-        ))
-        .await;
+    env.exec(&format!(
+        "DELETE FROM audit_record WHERE chain = {chain} AND seq > {}",
+        last - 2
+    ))
+    .await;
     expect_broken(
         &env,
         &format!(
@@ -386,32 +397,35 @@ async fn truncation_back_past_a_seal_is_detected<S: Store + Raw>(env: Env<S>) {
 }
 both_backends!(audit_truncated, truncation_back_past_a_seal_is_detected);
 
-async fn rotated_keys_still_look_up_and_verify_older_records<S: Store + Raw>(mut env: Env<S>) {
+async fn rotated_keys_still_look_up_and_verify_older_records<S: Store>(env: TestApp<S>) {
     let old = env.request(20).await;
     env.generate(old.id, &mut CodeGenerator::from_os_rng(), 20)
         .await;
-    // Rotate both keys: rings that hold the old key as id 1 and a new one as id 2.
-    let lookup = ring_with_new_key(&env.keys.lookup, KeyPurpose::Lookup);
-    let audit = ring_with_new_key(&env.keys.audit, KeyPurpose::Audit);
-    let signer = std::sync::Arc::new(tender::audit::AuditSigner::new(audit.clone()));
-    let store = rebuild(&env, signer.clone()).await;
-    let issuance = tender::issuance::Issuance::new(
-        store.clone(),
-        Digester::new(&lookup),
-        env.db.export_dir(),
-        tender::jobs::JobQueue::generate_batch(&tender::jobs::JobDefinitions::builtin()),
-    );
-    let new = issuance
-        .request_batch(&usd_form(20), "test")
+    // Rotate both keys: key files that hold the old key as id 1 and a new one as id 2, opened
+    // by a second app over the same database.
+    let keys = env.db.path().join("rotated-keys");
+    for purpose in [KeyPurpose::Lookup, KeyPurpose::Audit] {
+        let old_ring = KeyRing::load(purpose, &env.db.settings().key_dir()).unwrap();
+        write_ring_with_new_key(&old_ring, purpose, &keys);
+    }
+    let settings = tender::config::Settings {
+        key_dir: Some(keys),
+        ..env.db.settings()
+    };
+    let rotated = env.reopen(&settings).await;
+    let services = rotated.services();
+    let new = services
+        .batches()
+        .request(&usd_form(20), "test")
         .await
-        .unwrap()
-        .batch;
+        .unwrap();
     assert_eq!(new.lookup_key_id, 2);
     // A code issued under key 1 has another digest under key 2: only the check against older
     // keys keeps it from being issued twice.
     let issued = printer_codes(&env.export_file(old.id))[3].1.clone();
     let mut source = ScriptedCodes::new([issued.clone()]);
-    let done = issuance
+    let done = services
+        .generation()
         .generate(new.id, &mut source, 20, "test", &|_| {})
         .await
         .unwrap();
@@ -419,33 +433,30 @@ async fn rotated_keys_still_look_up_and_verify_older_records<S: Store + Raw>(mut
     let new_codes = printer_codes(&env.export_file(new.id));
     assert!(new_codes.iter().all(|(_, c)| c != &issued));
     assert_eq!(
-        env.store
-            .count(&format!(
-                "SELECT count(*) FROM card WHERE batch_id = {} AND lookup_key_id = 2",
-                new.id
-            ))
-            .await,
+        env.count(&format!(
+            "SELECT count(*) FROM card WHERE batch_id = {} AND lookup_key_id = 2",
+            new.id
+        ))
+        .await,
         20
     );
-    issuance
-        .verify_export(&env.export_file(old.id), "test")
-        .await
-        .unwrap();
-    issuance
-        .verify_export(&env.export_file(new.id), "test")
-        .await
-        .unwrap();
-    let report = trail::verify(&store, &signer).await.unwrap();
+    for id in [old.id, new.id] {
+        services
+            .printer_check()
+            .verify(&env.export_file(id), "test")
+            .await
+            .unwrap();
+    }
+    let report = services.trail().verify().await.unwrap();
     assert!(report.is_intact(), "{:?}", report.problem);
-    env.signer = signer;
 }
 both_backends!(
     key_rotation,
     rotated_keys_still_look_up_and_verify_older_records
 );
 
-fn ring_with_new_key(old: &KeyRing, purpose: KeyPurpose) -> KeyRing {
-    let dir = tempfile::tempdir().unwrap();
+fn write_ring_with_new_key(old: &KeyRing, purpose: KeyPurpose, dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
     let text: String = old
         .iter()
         .map(|(id, key)| format!("{id} {}\n", hex::encode(key.expose())))
@@ -454,31 +465,13 @@ fn ring_with_new_key(old: &KeyRing, purpose: KeyPurpose) -> KeyRing {
             hex::encode(SecretKey::generate().expose())
         )])
         .collect();
-    let path = dir.path().join(purpose.file_name());
+    let path = dir.join(purpose.file_name());
     std::fs::write(&path, text).unwrap();
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let ring = KeyRing::load(purpose, dir.path()).unwrap();
-    assert_eq!(ring.newest().0, KeyId::new(2));
-    ring
-}
-
-async fn rebuild<S: Store>(env: &Env<S>, signer: std::sync::Arc<tender::audit::AuditSigner>) -> S {
-    // Same database, new signer: connect a second store of the same kind.
-    let any: &dyn std::any::Any = &env.store;
-    let store: Box<dyn std::any::Any> = if any.is::<tender::store::PgStore>() {
-        Box::new(
-            tender::store::PgStore::connect(&env.db.url, signer)
-                .await
-                .unwrap(),
-        )
-    } else {
-        Box::new(
-            tender::store::SqliteStore::connect(&env.db.url, signer)
-                .await
-                .unwrap(),
-        )
-    };
-    *store.downcast::<S>().unwrap()
+    assert_eq!(
+        KeyRing::load(purpose, dir).unwrap().newest().0,
+        KeyId::new(2)
+    );
 }
 
 #[test]

@@ -1,13 +1,11 @@
 //! The `tender` binary as operators and cron run it: exit codes, crash recovery, several
 //! workers on one database, and no plaintext code anywhere but the printer file.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestDb;
+use crate::helpers::TestDb;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tender");
 
@@ -62,7 +60,7 @@ fn ok(db: &TestDb, args: &[&str]) -> String {
 fn setup(db: &TestDb, chunk_cards: usize) {
     let jobs = db.path().join("jobs");
     std::fs::create_dir_all(&jobs).unwrap();
-    let definition = include_str!("../jobs/generate-batch.toml")
+    let definition = include_str!("../../jobs/generate-batch.toml")
         .replace("heartbeat_secs = 10", "heartbeat_secs = 1")
         .replace("missed_heartbeats = 3", "missed_heartbeats = 2")
         .replace("poll_interval_ms = 500", "poll_interval_ms = 100")

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{Batch, BatchId, CardValue, Code, Serial};
+use crate::error::{Classify, Kind};
 
 /// The header row of every printer file.
 pub const HEADER: &str = "serial,code,value,currency,expires\n";
@@ -61,13 +62,20 @@ pub enum ExportError {
     },
 }
 
-impl ExportError {
-    /// A stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+impl Classify for ExportError {
+    fn code(&self) -> &'static str {
         match self {
             ExportError::Busy(_) => "export.busy",
             ExportError::Shrunk { .. } => "export.shrunk",
             ExportError::Io { .. } => "export.io",
+        }
+    }
+
+    fn kind(&self) -> Kind {
+        match self {
+            // Busy: a run still alive on this host holds the file; if it dies, a retry resumes.
+            ExportError::Busy(_) | ExportError::Io { .. } => Kind::Transient,
+            ExportError::Shrunk { .. } => Kind::Internal,
         }
     }
 }
@@ -182,4 +190,75 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// One card row of a printer file as read back: its line, serial and code.
+#[derive(Debug)]
+pub struct PrinterRow {
+    /// The line in the file (the header is line 1).
+    pub line: u64,
+    /// The card's serial.
+    pub serial: Serial,
+    /// The card's code.
+    pub code: Code,
+}
+
+/// Reads a printer file's card rows. Every refusal names a line, never the text on it (a
+/// mistyped field may still be most of a code).
+pub struct PrinterFileReader {
+    records: csv::StringRecordsIntoIter<File>,
+    rows: u64,
+}
+
+impl PrinterFileReader {
+    /// Opens the file at `path`; `Err` holds the reason it cannot be read.
+    pub fn open(path: &Path) -> Result<PrinterFileReader, String> {
+        let reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(false)
+            .from_path(path)
+            .map_err(|e| format!("cannot read it as CSV ({})", csv_reason(&e)))?;
+        Ok(PrinterFileReader {
+            records: reader.into_records(),
+            rows: 0,
+        })
+    }
+}
+
+impl Iterator for PrinterFileReader {
+    type Item = Result<PrinterRow, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let record = self.records.next()?;
+        self.rows += 1;
+        Some(
+            record
+                .map_err(|e| format!("row {}: {}", self.rows, csv_reason(&e)))
+                .and_then(|record| {
+                    let line = record.position().map_or(self.rows + 1, |p| p.line());
+                    let (Some(serial), Some(code)) = (record.get(0), record.get(1)) else {
+                        return Err(format!("line {line} has too few fields"));
+                    };
+                    Ok(PrinterRow {
+                        line,
+                        serial: Serial::parse(serial).map_err(|e| format!("line {line}: {e}"))?,
+                        code: Code::parse(code).map_err(|e| format!("line {line}: {e}"))?,
+                    })
+                }),
+        )
+    }
+}
+
+/// A csv error's reason without the offending field's text (it may hold a code).
+fn csv_reason(error: &csv::Error) -> String {
+    match error.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
+            format!("a row has {len} fields where {expected_len} were expected")
+        }
+        csv::ErrorKind::Utf8 { .. } => "a row is not valid UTF-8".into(),
+        csv::ErrorKind::Io(e) => e.to_string(),
+        _ => "malformed CSV".into(),
+    }
 }

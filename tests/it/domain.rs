@@ -8,6 +8,7 @@ use tender::domain::{
     Code, CodeError, Currency, Money, MoneyError, Region, RegionError, SERIAL_SEQUENCE_MAX, Serial,
     SerialError,
 };
+use tender::error::Classify;
 
 /// A record shaped like the ones the storage and API layers build.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]

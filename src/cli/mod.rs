@@ -1,0 +1,205 @@
+//! The `tender` command: argument definitions, and one function per command group over the
+//! services. Every command opens the app through the composition root; output formatting
+//! lives in `output`, the demo in `demo`.
+
+mod audit;
+mod batch;
+mod demo;
+mod jobs;
+mod keys;
+mod output;
+mod retailer;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{self, App, Launch};
+use crate::clock::SystemClock;
+use crate::config::{DEFAULT_DATA_DIR, Settings, redact_url};
+use crate::error::Classify;
+use crate::store::Store;
+use output::Format;
+
+/// Issue and settle stored value: gift card codes, balances and trade-in credit.
+///
+/// Keys come from TENDER_LOOKUP_KEYS / TENDER_AUDIT_KEYS or from key files that `tender init`
+/// creates; never from arguments.
+#[derive(Debug, Parser)]
+#[command(name = "tender", version)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// Directory for the SQLite database, keys and printer files.
+    #[arg(long, global = true, env = "TENDER_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB (default: SQLite in the data directory).
+    #[arg(long, global = true, env = "TENDER_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Directory of the key files (default: DATA_DIR/keys).
+    #[arg(long, global = true, env = "TENDER_KEY_DIR")]
+    key_dir: Option<PathBuf>,
+    /// Directory printer files are written to (default: DATA_DIR/exports).
+    #[arg(long, global = true, env = "TENDER_EXPORT_DIR")]
+    export_dir: Option<PathBuf>,
+    /// Directory of job definitions that replace the built-in ones.
+    #[arg(long, global = true, env = "TENDER_JOBS_DIR")]
+    jobs_dir: Option<PathBuf>,
+    /// Who is acting, as recorded in the audit trail (default: cli:$USER).
+    #[arg(long, global = true, env = "TENDER_ACTOR")]
+    actor: Option<String>,
+    /// Output format of read commands.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create and migrate the database, and create missing key files (mode 0600).
+    Init,
+    /// Manage retailers.
+    #[command(subcommand)]
+    Retailer(retailer::RetailerCommand),
+    /// Request, inspect and verify card batches.
+    #[command(subcommand)]
+    Batch(batch::BatchCommand),
+    /// Run the job workers and the outbox relay until ctrl-c or SIGTERM (or, with --drain,
+    /// until no job is left).
+    Work {
+        /// Exit once the outbox is empty and no job is ready or running.
+        #[arg(long)]
+        drain: bool,
+    },
+    /// Inspect the job runner.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
+    /// Verify or seal the audit trail.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Manage keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Run the whole flow on a fresh SQLite database in a new directory and print a summary.
+    Demo(demo::DemoArgs),
+}
+
+/// A command's failure: one sentence for the person at the terminal, and its stable code.
+#[derive(Debug)]
+pub struct CliError {
+    code: &'static str,
+    message: String,
+}
+
+impl CliError {
+    /// A failure the CLI itself finds.
+    fn new(code: &'static str, message: impl Into<String>) -> CliError {
+        CliError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The stable code of what failed.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl<E: Classify + fmt::Display> From<E> for CliError {
+    fn from(error: E) -> Self {
+        CliError {
+            code: error.code(),
+            message: error.to_string(),
+        }
+    }
+}
+
+/// What every command needs besides the app.
+struct Ctx {
+    actor: String,
+    format: Format,
+}
+
+/// Logs go to stderr; TENDER_LOG sets the filter (default: info for workers, warn otherwise).
+pub fn init_logging(cli: &Cli) {
+    let default = match cli.command {
+        Command::Work { .. } => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TENDER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Runs the command.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let settings = Settings {
+        data_dir: cli.global.data_dir,
+        database_url: cli.global.database_url,
+        key_dir: cli.global.key_dir,
+        export_dir: cli.global.export_dir,
+        jobs_dir: cli.global.jobs_dir,
+    };
+    let ctx = Ctx {
+        actor: cli.global.actor.unwrap_or_else(|| {
+            format!(
+                "cli:{}",
+                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+            )
+        }),
+        format: cli.global.format,
+    };
+    match cli.command {
+        Command::Init => {
+            let done = app::init(&settings, SystemClock::shared()).await?;
+            for path in done.created_keys {
+                println!("created {}", path.display());
+            }
+            println!("database ready: {}", redact_url(&settings.database_url()));
+            Ok(())
+        }
+        Command::Keys(command) => keys::run(&settings, command),
+        Command::Demo(args) => demo::run(args).await,
+        command => app::launch(&settings, SystemClock::shared(), Dispatch { ctx, command }).await?,
+    }
+}
+
+/// A command that runs over an open app.
+struct Dispatch {
+    ctx: Ctx,
+    command: Command,
+}
+
+impl Launch for Dispatch {
+    type Output = Result<(), CliError>;
+
+    async fn run<S: Store>(self, app: App<S>) -> Result<(), CliError> {
+        let ctx = &self.ctx;
+        match self.command {
+            Command::Retailer(command) => retailer::run(&app, ctx, command).await,
+            Command::Batch(command) => batch::run(&app, ctx, command).await,
+            Command::Work { drain } => jobs::work(&app, drain).await,
+            Command::Jobs(command) => jobs::run(&app, ctx, command).await,
+            Command::Audit(command) => audit::run(&app, ctx, command).await,
+            Command::Init | Command::Keys(_) | Command::Demo(_) => {
+                unreachable!("run() handles these before the app opens")
+            }
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! The job runtime: apalis workers over tender's own database, the outbox relay and the
+//! schedules, until a signal or until no job is left (`--drain`). It knows no job: each job
+//! comes in through [`Runtime::with_job`] as a [`Job`].
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use apalis::layers::retry::HasherRng;
+use apalis::layers::retry::backoff::{ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
+use apalis::prelude::*;
+use chrono::{DateTime, Utc};
+
+use super::Job;
+use super::definitions::{RunPolicy, Trigger};
+use super::queue::{self, Route, postgres_storage, sqlite_storage};
+use super::relay::Relay;
+use super::status;
+use crate::clock::SharedClock;
+use crate::error::{Classify, Kind};
+use crate::service::JobPayload;
+use crate::store::{DbPool, Store, StoreError};
+
+/// How long workers may take to finish jobs in flight after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
+/// How often `--drain` checks whether any job is left.
+const DRAIN_POLL: Duration = Duration::from_millis(250);
+/// How many worker failures in a row the monitor restarts before giving up on a worker.
+const WORKER_RESTARTS_MAX: usize = 5;
+
+/// Until when the runtime runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Until ctrl-c or SIGTERM; jobs in flight finish first.
+    UntilSignal,
+    /// Until the outbox is empty and no job is ready or running, then exit.
+    Drain,
+}
+
+/// Why the runtime stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// Reading the outbox or the job tables failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A worker kept failing and was given up.
+    #[error("a job worker kept failing and was stopped; see the log for its errors")]
+    WorkerDied,
+    /// The monitor failed.
+    #[error("the job runner failed; the log has the cause")]
+    Monitor,
+    /// `--drain` stopped with jobs left (only after a signal).
+    #[error("stopped with {0} jobs still to run")]
+    Unfinished(i64),
+}
+
+impl Classify for RuntimeError {
+    fn code(&self) -> &'static str {
+        match self {
+            RuntimeError::Store(e) => e.code(),
+            RuntimeError::WorkerDied => "jobs.worker_died",
+            RuntimeError::Monitor => "jobs.monitor",
+            RuntimeError::Unfinished(_) => "jobs.unfinished",
+        }
+    }
+
+    fn kind(&self) -> Kind {
+        match self {
+            RuntimeError::Store(e) => e.kind(),
+            RuntimeError::WorkerDied | RuntimeError::Monitor => Kind::Internal,
+            RuntimeError::Unfinished(_) => Kind::Transient,
+        }
+    }
+}
+
+type Schedule = Box<dyn FnOnce(DbPool) -> tokio::task::JoinHandle<()> + Send>;
+
+/// Workers for the jobs added, the relay, and the schedules.
+pub struct Runtime<S> {
+    store: S,
+    clock: SharedClock,
+    monitor: Monitor,
+    gave_up: Arc<AtomicBool>,
+    queues: Vec<String>,
+    routes: HashMap<&'static str, Route>,
+    schedules: Vec<Schedule>,
+}
+
+impl<S: Store> Runtime<S> {
+    /// A runtime over `store` with no job yet.
+    pub fn new(store: S, clock: SharedClock) -> Self {
+        let gave_up = Arc::new(AtomicBool::new(false));
+        Runtime {
+            store,
+            clock,
+            monitor: monitor(gave_up.clone()),
+            gave_up,
+            queues: Vec::new(),
+            routes: HashMap::new(),
+            schedules: Vec::new(),
+        }
+    }
+
+    /// Runs `job`'s workers as its policy says: its queue, concurrency, retries with backoff,
+    /// timeout and heartbeat; a cron trigger also schedules it.
+    pub fn with_job<J: Job>(mut self, job: J) -> Self {
+        let policy = job.policy().clone();
+        let route = Route {
+            queue: policy.queue.clone(),
+            max_attempts: policy.run.max_attempts,
+        };
+        self.queues.push(policy.queue.clone());
+        self.routes.insert(J::Args::JOB, route.clone());
+        if let Trigger::Cron { schedule, timezone } = &policy.trigger {
+            let (schedule, timezone) = (schedule.clone(), timezone.clone());
+            let (job, clock) = (job.clone(), self.clock.clone());
+            self.schedules.push(Box::new(move |pool| {
+                tokio::spawn(schedule_forever(
+                    job, clock, pool, route, schedule, timezone,
+                ))
+            }));
+        }
+        let (queue, worker, run) = (policy.queue, policy.worker, policy.run);
+        let poll = Duration::from_millis(worker.poll_interval_ms);
+        // One macro, because the two backends' worker types differ and apalis' builder bounds
+        // make a generic function far longer than the few lines it would save.
+        macro_rules! worker {
+            ($backend:expr) => {
+                WorkerBuilder::new(worker_name(&queue))
+                    .backend($backend)
+                    .data(job.clone())
+                    // Concurrency must wrap retry: the other order deadlocks a retried job.
+                    .concurrency(run.concurrency)
+                    .retry(retry_policy(&run))
+                    .build(handle::<J>)
+            };
+        }
+        self.monitor = match self.store.db_pool() {
+            DbPool::Sqlite(pool) => self.monitor.register(move |_| {
+                worker!(
+                    sqlite_storage::<J::Args>(&pool, &queue, Some(&worker))
+                        .poll_with_interval(poll)
+                )
+            }),
+            DbPool::Postgres(pool) => self.monitor.register(move |_| {
+                // NOTIFY wakes workers at once; the interval catches delayed jobs and retries.
+                let strategy = Strategy::new()
+                    .stream(apalis_postgres::Pubsub::new(pool.clone(), queue.clone()))
+                    .interval(poll);
+                worker!(
+                    postgres_storage::<J::Args>(&pool, &queue, Some(&worker))
+                        .poll_with_strategy(strategy)
+                )
+            }),
+        };
+        self
+    }
+
+    /// The relay this runtime runs, for callers that relay without running workers.
+    pub fn relay(&self) -> Relay<S> {
+        Relay::new(self.store.clone(), self.clock.clone(), self.routes.clone())
+    }
+
+    /// Runs the relay, the schedules and the workers until `mode` says to stop.
+    pub async fn run(self, mode: RunMode) -> Result<(), RuntimeError> {
+        let relay = self.relay();
+        let pool = self.store.db_pool();
+        let relaying = tokio::spawn(relay.clone().run());
+        let scheduling: Vec<_> = self
+            .schedules
+            .into_iter()
+            .map(|s| s(pool.clone()))
+            .collect();
+        let result = match mode {
+            RunMode::Drain => {
+                let drained = drained(relay.clone(), pool.clone(), self.queues.clone());
+                self.monitor.run_with_signal(drained).await
+            }
+            RunMode::UntilSignal => self.monitor.run_with_signal(shutdown_signal()).await,
+        };
+        relaying.abort();
+        scheduling.iter().for_each(|s| s.abort());
+        if let Err(error) = result {
+            tracing::error!(%error, "the job runner's monitor failed");
+            return Err(RuntimeError::Monitor);
+        }
+        if self.gave_up.load(Ordering::SeqCst) {
+            return Err(RuntimeError::WorkerDied);
+        }
+        if mode == RunMode::Drain {
+            let left = relay.pending().await? + status::unfinished(&pool, &self.queues).await?;
+            if left > 0 {
+                return Err(RuntimeError::Unfinished(left));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs one task of `J`: a transient failure is retried, anything else ends the task.
+async fn handle<J: Job>(args: J::Args, attempt: Attempt, job: Data<J>) -> Result<(), BoxDynError> {
+    let policy = job.policy();
+    let name = policy.name.as_str();
+    tracing::info!(job = name, attempt = attempt.current(), "job started");
+    // The timeout lives here, not in apalis' timeout layer, which leaves timed-out jobs stranded.
+    match tokio::time::timeout(policy.run.timeout(), job.run(args)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) if error.kind() == Kind::Transient => {
+            tracing::warn!(job = name, code = error.code(), %error, "job failed; will retry");
+            Err(error.into())
+        }
+        Ok(Err(error)) => {
+            tracing::error!(job = name, code = error.code(), %error, "job failed for good");
+            Err(AbortError::new(error).into())
+        }
+        Err(_) => {
+            tracing::warn!(job = name, "job timed out; will retry");
+            Err(format!("timed out after {} s", policy.run.timeout_secs).into())
+        }
+    }
+}
+
+/// Queues `job` at each tick of its schedule, and once at start for the newest tick already
+/// past (a run missed while no runner was up). Every process with the job schedules it; the
+/// tick's time is the task's idempotency key, so each tick runs once.
+async fn schedule_forever<J: Job>(
+    job: J,
+    clock: SharedClock,
+    pool: DbPool,
+    route: Route,
+    schedule: String,
+    timezone: String,
+) {
+    let (Ok(schedule), Ok(zone)) = (
+        cron::Schedule::from_str(&schedule),
+        chrono_tz::Tz::from_str(&timezone),
+    ) else {
+        tracing::error!(
+            job = J::Args::JOB,
+            "schedule was validated at load but does not parse"
+        );
+        return;
+    };
+    let mut tick: Option<DateTime<Utc>> = None;
+    loop {
+        let now = clock.now();
+        let due = match tick {
+            None => schedule
+                .after(&(now - chrono::TimeDelta::days(1)).with_timezone(&zone))
+                .take_while(|t| t.with_timezone(&Utc) <= now)
+                .last()
+                .map(|t| t.with_timezone(&Utc)),
+            Some(t) => Some(t),
+        };
+        if let Some(at) = due
+            && let Some(args) = job.scheduled(at)
+        {
+            let payload = serde_json::to_value(&args).expect("job payloads serialise to JSON");
+            let key = format!("{}:{}", J::Args::JOB, at.timestamp());
+            if let Err(error) = queue::push(&pool, &route, payload, key).await {
+                tracing::warn!(job = J::Args::JOB, %error, "could not queue a scheduled run");
+            }
+        }
+        let Some(next) = schedule.after(&now.with_timezone(&zone)).next() else {
+            return;
+        };
+        let next = next.with_timezone(&Utc);
+        let wait = (next - now).to_std().unwrap_or_default();
+        tokio::time::sleep(wait).await;
+        tick = Some(next);
+    }
+}
+
+fn retry_policy(run: &RunPolicy) -> BackoffRetryPolicy<ExponentialBackoff<HasherRng>> {
+    RetryPolicy::retries(run.retries).with_backoff(
+        ExponentialBackoffMaker::new(
+            Duration::from_millis(run.backoff_min_ms),
+            Duration::from_millis(run.backoff_max_ms),
+            0.5,
+            HasherRng::default(),
+        )
+        .expect("definitions validate min <= max")
+        .make_backoff(),
+    )
+}
+
+/// Unique per process and start: apalis refuses to reuse a recently seen worker name.
+fn worker_name(queue: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!(
+        "{queue}@{}-{}-{}",
+        host.trim(),
+        std::process::id(),
+        ulid::Ulid::generate()
+    )
+}
+
+fn monitor(gave_up: Arc<AtomicBool>) -> Monitor {
+    Monitor::new()
+        .should_restart(move |context, error| {
+            let restart = context.restarts() < WORKER_RESTARTS_MAX;
+            tracing::error!(worker = context.name(), %error, restarts = context.restarts(), restart, "job worker failed");
+            if !restart {
+                gave_up.store(true, Ordering::SeqCst);
+            }
+            restart
+        })
+        .shutdown_timeout(SHUTDOWN_GRACE)
+}
+
+async fn shutdown_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result,
+        _ = term.recv() => Ok(()),
+    }
+}
+
+/// Resolves once the outbox is empty and no job is ready or running, twice in a row, or on a
+/// signal.
+async fn drained<S: Store>(
+    relay: Relay<S>,
+    pool: DbPool,
+    queues: Vec<String>,
+) -> std::io::Result<()> {
+    let idle = async {
+        let mut idle_polls = 0;
+        loop {
+            let left = async {
+                Ok::<_, StoreError>(
+                    relay.pending().await? + status::unfinished(&pool, &queues).await?,
+                )
+            }
+            .await
+            .map_err(std::io::Error::other)?;
+            idle_polls = if left == 0 { idle_polls + 1 } else { 0 };
+            if idle_polls >= 2 {
+                return Ok(());
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+    };
+    tokio::select! {
+        result = idle => result,
+        result = shutdown_signal() => result,
+    }
+}

@@ -1,0 +1,139 @@
+//! Use cases. Each opens its own transaction, calls repository steps on it, appends its audit
+//! records and commits; a unit of work that fails as transient (the database busy, a
+//! serialization failure) runs again whole. The HTTP API, the CLI and the jobs are thin callers
+//! of these, and reads go through them too.
+
+pub mod batches;
+pub mod generation;
+pub mod printer_check;
+pub mod retailers;
+pub mod trail;
+
+use std::hash::{BuildHasher, RandomState};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::audit::AuditSigner;
+use crate::clock::SharedClock;
+use crate::codegen::Digester;
+use crate::error::{Classify, Kind};
+use crate::store::{OutboxJob, Store};
+
+/// Most runs of one unit of work while the database keeps answering "busy".
+pub const UNIT_RUNS_MAX: u32 = 5;
+/// The wait before the second run; it doubles for each further run, plus up to as much again
+/// at random, so writers that collided do not collide again in step.
+const UNIT_BACKOFF_FIRST: Duration = Duration::from_millis(20);
+
+/// What the use cases share: the store, the clock and the keys in use.
+#[derive(Debug, Clone)]
+pub struct Services<S> {
+    store: S,
+    clock: SharedClock,
+    signer: Arc<AuditSigner>,
+    digester: Arc<Digester>,
+    export_dir: PathBuf,
+}
+
+impl<S: Store> Services<S> {
+    /// Use cases over `store`, timed by `clock`, signing audit records with `signer`, digesting
+    /// codes with `digester` and writing printer files to `export_dir`.
+    pub fn new(
+        store: S,
+        clock: SharedClock,
+        signer: AuditSigner,
+        digester: Digester,
+        export_dir: PathBuf,
+    ) -> Self {
+        Services {
+            store,
+            clock,
+            signer: Arc::new(signer),
+            digester: Arc::new(digester),
+            export_dir,
+        }
+    }
+
+    /// Adding and listing retailers.
+    pub fn retailers(&self) -> retailers::Retailers<'_, S> {
+        retailers::Retailers(self)
+    }
+
+    /// Requesting and reading batches.
+    pub fn batches(&self) -> batches::Batches<'_, S> {
+        batches::Batches(self)
+    }
+
+    /// Generating a batch's cards: the generation job's body.
+    pub fn generation(&self) -> generation::Generation<'_, S> {
+        generation::Generation(self)
+    }
+
+    /// Checking a printer file against the stored digests.
+    pub fn printer_check(&self) -> printer_check::PrinterCheck<'_, S> {
+        printer_check::PrinterCheck(self)
+    }
+
+    /// Verifying and sealing the audit trail.
+    pub fn trail(&self) -> trail::Trail<'_, S> {
+        trail::Trail(self)
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The clock every use case reads.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+}
+
+/// A job's payload: ids only, written to the outbox in the transaction that causes the job.
+pub trait JobPayload: Serialize + DeserializeOwned {
+    /// The job's name, as in `jobs/<name>.toml`.
+    const JOB: &'static str;
+
+    /// The payload as an outbox row.
+    fn outbox(&self) -> OutboxJob {
+        OutboxJob {
+            job: Self::JOB,
+            payload: serde_json::to_string(self).expect("job payloads serialise to JSON"),
+        }
+    }
+}
+
+/// Decides whether a failed unit of work runs again, and waits before it does.
+#[derive(Debug)]
+pub(crate) struct Rerun {
+    runs: u32,
+}
+
+impl Rerun {
+    pub(crate) fn new() -> Rerun {
+        Rerun { runs: 1 }
+    }
+
+    /// After a failed run: `true` (once the backoff has passed) if `error` is transient and
+    /// runs remain.
+    pub(crate) async fn after(&mut self, error: &impl Classify) -> bool {
+        if error.kind() != Kind::Transient || self.runs >= UNIT_RUNS_MAX {
+            return false;
+        }
+        let base = UNIT_BACKOFF_FIRST * 2u32.pow(self.runs - 1);
+        let jitter = RandomState::new().hash_one(self.runs) % (base.as_micros() as u64 + 1);
+        tracing::debug!(
+            code = error.code(),
+            run = self.runs,
+            "unit of work failed; running it again"
+        );
+        tokio::time::sleep(base + Duration::from_micros(jitter)).await;
+        self.runs += 1;
+        true
+    }
+}

@@ -1,0 +1,75 @@
+//! The list of what truly differs between SQLite and PostgreSQL. Everything else is written
+//! once in `store/sql/`. Each item says why it cannot be shared; the compiler makes both
+//! backends supply every item.
+
+use std::collections::HashSet;
+use std::future::Future;
+
+use sqlx::Pool;
+
+use super::{CardChunk, DbPool, OutboxClaim, OutboxRow, StoreResult};
+use crate::codegen::CodeDigest;
+
+/// One database tender can store in.
+pub trait Backend: sqlx::Database + Sync {
+    /// SQLite: `BEGIN IMMEDIATE`, so writers queue at BEGIN (under the busy timeout) and never
+    /// fail mid-transaction upgrading a read lock. PostgreSQL: `BEGIN` (READ COMMITTED, with
+    /// guarded writes and row locks where rows are read and then written).
+    const BEGIN_WRITE: &'static str;
+    /// A consistent snapshot for reads that span statements. SQLite's deferred `BEGIN` gives
+    /// one in WAL mode; PostgreSQL needs REPEATABLE READ for it.
+    const BEGIN_READ: &'static str;
+    /// PostgreSQL locks rows read-then-written with `FOR UPDATE`; SQLite has no such clause,
+    /// and its write lock already serialises writers. See [`locking!`].
+    const ROW_LOCKS: bool;
+
+    /// Connection options differ in kind: pragmas and a busy timeout for a file, a pool bound
+    /// and application name for a server.
+    fn connect(url: &str) -> impl Future<Output = StoreResult<Pool<Self>>> + Send;
+
+    /// Each dialect has its own migration files, and apalis its own migrations per backend.
+    fn migrate(pool: &Pool<Self>) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The pool as the job runner sees it.
+    fn db_pool(pool: &Pool<Self>) -> DbPool;
+
+    /// Bulk load: PostgreSQL's `COPY` is several times faster than any `INSERT`, but fails the
+    /// whole chunk on one taken digest; SQLite takes multi-row `INSERT … ON CONFLICT DO
+    /// NOTHING`. Same contract as [`super::CardRepo::insert_cards`].
+    fn insert_cards(
+        conn: &mut Self::Connection,
+        chunk: &CardChunk<'_>,
+        indexes: &[usize],
+    ) -> impl Future<Output = StoreResult<Vec<usize>>> + Send;
+
+    /// Set lookup: PostgreSQL binds one array (`= ANY($1)`); SQLite has no arrays and takes
+    /// `IN (…)` lists under its bound-parameter limit.
+    fn stored_digests(
+        conn: &mut Self::Connection,
+        digests: &[CodeDigest],
+    ) -> impl Future<Output = StoreResult<HashSet<CodeDigest>>> + Send;
+
+    /// Relay claims: PostgreSQL locks rows with `FOR UPDATE SKIP LOCKED` and holds them across
+    /// the push. On SQLite that lock is the whole database, and apalis writes through another
+    /// connection, so the relay stamps a lease and commits before it pushes.
+    const OUTBOX_CLAIM_LOCKS_ROWS: bool;
+
+    /// See [`Backend::OUTBOX_CLAIM_LOCKS_ROWS`].
+    fn claim_outbox(
+        conn: &mut Self::Connection,
+        claim: &OutboxClaim<'_>,
+    ) -> impl Future<Output = StoreResult<Vec<OutboxRow>>> + Send;
+}
+
+/// A statement with ` FOR UPDATE` appended where the backend has row locks. Both arms are
+/// literals, as sqlx's `&'static str` queries need.
+macro_rules! locking {
+    ($sql:literal) => {
+        if <super::Db as $crate::store::Backend>::ROW_LOCKS {
+            concat!($sql, " FOR UPDATE")
+        } else {
+            $sql
+        }
+    };
+}
+pub(super) use locking;

@@ -1,0 +1,59 @@
+//! The shared SQL: every statement and repository step written once, with `$N` placeholders.
+//!
+//! This module is mounted twice, by `store/sqlite.rs` and `store/postgres.rs`, each over its
+//! own concrete `Db`: one source, compiled once per backend with concrete types, so no bound
+//! lists and no macros wrap the bodies. Where a statement cannot be portable, it calls the
+//! backend's item of [`crate::store::Backend`]. Shared SQL never holds PostgreSQL- or
+//! SQLite-only syntax (`::` casts, `ANY(`, `now()`, `?` placeholders, `INSERT OR …`); a test
+//! scans these files for it.
+
+mod audit;
+mod batch;
+mod card;
+mod outbox;
+mod retailer;
+
+use super::Db;
+use crate::store::{Backend, DbPool, SqlStore, SqlTx, Store, StoreError, StoreResult, Tx};
+
+impl Store for SqlStore<Db> {
+    type Tx = SqlTx<Db>;
+
+    const OUTBOX_CLAIM_LOCKS_ROWS: bool = <Db as Backend>::OUTBOX_CLAIM_LOCKS_ROWS;
+
+    async fn connect(url: &str) -> StoreResult<Self> {
+        Ok(SqlStore {
+            pool: <Db as Backend>::connect(url).await?,
+        })
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        <Db as Backend>::migrate(&self.pool).await
+    }
+
+    async fn begin(&self) -> StoreResult<SqlTx<Db>> {
+        Ok(SqlTx {
+            tx: self.pool.begin_with(<Db as Backend>::BEGIN_WRITE).await?,
+        })
+    }
+
+    async fn read(&self) -> StoreResult<SqlTx<Db>> {
+        Ok(SqlTx {
+            tx: self.pool.begin_with(<Db as Backend>::BEGIN_READ).await?,
+        })
+    }
+
+    fn db_pool(&self) -> DbPool {
+        <Db as Backend>::db_pool(&self.pool)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl Tx for SqlTx<Db> {
+    async fn commit(self) -> StoreResult<()> {
+        self.tx.commit().await.map_err(StoreError::from)
+    }
+}

@@ -1,0 +1,45 @@
+//! Retailers.
+
+use chrono::{DateTime, Utc};
+
+use super::Db;
+use crate::domain::{NewRetailer, Retailer, RetailerId, RetailerName};
+use crate::store::rows::{RetailerRow, all};
+use crate::store::{RetailerRepo, SqlTx, StoreResult};
+
+impl RetailerRepo for SqlTx<Db> {
+    async fn insert_retailer(
+        &mut self,
+        new: &NewRetailer,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<RetailerId>> {
+        let id = sqlx::query_scalar::<Db, i64>(
+            "INSERT INTO retailer (name, commission_bp, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING RETURNING retailer_id",
+        )
+        .bind(new.name.as_str())
+        .bind(i32::from(new.commission.basis_points()))
+        .bind(at)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(id.map(RetailerId))
+    }
+
+    async fn retailer_by_name(&mut self, name: &RetailerName) -> StoreResult<Option<Retailer>> {
+        sqlx::query_as::<Db, RetailerRow>("SELECT * FROM retailer WHERE name = $1")
+            .bind(name.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .map(Retailer::try_from)
+            .transpose()
+    }
+
+    async fn retailers(&mut self, rows: u32) -> StoreResult<Vec<Retailer>> {
+        all(sqlx::query_as::<Db, RetailerRow>(
+            "SELECT * FROM retailer ORDER BY retailer_id LIMIT $1",
+        )
+        .bind(i64::from(rows))
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+}

@@ -1,0 +1,312 @@
+//! The test harness: a fresh database per test, on SQLite (a file in a temporary directory) or
+//! on the real PostgreSQL server (a new database copied from one migrated template), and the
+//! application built through the same composition root as the binary.
+//!
+//! A failed test's database is kept for inspection; its name or path is printed.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use sqlx::Connection;
+use tender::app::{self, App};
+use tender::clock::{FixedClock, SharedClock};
+use tender::codegen::CodeSource;
+use tender::config::Settings;
+use tender::domain::{Batch, BatchId};
+use tender::service::batches::BatchForm;
+use tender::store::{DbPool, PgStore, Store};
+
+/// The server the PostgreSQL tests use; override with TENDER_TEST_PG_URL.
+pub fn pg_admin_url() -> String {
+    std::env::var("TENDER_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+fn pg_url(name: &str) -> String {
+    let admin = pg_admin_url();
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+async fn pg_admin() -> sqlx::PgConnection {
+    let admin = pg_admin_url();
+    sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot reach PostgreSQL at {admin} ({e}). Start it with \
+             `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`, \
+             or point TENDER_TEST_PG_URL at a server where this user may create databases"
+            )
+        })
+}
+
+async fn exec(conn: &mut sqlx::PgConnection, sql: String) {
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+}
+
+/// The migrated template every PostgreSQL test database is copied from. Its name carries a
+/// hash of the migrations, so a run creates it once, later runs reuse it, and a changed
+/// migration gets a new one; an advisory lock keeps parallel test processes from racing.
+async fn pg_template() -> String {
+    let mut hasher = Sha256::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for file in files {
+        hasher.update(std::fs::read(file).unwrap());
+    }
+    let hash = hex::encode(&hasher.finalize()[..8]);
+    let name = format!("tender_template_{hash}");
+    let mut conn = pg_admin().await;
+    exec(&mut conn, "SELECT pg_advisory_lock(7366)".into()).await;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    if !exists {
+        let building = format!("{name}_building");
+        exec(&mut conn, format!("DROP DATABASE IF EXISTS {building}")).await;
+        exec(&mut conn, format!("CREATE DATABASE {building}")).await;
+        let store = PgStore::connect(&pg_url(&building)).await.unwrap();
+        store.migrate().await.unwrap();
+        store.close().await;
+        exec(
+            &mut conn,
+            format!("ALTER DATABASE {building} RENAME TO {name}"),
+        )
+        .await;
+    }
+    exec(&mut conn, "SELECT pg_advisory_unlock(7366)".into()).await;
+    name
+}
+
+/// A database that exists for one test, and a directory for its keys and printer files.
+pub struct TestDb {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    /// A new SQLite file.
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("tender.db").display());
+        TestDb {
+            url,
+            dir,
+            pg_name: None,
+        }
+    }
+
+    /// A new PostgreSQL database, already migrated.
+    pub async fn postgres() -> TestDb {
+        let template = pg_template().await;
+        let name = format!(
+            "tender_test_{}",
+            ulid::Ulid::generate().to_string().to_lowercase()
+        );
+        let mut conn = pg_admin().await;
+        exec(
+            &mut conn,
+            format!("CREATE DATABASE {name} TEMPLATE {template}"),
+        )
+        .await;
+        TestDb {
+            url: pg_url(&name),
+            dir: tempfile::tempdir().unwrap(),
+            pg_name: Some(name),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn export_dir(&self) -> PathBuf {
+        self.dir.path().join("exports")
+    }
+
+    /// Settings that keep keys and printer files in the test's directory.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            database_url: Some(self.url.clone()),
+            ..Settings::in_dir(self.dir.path())
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Keep what the failed test left, and say where it is.
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
+            eprintln!(
+                "kept the failed test's database {} and directory {}",
+                self.pg_name.as_deref().unwrap_or(&self.url),
+                dir.display()
+            );
+            return;
+        }
+        if let Some(name) = self.pg_name.take() {
+            // Drop runs outside any runtime: use a short-lived one on its own thread.
+            let _ = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(async {
+                        if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+                            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            )))
+                            .execute(&mut conn)
+                            .await;
+                        }
+                    })
+            })
+            .join();
+        }
+    }
+}
+
+/// When every test's clock starts.
+pub fn epoch() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// An application on a fresh database, built as the binary builds it, on a fixed clock.
+pub struct TestApp<S> {
+    pub db: TestDb,
+    pub clock: FixedClock,
+    pub app: App<S>,
+}
+
+impl<S: Store> TestApp<S> {
+    /// `tender init`, then the app opened over `db`.
+    pub async fn new(db: TestDb) -> TestApp<S> {
+        let clock = FixedClock::at(epoch());
+        let shared: SharedClock = std::sync::Arc::new(clock.clone());
+        app::init(&db.settings(), shared.clone()).await.unwrap();
+        let app = App::open(&db.settings(), shared).await.unwrap();
+        TestApp { db, clock, app }
+    }
+
+    /// The app again, opened with other settings (other keys, say) over the same database.
+    pub async fn reopen(&self, settings: &Settings) -> App<S> {
+        App::open(settings, std::sync::Arc::new(self.clock.clone()))
+            .await
+            .unwrap()
+    }
+
+    pub fn store(&self) -> &S {
+        self.app.store()
+    }
+
+    /// Adds retailer "Acme" if it is missing and requests a batch of `count` 25.00 USD cards.
+    pub async fn request(&self, count: u64) -> Batch {
+        let services = self.app.services();
+        if self.count("SELECT count(*) FROM retailer").await == 0 {
+            services
+                .retailers()
+                .add("Acme", "2.5", "test")
+                .await
+                .unwrap();
+        }
+        services
+            .batches()
+            .request(&usd_form(count), "test")
+            .await
+            .unwrap()
+    }
+
+    /// Generates a batch in chunks of `chunk` from `source`.
+    pub async fn generate(&self, id: BatchId, source: &mut dyn CodeSource, chunk: usize) -> Batch {
+        self.app
+            .services()
+            .generation()
+            .generate(id, source, chunk, "test", &|_| {})
+            .await
+            .unwrap()
+    }
+
+    pub fn export_file(&self, id: BatchId) -> PathBuf {
+        self.db
+            .export_dir()
+            .join(tender::formats::printer_file::file_name(id))
+    }
+
+    /// A number that raw SQL counts behind the services' back.
+    pub async fn count(&self, sql: &str) -> i64 {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match self.store().db_pool() {
+            DbPool::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap(),
+            DbPool::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap(),
+        }
+    }
+
+    /// Raw SQL that tampers with the database behind the services' back.
+    pub async fn exec(&self, sql: &str) -> u64 {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match self.store().db_pool() {
+            DbPool::Sqlite(pool) => sqlx::query(sql)
+                .execute(&pool)
+                .await
+                .unwrap()
+                .rows_affected(),
+            DbPool::Postgres(pool) => sqlx::query(sql)
+                .execute(&pool)
+                .await
+                .unwrap()
+                .rows_affected(),
+        }
+    }
+}
+
+pub fn usd_form(count: u64) -> BatchForm {
+    BatchForm {
+        retailer: "Acme".into(),
+        count,
+        value: Some("25.00".into()),
+        currency: "USD".into(),
+        region: "US".into(),
+        expires_in_days: Some(365),
+        ..BatchForm::default()
+    }
+}
+
+/// Runs an async test body, which takes a [`TestApp`], on SQLite and on PostgreSQL, as
+/// `sqlite` and `postgres` test functions in module `$name`.
+macro_rules! both_backends {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = $crate::helpers::TestDb::sqlite();
+                super::$body($crate::helpers::TestApp::<tender::store::SqliteStore>::new(db).await)
+                    .await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let db = $crate::helpers::TestDb::postgres().await;
+                super::$body($crate::helpers::TestApp::<tender::store::PgStore>::new(db).await)
+                    .await;
+            }
+        }
+    };
+}
+pub(crate) use both_backends;

@@ -1,0 +1,11 @@
+//! The integration suite, one binary: every module reads as a part of the specification.
+//! Library-level tests run each body on SQLite and on PostgreSQL, each on its own database.
+
+mod cli;
+mod codes;
+mod domain;
+mod floors;
+mod helpers;
+mod issuance;
+mod jobs;
+mod store;

@@ -1,0 +1,54 @@
+//! `RetailerRepo`.
+
+use tender::domain::{CommissionRate, NewRetailer, RetailerName};
+use tender::store::{RetailerRepo, Store, Tx};
+
+use super::{acme, at};
+use crate::helpers::{TestApp, both_backends};
+
+async fn a_taken_name_inserts_nothing_and_reads_back_by_name<S: Store>(env: TestApp<S>) {
+    let mut tx = env.store().begin().await.unwrap();
+    let id = tx.insert_retailer(&acme(), at()).await.unwrap().unwrap();
+    assert_eq!(tx.insert_retailer(&acme(), at()).await.unwrap(), None);
+    let other = NewRetailer {
+        name: RetailerName::parse("Bolt").unwrap(),
+        commission: CommissionRate::parse_percent("0").unwrap(),
+    };
+    let second = tx.insert_retailer(&other, at()).await.unwrap().unwrap();
+    assert!(second.0 > id.0);
+    tx.commit().await.unwrap();
+    let mut read = env.store().read().await.unwrap();
+    let found = read.retailer_by_name(&acme().name).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            found.id,
+            found.commission_bp.basis_points(),
+            found.created_at
+        ),
+        (id, 250, at())
+    );
+    let missing = RetailerName::parse("Nobody").unwrap();
+    assert!(read.retailer_by_name(&missing).await.unwrap().is_none());
+    let names: Vec<String> = read
+        .retailers(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.name.to_string())
+        .collect();
+    assert_eq!(names, ["Acme", "Bolt"]);
+    assert_eq!(read.retailers(1).await.unwrap().len(), 1);
+}
+both_backends!(
+    retailer_names,
+    a_taken_name_inserts_nothing_and_reads_back_by_name
+);
+
+async fn an_uncommitted_transaction_leaves_nothing<S: Store>(env: TestApp<S>) {
+    let mut tx = env.store().begin().await.unwrap();
+    tx.insert_retailer(&acme(), at()).await.unwrap().unwrap();
+    drop(tx);
+    let mut read = env.store().read().await.unwrap();
+    assert!(read.retailers(10).await.unwrap().is_empty());
+}
+both_backends!(retailer_rollback, an_uncommitted_transaction_leaves_nothing);
