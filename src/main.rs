@@ -35,6 +35,7 @@ fn main() -> ExitCode {
 /// glibc gives each thread its own malloc arena; with the runtime's and SQLite's threads, bulk
 /// generation then holds about 20 MiB more than it uses. Two arenas serve two cores. Must run
 /// before any thread starts.
+#[allow(unsafe_code)] // the crate's one unsafe block, with its SAFETY note
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only adjusts allocator tuning; no thread exists yet to race with it.

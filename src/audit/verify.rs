@@ -165,7 +165,7 @@ impl<'a> AuditVerifier<'a> {
         };
         let mut prev_tag = GENESIS_TAG;
         for (index, seal) in seals.iter().enumerate() {
-            let expected = index as i64 + 1;
+            let expected = i64::try_from(index + 1).unwrap_or(i64::MAX);
             if seal.seal_id != expected {
                 verifier.problem = Some(Problem::SealMissing {
                     expected,

@@ -83,7 +83,9 @@ impl Backend for Sqlite {
         // at random: far fewer page reads and spills with a small page cache.
         let mut sorted = indexes.to_vec();
         sorted.sort_unstable_by_key(|&i| (chunk.digests[i].0, i));
-        let serial = |i: usize| (chunk.first_sequence + i as u64) as i64;
+        let serial = |i: usize| {
+            i64::try_from(chunk.first_sequence + i as u64).expect("serials have at most 11 digits")
+        };
         let mut taken = Vec::new();
         for part in sorted.chunks(CARDS_PER_STATEMENT) {
             let mut insert = QueryBuilder::<Sqlite>::new(

@@ -46,35 +46,47 @@ fn module_of(file: &Path) -> Option<String> {
     (name != "lib" && name != "main").then(|| name.to_string())
 }
 
-/// The modules a file names through `crate::…`, in `use` lines and paths alike.
+/// The modules a file names through `crate::…`, in `use` lines (braces spanning lines too)
+/// and paths alike.
 fn imports(text: &str) -> BTreeSet<String> {
+    let code: String = text
+        .lines()
+        .map(|line| line.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ident = |s: &str| -> String {
+        s.trim()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
     let mut found = BTreeSet::new();
-    for line in text.lines() {
-        let code = line.split("//").next().unwrap_or("");
-        let mut rest = code;
-        while let Some(at) = rest.find("crate::") {
-            rest = &rest[at + "crate::".len()..];
-            if let Some(braces) = rest.strip_prefix('{') {
-                // `use crate::{a::X, b::Y}`: every path in the braces, up to the line's end.
-                for part in braces.split(',') {
-                    let name: String = part
-                        .trim()
-                        .chars()
-                        .take_while(|c| c.is_alphanumeric() || *c == '_')
-                        .collect();
-                    if !name.is_empty() {
-                        found.insert(name);
-                    }
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("crate::") {
+        rest = &rest[at + "crate::".len()..];
+        let Some(braces) = rest.strip_prefix('{') else {
+            found.insert(ident(rest));
+            continue;
+        };
+        // `use crate::{a::X, b::{Y, Z}}`: the first name of each top-level path in the braces.
+        let (mut depth, mut start) = (0, 0);
+        for (i, c) in braces.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => {
+                    found.insert(ident(&braces[start..i]));
+                    break;
                 }
-            } else {
-                let name: String = rest
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                found.insert(name);
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    found.insert(ident(&braces[start..i]));
+                    start = i + 1;
+                }
+                _ => {}
             }
         }
     }
+    found.remove("");
     found
 }
 
@@ -165,10 +177,10 @@ fn no_two_modules_import_each_other() {
 
 #[test]
 fn the_floor_check_sees_every_kind_of_import() {
-    let text = "use crate::store::Store;\nuse crate::{audit::X, keys::{KeyId}};\n\
-                let x = crate::domain::Code::parse(s); // crate::cli in a comment";
+    let text = "use crate::store::Store;\nuse crate::{audit::X, keys::{KeyId, KeyRing},\n\
+                service::Y};\nlet x = crate::domain::Code::parse(s); // crate::cli in a comment";
     let found = imports(text);
-    let expected: BTreeSet<String> = ["audit", "domain", "keys", "store"]
+    let expected: BTreeSet<String> = ["audit", "domain", "keys", "service", "store"]
         .map(String::from)
         .into();
     assert_eq!(found, expected);

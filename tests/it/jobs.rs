@@ -82,7 +82,7 @@ async fn concurrent_relays_push_each_row_once<S: Store>(env: TestApp<S>) {
         DbPool::Sqlite(_) => "SELECT count(DISTINCT idempotency_key) FROM Jobs",
         DbPool::Postgres(_) => "SELECT count(DISTINCT idempotency_key) FROM apalis.jobs",
     };
-    assert_eq!(env.count(keys).await, batches as i64);
+    assert_eq!(env.count(keys).await, 30);
 }
 both_backends!(relay_concurrency, concurrent_relays_push_each_row_once);
 
