@@ -12,10 +12,11 @@
 //! | 4 | [`store`] | persistence in domain terms, SQL written once for both backends |
 //! | 5 | [`service`] | use cases; each owns its transaction |
 //! | 6 | [`app`] | the composition root |
-//! | 7 | [`jobs`] (and later the HTTP API) | thin callers of the services |
+//! | 7 | [`api`], [`jobs`] | thin callers of the services: the HTTP API, the job runtime |
 //! | 8 | [`cli`] | the `tender` command |
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod app;
 pub mod audit;
 pub mod cli;

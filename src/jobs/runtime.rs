@@ -3,6 +3,7 @@
 //! comes in through [`Runtime::with_job`] as a [`Job`].
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -165,6 +166,19 @@ impl<S: Store> Runtime<S> {
 
     /// Runs the relay, the schedules and the workers until `mode` says to stop.
     pub async fn run(self, mode: RunMode) -> Result<(), RuntimeError> {
+        match mode {
+            RunMode::UntilSignal => self.run_until(shutdown_signal(), false).await,
+            RunMode::Drain => self.run_until(shutdown_signal(), true).await,
+        }
+    }
+
+    /// Runs until `stop` resolves (or, with `drain`, until the outbox is empty and no job is
+    /// ready or running, whichever comes first); jobs in flight finish.
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = std::io::Result<()>> + Send + 'static,
+        drain: bool,
+    ) -> Result<(), RuntimeError> {
         let relay = self.relay();
         let pool = self.store.db_pool();
         let relaying = tokio::spawn(relay.clone().run());
@@ -173,12 +187,11 @@ impl<S: Store> Runtime<S> {
             .into_iter()
             .map(|s| s(pool.clone()))
             .collect();
-        let result = match mode {
-            RunMode::Drain => {
-                let drained = drained(relay.clone(), pool.clone(), self.queues.clone());
-                self.monitor.run_with_signal(drained).await
-            }
-            RunMode::UntilSignal => self.monitor.run_with_signal(shutdown_signal()).await,
+        let result = if drain {
+            let drained = drained(relay.clone(), pool.clone(), self.queues.clone(), stop);
+            self.monitor.run_with_signal(drained).await
+        } else {
+            self.monitor.run_with_signal(stop).await
         };
         relaying.abort();
         scheduling.iter().for_each(|s| s.abort());
@@ -189,7 +202,7 @@ impl<S: Store> Runtime<S> {
         if self.gave_up.load(Ordering::SeqCst) {
             return Err(RuntimeError::WorkerDied);
         }
-        if mode == RunMode::Drain {
+        if drain {
             let left = relay.pending().await? + status::unfinished(&pool, &self.queues).await?;
             if left > 0 {
                 return Err(RuntimeError::Unfinished(left));
@@ -318,12 +331,13 @@ async fn shutdown_signal() -> std::io::Result<()> {
     }
 }
 
-/// Resolves once the outbox is empty and no job is ready or running, twice in a row, or on a
-/// signal.
+/// Resolves once the outbox is empty and no job is ready or running, twice in a row, or when
+/// `stop` does.
 async fn drained<S: Store>(
     relay: Relay<S>,
     pool: DbPool,
     queues: Vec<String>,
+    stop: impl Future<Output = std::io::Result<()>>,
 ) -> std::io::Result<()> {
     let idle = async {
         let mut idle_polls = 0;
@@ -344,6 +358,6 @@ async fn drained<S: Store>(
     };
     tokio::select! {
         result = idle => result,
-        result = shutdown_signal() => result,
+        result = stop => result,
     }
 }

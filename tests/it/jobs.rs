@@ -101,3 +101,93 @@ async fn a_request_that_fails_writes_no_job<S: Store>(env: TestApp<S>) {
     assert_eq!(env.count("SELECT count(*) FROM outbox").await, 1);
 }
 both_backends!(outbox_atomic, a_request_that_fails_writes_no_job);
+
+/// A job on a schedule of every second, which does nothing: the test counts its tasks.
+#[derive(Clone)]
+struct Tick {
+    policy: std::sync::Arc<tender::jobs::definitions::JobPolicy>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct TickArgs {
+    at: i64,
+}
+
+impl tender::service::JobPayload for TickArgs {
+    const JOB: &'static str = "tick";
+}
+
+impl tender::jobs::Job for Tick {
+    type Args = TickArgs;
+    type Error = tender::store::StoreError;
+
+    fn policy(&self) -> &tender::jobs::definitions::JobPolicy {
+        &self.policy
+    }
+
+    async fn run(&self, _args: TickArgs) -> Result<(), tender::store::StoreError> {
+        Ok(())
+    }
+
+    fn scheduled(&self, at: chrono::DateTime<chrono::Utc>) -> Option<TickArgs> {
+        Some(TickArgs { at: at.timestamp() })
+    }
+}
+
+fn tick_job() -> Tick {
+    let text = tender::jobs::generate_batch::SOURCE
+        .builtin
+        .replace("name = \"generate-batch\"", "name = \"tick\"")
+        .replace("tender.generate-batch.v1", "test.tick.v1")
+        .replace(
+            "kind = \"queue\"",
+            "kind = \"cron\"\nschedule = \"* * * * * *\"\ntimezone = \"UTC\"",
+        );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tick.toml"), text).unwrap();
+    let source = tender::jobs::definitions::DefinitionSource {
+        file: "tick.toml",
+        builtin: "",
+    };
+    let definition: tender::jobs::definitions::JobDefinition<toml::Table> =
+        source.load(Some(dir.path())).unwrap();
+    Tick {
+        policy: std::sync::Arc::new(definition.policy),
+    }
+}
+
+async fn two_runtimes_on_one_schedule_queue_each_tick_once<S: Store>(env: TestApp<S>) {
+    let clock = tender::clock::SystemClock::shared();
+    let runtimes = (0..2).map(|_| {
+        let runtime =
+            tender::jobs::Runtime::new(env.store().clone(), clock.clone()).with_job(tick_job());
+        tokio::spawn(runtime.run_until(
+            async {
+                tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
+                Ok(())
+            },
+            false,
+        ))
+    });
+    for runtime in futures::future::join_all(runtimes.collect::<Vec<_>>()).await {
+        runtime.unwrap().unwrap();
+    }
+    let (rows, keys) = match env.store().db_pool() {
+        DbPool::Sqlite(_) => (
+            "SELECT count(*) FROM Jobs WHERE job_type = 'test.tick.v1'",
+            "SELECT count(DISTINCT idempotency_key) FROM Jobs WHERE job_type = 'test.tick.v1'",
+        ),
+        DbPool::Postgres(_) => (
+            "SELECT count(*) FROM apalis.jobs WHERE job_type = 'test.tick.v1'",
+            "SELECT count(DISTINCT idempotency_key) FROM apalis.jobs WHERE job_type = 'test.tick.v1'",
+        ),
+    };
+    let (rows, keys) = (env.count(rows).await, env.count(keys).await);
+    // The tick just past at start, then one a second: three to five in 3.5 s, each once.
+    assert!((3..=5).contains(&rows), "{rows} ticks queued");
+    assert_eq!(rows, keys, "a tick was queued twice");
+}
+both_backends!(
+    cron_schedule,
+    two_runtimes_on_one_schedule_queue_each_tick_once
+);

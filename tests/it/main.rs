@@ -1,6 +1,7 @@
 //! The integration suite, one binary: every module reads as a part of the specification.
 //! Library-level tests run each body on SQLite and on PostgreSQL, each on its own database.
 
+mod api;
 mod cli;
 mod codes;
 mod domain;
