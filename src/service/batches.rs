@@ -209,7 +209,7 @@ impl<S: Store> Batches<'_, S> {
 
     /// Batches, newest first, at most `rows`.
     pub async fn list(&self, rows: PageRows) -> Result<Vec<Batch>, StoreError> {
-        self.0.store.read().await?.batches(rows.get()).await
+        self.0.store.read().await?.batches(rows).await
     }
 
     /// One batch and its progress.

@@ -89,6 +89,6 @@ impl<S: Store> Retailers<'_, S> {
 
     /// Retailers by id, at most `rows`.
     pub async fn list(&self, rows: PageRows) -> Result<Vec<Retailer>, StoreError> {
-        self.0.store.read().await?.retailers(rows.get()).await
+        self.0.store.read().await?.retailers(rows).await
     }
 }

@@ -3,7 +3,7 @@
 
 use super::{Rerun, Services};
 use crate::audit::{AuditVerifier, GENESIS_TAG, Seal, VerifyReport};
-use crate::domain::PAGE_ROWS_MAX;
+use crate::domain::PageRows;
 use crate::store::{AuditRepo, Store, StoreError, Tx};
 
 /// Audit trail use cases.
@@ -19,7 +19,7 @@ impl<S: Store> Trail<'_, S> {
         let mut verifier = AuditVerifier::new(&self.0.signer, &seals);
         let mut after = (0, 0);
         loop {
-            let page = tx.audit_page(after, PAGE_ROWS_MAX).await?;
+            let page = tx.audit_page(after, PageRows::MAX).await?;
             let Some(last) = page.last() else { break };
             after = (last.chain, last.seq);
             for record in &page {

@@ -24,13 +24,12 @@ use sqlx::{Pool, Transaction};
 
 use crate::audit::{AuditEvent, AuditRecord, AuditSigner, ChainHead, Seal};
 use crate::codegen::CodeDigest;
-use crate::domain::{Batch, BatchId, CardValue, NewRetailer, Region, Retailer, RetailerId};
-use crate::domain::{BatchState, RetailerName};
+use crate::domain::{
+    Batch, BatchId, BatchState, CardValue, NewRetailer, PageRows, Region, Retailer, RetailerId,
+    RetailerName,
+};
 use crate::error::{Classify, Kind};
 use crate::keys::KeyId;
-
-/// Most rows one page read returns: bounds the memory of any listing or streaming read.
-pub const PAGE_ROWS_MAX: u32 = 5_000;
 
 /// tender's storage in a SQLite file.
 pub type SqliteStore = SqlStore<sqlx::Sqlite>;
@@ -193,7 +192,10 @@ pub trait RetailerRepo {
     ) -> impl Future<Output = StoreResult<Option<Retailer>>> + Send;
 
     /// Retailers by id, at most `rows`.
-    fn retailers(&mut self, rows: u32) -> impl Future<Output = StoreResult<Vec<Retailer>>> + Send;
+    fn retailers(
+        &mut self,
+        rows: PageRows,
+    ) -> impl Future<Output = StoreResult<Vec<Retailer>>> + Send;
 }
 
 /// A batch as a service records it.
@@ -235,7 +237,7 @@ pub trait BatchRepo {
     fn batch(&mut self, id: BatchId) -> impl Future<Output = StoreResult<Option<Batch>>> + Send;
 
     /// Batches, newest first, at most `rows`.
-    fn batches(&mut self, rows: u32) -> impl Future<Output = StoreResult<Vec<Batch>>> + Send;
+    fn batches(&mut self, rows: PageRows) -> impl Future<Output = StoreResult<Vec<Batch>>> + Send;
 
     /// Hands an unfinished batch to the generation run `token` in `state`; any earlier run's
     /// later writes will miss. `false` if the batch is missing or completed.
@@ -342,7 +344,7 @@ pub trait AuditRepo {
     fn audit_page(
         &mut self,
         after: (u32, i64),
-        rows: u32,
+        rows: PageRows,
     ) -> impl Future<Output = StoreResult<Vec<AuditRecord>>> + Send;
 
     /// Every chain's head row. With `lock`, no chain can move until the transaction ends.

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::Db;
 use crate::audit::{AuditEvent, AuditRecord, AuditSigner, ChainHead, Seal};
+use crate::domain::PageRows;
 use crate::store::backend::locking;
 use crate::store::rows::{AuditRecordRow, HeadRow, SealRow, all, bytes32};
 use crate::store::{AuditRepo, SqlTx, StoreError, StoreResult};
@@ -50,7 +51,11 @@ impl AuditRepo for SqlTx<Db> {
         Ok(())
     }
 
-    async fn audit_page(&mut self, after: (u32, i64), rows: u32) -> StoreResult<Vec<AuditRecord>> {
+    async fn audit_page(
+        &mut self,
+        after: (u32, i64),
+        rows: PageRows,
+    ) -> StoreResult<Vec<AuditRecord>> {
         let chain = i32::try_from(after.0).map_err(|_| StoreError::corrupt("chain"))?;
         all(sqlx::query_as::<Db, AuditRecordRow>(
             "SELECT * FROM audit_record WHERE (chain, seq) > ($1, $2) \
@@ -58,7 +63,7 @@ impl AuditRepo for SqlTx<Db> {
         )
         .bind(chain)
         .bind(after.1)
-        .bind(i64::from(rows))
+        .bind(i64::from(rows.get()))
         .fetch_all(&mut *self.tx)
         .await?)
     }

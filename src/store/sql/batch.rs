@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::Db;
-use crate::domain::{Batch, BatchId, BatchState};
+use crate::domain::{Batch, BatchId, BatchState, PageRows};
 use crate::store::rows::{BatchRow, all, int, value_columns};
 use crate::store::{BatchRepo, NewBatch, SqlTx, StoreResult};
 
@@ -55,10 +55,10 @@ impl BatchRepo for SqlTx<Db> {
             .transpose()
     }
 
-    async fn batches(&mut self, rows: u32) -> StoreResult<Vec<Batch>> {
+    async fn batches(&mut self, rows: PageRows) -> StoreResult<Vec<Batch>> {
         all(
             sqlx::query_as::<Db, BatchRow>("SELECT * FROM batch ORDER BY batch_id DESC LIMIT $1")
-                .bind(i64::from(rows))
+                .bind(i64::from(rows.get()))
                 .fetch_all(&mut *self.tx)
                 .await?,
         )

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::Db;
-use crate::domain::{NewRetailer, Retailer, RetailerId, RetailerName};
+use crate::domain::{NewRetailer, PageRows, Retailer, RetailerId, RetailerName};
 use crate::store::rows::{RetailerRow, all};
 use crate::store::{RetailerRepo, SqlTx, StoreResult};
 
@@ -34,11 +34,11 @@ impl RetailerRepo for SqlTx<Db> {
             .transpose()
     }
 
-    async fn retailers(&mut self, rows: u32) -> StoreResult<Vec<Retailer>> {
+    async fn retailers(&mut self, rows: PageRows) -> StoreResult<Vec<Retailer>> {
         all(sqlx::query_as::<Db, RetailerRow>(
             "SELECT * FROM retailer ORDER BY retailer_id LIMIT $1",
         )
-        .bind(i64::from(rows))
+        .bind(i64::from(rows.get()))
         .fetch_all(&mut *self.tx)
         .await?)
     }

@@ -5,6 +5,7 @@ use tender::keys::{KeyPurpose, KeyRing};
 use tender::store::{AuditRepo, Store, Tx};
 
 use super::at;
+use super::rows;
 use crate::helpers::{TestApp, both_backends};
 
 fn signer<S: Store>(env: &TestApp<S>) -> AuditSigner {
@@ -21,7 +22,7 @@ async fn appends_chain_their_tags_and_move_the_heads<S: Store>(env: TestApp<S>) 
     }
     tx.commit().await.unwrap();
     let mut read = env.store().read().await.unwrap();
-    let records = read.audit_page((0, 0), 100).await.unwrap();
+    let records = read.audit_page((0, 0), rows(100)).await.unwrap();
     assert_eq!(records.len(), 4);
     let mut ordered = records.clone();
     ordered.sort_by_key(|r| (r.chain, r.seq));
@@ -38,7 +39,7 @@ async fn appends_chain_their_tags_and_move_the_heads<S: Store>(env: TestApp<S>) 
     assert_eq!((head.seq, head.tag), (3, batch[2].tag));
     // Paging resumes after the last record seen.
     let rest = read
-        .audit_page((records[0].chain, records[0].seq), 2)
+        .audit_page((records[0].chain, records[0].seq), rows(2))
         .await
         .unwrap();
     assert_eq!(rest, records[1..3]);

@@ -4,6 +4,7 @@ use tender::domain::{BatchState, CardValue, Currency, Money, Region};
 use tender::keys::KeyId;
 use tender::store::{BatchRepo, NewBatch, RetailerRepo, Store, Tx};
 
+use super::rows;
 use super::{acme, at};
 use crate::helpers::{TestApp, both_backends};
 
@@ -111,14 +112,14 @@ async fn batches_list_newest_first<S: Store>(env: TestApp<S>) {
     tx.commit().await.unwrap();
     let mut read = env.store().read().await.unwrap();
     let ids: Vec<_> = read
-        .batches(10)
+        .batches(rows(10))
         .await
         .unwrap()
         .iter()
         .map(|b| b.id)
         .collect();
     assert_eq!(ids, [second, first]);
-    assert_eq!(read.batches(1).await.unwrap().len(), 1);
+    assert_eq!(read.batches(rows(1)).await.unwrap().len(), 1);
     assert!(
         read.batch(tender::domain::BatchId(999))
             .await

@@ -20,3 +20,7 @@ fn acme() -> NewRetailer {
 fn at() -> DateTime<Utc> {
     crate::helpers::epoch()
 }
+
+fn rows(n: u64) -> tender::domain::PageRows {
+    tender::domain::PageRows::new(n).unwrap()
+}

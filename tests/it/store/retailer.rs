@@ -3,6 +3,7 @@
 use tender::domain::{CommissionRate, NewRetailer, RetailerName};
 use tender::store::{RetailerRepo, Store, Tx};
 
+use super::rows;
 use super::{acme, at};
 use crate::helpers::{TestApp, both_backends};
 
@@ -30,14 +31,14 @@ async fn a_taken_name_inserts_nothing_and_reads_back_by_name<S: Store>(env: Test
     let missing = RetailerName::parse("Nobody").unwrap();
     assert!(read.retailer_by_name(&missing).await.unwrap().is_none());
     let names: Vec<String> = read
-        .retailers(10)
+        .retailers(rows(10))
         .await
         .unwrap()
         .iter()
         .map(|r| r.name.to_string())
         .collect();
     assert_eq!(names, ["Acme", "Bolt"]);
-    assert_eq!(read.retailers(1).await.unwrap().len(), 1);
+    assert_eq!(read.retailers(rows(1)).await.unwrap().len(), 1);
 }
 both_backends!(
     retailer_names,
@@ -49,6 +50,6 @@ async fn an_uncommitted_transaction_leaves_nothing<S: Store>(env: TestApp<S>) {
     tx.insert_retailer(&acme(), at()).await.unwrap().unwrap();
     drop(tx);
     let mut read = env.store().read().await.unwrap();
-    assert!(read.retailers(10).await.unwrap().is_empty());
+    assert!(read.retailers(rows(10)).await.unwrap().is_empty());
 }
 both_backends!(retailer_rollback, an_uncommitted_transaction_leaves_nothing);
