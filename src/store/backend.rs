@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::future::Future;
 
 use sqlx::Pool;
+use sqlx::migrate::Migrator;
 
 use super::{CardChunk, DbPool, OutboxClaim, OutboxRow, StoreResult};
 use crate::codegen::CodeDigest;
@@ -27,8 +28,9 @@ pub trait Backend: sqlx::Database + Sync {
     /// and application name for a server.
     fn connect(url: &str) -> impl Future<Output = StoreResult<Pool<Self>>> + Send;
 
-    /// Each dialect has its own migration files, and apalis its own migrations per backend.
-    fn migrate(pool: &Pool<Self>) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Each dialect has its own migration files, and apalis its own migrations per backend:
+    /// tender's first, then apalis'.
+    fn migrators() -> [Migrator; 2];
 
     /// The pool as the job runner sees it.
     fn db_pool(pool: &Pool<Self>) -> DbPool;

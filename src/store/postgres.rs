@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Pool, Postgres};
 
@@ -50,13 +51,12 @@ impl Backend for Postgres {
             .await?)
     }
 
-    async fn migrate(pool: &Pool<Postgres>) -> StoreResult<()> {
-        sqlx::migrate!("migrations/postgres").run(pool).await?;
+    fn migrators() -> [Migrator; 2] {
         // apalis keeps its tables and migration history in its own `apalis` schema.
-        apalis_postgres::PostgresStorage::<()>::migrations()
-            .run(pool)
-            .await?;
-        Ok(())
+        [
+            sqlx::migrate!("migrations/postgres"),
+            apalis_postgres::PostgresStorage::<()>::migrations(),
+        ]
     }
 
     fn db_pool(pool: &Pool<Postgres>) -> DbPool {

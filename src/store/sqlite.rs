@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Pool, QueryBuilder, Sqlite, SqliteConnection};
 
@@ -59,15 +60,11 @@ impl Backend for Sqlite {
             .await?)
     }
 
-    async fn migrate(pool: &Pool<Sqlite>) -> StoreResult<()> {
-        let mut migrator = sqlx::migrate!("migrations/sqlite");
+    fn migrators() -> [Migrator; 2] {
+        let mut ours = sqlx::migrate!("migrations/sqlite");
         // apalis keeps its own history in `_sqlx_migrations`; ours must not share it.
-        migrator.dangerous_set_table_name("_tender_migrations");
-        migrator.run(pool).await?;
-        apalis_sqlite::SqliteStorage::<()>::migrations()
-            .run(pool)
-            .await?;
-        Ok(())
+        ours.dangerous_set_table_name("_tender_migrations");
+        [ours, apalis_sqlite::SqliteStorage::<()>::migrations()]
     }
 
     fn db_pool(pool: &Pool<Sqlite>) -> DbPool {

@@ -28,7 +28,10 @@ impl Store for SqlStore<Db> {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        <Db as Backend>::migrate(&self.pool).await
+        for migrator in <Db as Backend>::migrators() {
+            migrator.run(&self.pool).await?;
+        }
+        Ok(())
     }
 
     async fn begin(&self) -> StoreResult<SqlTx<Db>> {

@@ -14,6 +14,11 @@ fn claim(token: &str, now_ms: i64) -> OutboxClaim<'_> {
     }
 }
 
+async fn pending<S: Store>(env: &TestApp<S>) -> i64 {
+    let mut read = env.store().read().await.unwrap();
+    read.outbox_pending().await.unwrap()
+}
+
 async fn rows_wait_until_relayed_and_a_claim_keeps_others_off<S: Store>(env: TestApp<S>) {
     let mut tx = env.store().begin().await.unwrap();
     for n in 1..=3 {
@@ -24,16 +29,7 @@ async fn rows_wait_until_relayed_and_a_claim_keeps_others_off<S: Store>(env: Tes
         tx.insert_outbox(&job, at()).await.unwrap();
     }
     tx.commit().await.unwrap();
-    assert_eq!(
-        env.store()
-            .read()
-            .await
-            .unwrap()
-            .outbox_pending()
-            .await
-            .unwrap(),
-        3
-    );
+    assert_eq!(pending(&env).await, 3);
 
     let mut first = env.store().begin().await.unwrap();
     let rows = first.claim_outbox(&claim("a", 1_000)).await.unwrap();
@@ -68,16 +64,7 @@ async fn rows_wait_until_relayed_and_a_claim_keeps_others_off<S: Store>(env: Tes
     }
     first.mark_relayed(rows[0].outbox_id, at()).await.unwrap();
     first.commit().await.unwrap();
-    assert_eq!(
-        env.store()
-            .read()
-            .await
-            .unwrap()
-            .outbox_pending()
-            .await
-            .unwrap(),
-        2
-    );
+    assert_eq!(pending(&env).await, 2);
     let mut later = env.store().begin().await.unwrap();
     let left = later.claim_outbox(&claim("c", 500_000)).await.unwrap();
     assert_eq!(
