@@ -22,7 +22,7 @@ use tender::clock::SystemClock;
 use tender::codegen::{CodeGenerator, CodeSource, Digester};
 use tender::config::Settings;
 use tender::jobs::Catalog;
-use tender::keys::Keys;
+use tender::keys::{KeyId, KeyNeeds, KeyPurpose, KeyRing, SecretKey};
 use tender::service::batches::BatchForm;
 use tender::store::{DbPool, PgStore, SqliteStore, Store};
 
@@ -56,8 +56,12 @@ async fn main() {
 
 /// Generation + digest through tender's types, against the bare loop.
 fn generation(n: usize) {
-    let keys = Keys::ephemeral();
-    let key = keys.lookup.newest().1.expose().to_vec();
+    let ring = KeyRing::single(
+        KeyPurpose::Lookup,
+        KeyId::new(1).unwrap(),
+        SecretKey::generate(),
+    );
+    let key = ring.newest().1.expose().to_vec();
     let bare = {
         let start = Instant::now();
         let mut rng = ChaCha20Rng::from_os_rng();
@@ -83,7 +87,7 @@ fn generation(n: usize) {
         n as f64 / start.elapsed().as_secs_f64()
     };
     let ours = {
-        let digester = Digester::new(&keys.lookup);
+        let digester = Digester::whole_ring(&ring);
         let mut generator = CodeGenerator::from_os_rng();
         let start = Instant::now();
         let mut sink = 0u8;
@@ -105,8 +109,12 @@ async fn open<S: Store>(url: &str, dir: &std::path::Path) -> App<S> {
         database_url: Some(url.to_string()),
         ..Settings::in_dir(dir)
     };
-    app::init(&settings, SystemClock::shared()).await.unwrap();
-    App::open(&settings, SystemClock::shared()).await.unwrap()
+    app::init(&settings, SystemClock::shared(), "bench")
+        .await
+        .unwrap();
+    App::open(&settings, SystemClock::shared(), KeyNeeds::ALL)
+        .await
+        .unwrap()
 }
 
 /// Requests a batch of `cards` and times its generation, in the definition's chunk size.

@@ -5,13 +5,12 @@
 use std::future::Future;
 use std::path::PathBuf;
 
-use crate::audit::AuditSigner;
 use crate::clock::SharedClock;
-use crate::codegen::Digester;
 use crate::config::{ConfigError, Database, Settings};
 use crate::error::{Classify, Kind};
-use crate::keys::{KeyError, KeyPurpose, KeyRing, Keys};
+use crate::keys::{KeyError, KeyNeeds, create_private_dir};
 use crate::service::Services;
+use crate::service::keys::{KeyAdminError, Keychains, Registered};
 use crate::store::{PgStore, SqliteStore, Store, StoreError};
 
 /// Why the application could not start.
@@ -23,6 +22,9 @@ pub enum AppError {
     /// A key file is missing or unsafe.
     #[error(transparent)]
     Keys(#[from] KeyError),
+    /// The keys do not match the database's, or could not be registered.
+    #[error(transparent)]
+    KeyAdmin(#[from] KeyAdminError),
     /// The data directory cannot be created.
     #[error("cannot create {path}: {source}")]
     DataDir {
@@ -41,6 +43,7 @@ impl Classify for AppError {
         match self {
             AppError::Config(e) => e.code(),
             AppError::Keys(e) => e.code(),
+            AppError::KeyAdmin(e) => e.code(),
             AppError::DataDir { .. } => "app.data_dir",
             AppError::Store(e) => e.code(),
         }
@@ -50,6 +53,7 @@ impl Classify for AppError {
         match self {
             AppError::Config(e) => e.kind(),
             AppError::Keys(e) => e.kind(),
+            AppError::KeyAdmin(e) => e.kind(),
             AppError::DataDir { .. } => Kind::Internal,
             AppError::Store(e) => e.kind(),
         }
@@ -64,23 +68,32 @@ pub struct App<S> {
 }
 
 impl<S: Store> App<S> {
-    /// Opens the database the settings name, brings its schema up to date, loads the keys and
-    /// builds the use cases, timed by `clock`.
-    pub async fn open(settings: &Settings, clock: SharedClock) -> Result<App<S>, AppError> {
-        let keys = Keys::load(&settings.key_dir())?;
+    /// Opens the database the settings name (refusing one whose schema is not this tender's),
+    /// loads the key rings `needs` names and no other, checks them against the keys the
+    /// database records, and builds the use cases, timed by `clock`. Nothing is written.
+    pub async fn open(
+        settings: &Settings,
+        clock: SharedClock,
+        needs: KeyNeeds,
+    ) -> Result<App<S>, AppError> {
         let store = S::connect(&settings.database_url()).await?;
-        store.migrate().await?;
-        let services = Services::new(
-            store,
-            clock,
-            AuditSigner::new(keys.audit.clone()),
-            Digester::new(&keys.lookup),
-            settings.export_dir(),
-        );
-        Ok(App {
-            settings: settings.clone(),
-            services,
-        })
+        let opened = async {
+            store.check_schema().await?;
+            let keys = Keychains::load(needs, &settings.key_dir())?;
+            let services = Services::new(store.clone(), clock, keys, settings.export_dir());
+            services.keys().check_loaded().await?;
+            Ok(services)
+        };
+        match opened.await {
+            Ok(services) => Ok(App {
+                settings: settings.clone(),
+                services,
+            }),
+            Err(e) => {
+                store.close().await;
+                Err(e)
+            }
+        }
     }
 
     /// The settings it was opened with.
@@ -103,61 +116,104 @@ impl<S: Store> App<S> {
 pub trait Launch {
     /// What it yields.
     type Output;
+    /// The key rings it needs loaded.
+    fn needs(&self) -> KeyNeeds;
     /// Runs over `app`.
     fn run<S: Store>(self, app: App<S>) -> impl Future<Output = Self::Output>;
 }
 
-/// Opens the app on the backend the database URL names and runs `launch` over it. The one
-/// match on the URL's scheme: an unknown scheme is refused with a sentence naming both.
+/// Something to run over a store of either backend.
+trait OnBackend {
+    type Output;
+    fn run<S: Store>(self) -> impl Future<Output = Result<Self::Output, AppError>>;
+}
+
+/// The one match on the database URL's scheme: runs `task` over the backend it names. An
+/// unknown scheme is refused with a sentence naming both.
+async fn on_backend<T: OnBackend>(settings: &Settings, task: T) -> Result<T::Output, AppError> {
+    match settings.database()? {
+        Database::Sqlite => task.run::<SqliteStore>().await,
+        Database::Postgres => task.run::<PgStore>().await,
+    }
+}
+
+/// Opens the app on the backend the database URL names and runs `launch` over it.
 pub async fn launch<L: Launch>(
     settings: &Settings,
     clock: SharedClock,
     launch: L,
 ) -> Result<L::Output, AppError> {
-    Ok(match settings.database()? {
-        Database::Sqlite => {
-            launch
-                .run(App::<SqliteStore>::open(settings, clock).await?)
-                .await
+    struct Opened<'a, L> {
+        settings: &'a Settings,
+        clock: SharedClock,
+        launch: L,
+    }
+    impl<L: Launch> OnBackend for Opened<'_, L> {
+        type Output = L::Output;
+        async fn run<S: Store>(self) -> Result<L::Output, AppError> {
+            let needs = self.launch.needs();
+            let app = App::<S>::open(self.settings, self.clock, needs).await?;
+            Ok(self.launch.run(app).await)
         }
-        Database::Postgres => {
-            launch
-                .run(App::<PgStore>::open(settings, clock).await?)
-                .await
-        }
-    })
+    }
+    on_backend(
+        settings,
+        Opened {
+            settings,
+            clock,
+            launch,
+        },
+    )
+    .await
 }
 
-/// What `init` created.
-#[derive(Debug, Clone, Default)]
-pub struct Initialised {
-    /// Key files that did not exist before.
-    pub created_keys: Vec<PathBuf>,
-}
-
-/// Creates the data directory and missing key files (mode 0600), then creates or migrates the
-/// database.
-pub async fn init(settings: &Settings, clock: SharedClock) -> Result<Initialised, AppError> {
-    std::fs::create_dir_all(&settings.data_dir).map_err(|source| AppError::DataDir {
+/// Creates the data directory (mode 0700 where it is new), creates or migrates the database,
+/// then registers the keys: for a database that records none, missing key files are created
+/// (mode 0600) and every key recorded; for one that does, nothing is created and the local
+/// key files must match. `actor` is recorded on the registrations.
+pub async fn init(
+    settings: &Settings,
+    clock: SharedClock,
+    actor: &str,
+) -> Result<Registered, AppError> {
+    create_private_dir(&settings.data_dir).map_err(|source| AppError::DataDir {
         path: settings.data_dir.clone(),
         source,
     })?;
-    let key_dir = settings.key_dir();
-    let mut created_keys = Vec::new();
-    for purpose in [KeyPurpose::Lookup, KeyPurpose::Audit] {
-        if std::env::var_os(purpose.env_var()).is_none()
-            && KeyRing::create_file_if_missing(purpose, &key_dir)?
-        {
-            created_keys.push(key_dir.join(purpose.file_name()));
+    struct Init<'a> {
+        settings: &'a Settings,
+        clock: SharedClock,
+        actor: &'a str,
+    }
+    impl OnBackend for Init<'_> {
+        type Output = Registered;
+        async fn run<S: Store>(self) -> Result<Registered, AppError> {
+            let store = S::connect(&self.settings.database_url()).await?;
+            let done = async {
+                store.migrate().await?;
+                let services = Services::new(
+                    store.clone(),
+                    self.clock,
+                    Keychains::default(),
+                    self.settings.export_dir(),
+                );
+                Ok(services
+                    .keys()
+                    .register(&self.settings.key_dir(), self.actor)
+                    .await?)
+            }
+            .await;
+            store.close().await;
+            done
         }
     }
-    struct Close;
-    impl Launch for Close {
-        type Output = ();
-        async fn run<S: Store>(self, app: App<S>) {
-            app.store().close().await;
-        }
-    }
-    launch(settings, clock, Close).await?;
-    Ok(Initialised { created_keys })
+    on_backend(
+        settings,
+        Init {
+            settings,
+            clock,
+            actor,
+        },
+    )
+    .await
 }

@@ -121,67 +121,81 @@ impl CodeDigest {
     }
 }
 
-/// Computes lookup digests under every key of the lookup ring; keyed once, cloned per code.
+/// Computes lookup digests: under one current key (a batch's), and under the others that codes
+/// may have been issued under. Keyed once, cloned per code.
 #[derive(Clone)]
 pub struct Digester {
-    /// Pre-keyed MAC states with the context already absorbed, newest last.
-    macs: Vec<(KeyId, Hmac<Sha256>)>,
+    /// Pre-keyed MAC states with the context already absorbed.
+    current: (KeyId, Hmac<Sha256>),
+    others: Vec<(KeyId, Hmac<Sha256>)>,
 }
 
 impl fmt::Debug for Digester {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Digester")
+            .field("current", &self.current.0)
             .field(
-                "key_ids",
-                &self.macs.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+                "others",
+                &self.others.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
             )
             .finish()
     }
 }
 
 impl Digester {
-    /// Keys one MAC state per key in the ring.
-    pub fn new(ring: &KeyRing) -> Digester {
-        let macs = ring
-            .iter()
-            .map(|(id, key)| {
-                let mut mac = Hmac::<Sha256>::new_from_slice(key.expose())
-                    .expect("HMAC takes keys of any length");
-                mac.update(DIGEST_CONTEXT);
-                (id, mac)
-            })
-            .collect();
-        Digester { macs }
+    /// Digests under key `current` of `ring`, and under each of `others` (`current` among
+    /// them is skipped). `None` if the ring lacks any of them.
+    pub fn new(ring: &KeyRing, current: KeyId, others: &[KeyId]) -> Option<Digester> {
+        let keyed = |id: KeyId| -> Option<(KeyId, Hmac<Sha256>)> {
+            let mut mac = Hmac::<Sha256>::new_from_slice(ring.get(id)?.expose())
+                .expect("HMAC takes keys of any length");
+            mac.update(DIGEST_CONTEXT);
+            Some((id, mac))
+        };
+        Some(Digester {
+            current: keyed(current)?,
+            others: others
+                .iter()
+                .filter(|&&id| id != current)
+                .map(|&id| keyed(id))
+                .collect::<Option<_>>()?,
+        })
+    }
+
+    /// Digests under every key of `ring`, the newest current: for checking codes issued
+    /// under any of them.
+    pub fn whole_ring(ring: &KeyRing) -> Digester {
+        let ids: Vec<KeyId> = ring.iter().map(|(id, _)| id).collect();
+        Digester::new(ring, ring.newest().0, &ids).expect("every id comes from the ring")
     }
 
     /// The id of the key that new codes are digested under.
-    pub fn newest_key_id(&self) -> KeyId {
-        self.macs.last().expect("a key ring is never empty").0
+    pub fn key_id(&self) -> KeyId {
+        self.current.0
     }
 
-    /// The digest of `code` under the newest key.
+    /// The digest of `code` under the current key.
     pub fn digest(&self, code: &Code) -> CodeDigest {
-        let (_, mac) = self.macs.last().expect("a key ring is never empty");
-        Self::digest_with(mac, code)
+        Self::digest_with(&self.current.1, code)
     }
 
-    /// The digest of `code` under the key `id`, if the ring holds it.
+    /// The digest of `code` under the key `id`, if this digester holds it.
     pub fn digest_under(&self, id: KeyId, code: &Code) -> Option<CodeDigest> {
-        self.macs
-            .iter()
+        std::iter::once(&self.current)
+            .chain(&self.others)
             .find(|(key_id, _)| *key_id == id)
             .map(|(_, mac)| Self::digest_with(mac, code))
     }
 
-    /// Whether the ring holds keys older than the newest (codes issued under them must not be
-    /// issued again under the newest).
-    pub fn has_older_keys(&self) -> bool {
-        self.macs.len() > 1
+    /// Whether codes may have been issued under keys other than the current one (such codes
+    /// must not be issued again under it).
+    pub fn has_other_keys(&self) -> bool {
+        !self.others.is_empty()
     }
 
-    /// The digests of `code` under every key but the newest.
-    pub fn older_digests<'a>(&'a self, code: &'a Code) -> impl Iterator<Item = CodeDigest> + 'a {
-        self.macs[..self.macs.len() - 1]
+    /// The digests of `code` under every key but the current one.
+    pub fn other_digests<'a>(&'a self, code: &'a Code) -> impl Iterator<Item = CodeDigest> + 'a {
+        self.others
             .iter()
             .map(move |(_, mac)| Self::digest_with(mac, code))
     }
@@ -208,16 +222,15 @@ mod tests {
     fn digests_depend_on_the_key_and_the_code() {
         let code = Code::parse("1234 5678 9012 3456").unwrap();
         let other = Code::parse("1234 5678 9012 3457").unwrap();
-        let a = Digester::new(&KeyRing::single(
-            KeyPurpose::Lookup,
-            KeyId::new(1),
-            SecretKey::generate(),
-        ));
-        let b = Digester::new(&KeyRing::single(
-            KeyPurpose::Lookup,
-            KeyId::new(1),
-            SecretKey::generate(),
-        ));
+        let ring = || {
+            KeyRing::single(
+                KeyPurpose::Lookup,
+                KeyId::new(1).unwrap(),
+                SecretKey::generate(),
+            )
+        };
+        let a = Digester::whole_ring(&ring());
+        let b = Digester::whole_ring(&ring());
         assert!(a.digest(&code).ct_eq(&a.digest(&code)));
         assert!(!a.digest(&code).ct_eq(&a.digest(&other)));
         assert!(!a.digest(&code).ct_eq(&b.digest(&code)));

@@ -1,32 +1,57 @@
 //! Secret keys: the code lookup key and the audit key, each a ring of versioned 32-byte keys.
 //!
 //! Keys come from an environment variable or from a key file that `tender init` creates with mode
-//! 0600; never from command-line arguments. New records use the newest key id; older ids stay in
-//! the ring so that records written under them still verify and codes issued under them are found.
+//! 0600; never from command-line arguments. The database records, per purpose and key id, a
+//! fingerprint of the key (never the key) and whether it is pending, active or retired: new
+//! digests and tags use the active id the database names, older ids stay in the ring so that
+//! records written under them still verify and codes issued under them are found.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Once, RwLock};
 
+use hmac::{Hmac, Mac};
 use rand_core::{OsRng, TryRngCore};
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use sha2::Sha256;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::{Classify, Kind};
 
 /// Length of every key in bytes: the output length of SHA-256, as RFC 2104 recommends.
 pub const KEY_LEN: usize = 32;
 
+/// Highest key id: ids are `SMALLINT` in every PostgreSQL column that holds one (one width
+/// everywhere), so a ring may not name a larger one.
+pub const KEY_ID_MAX: u16 = 32_767;
+
+/// The label a key's fingerprint is computed over; the fingerprint identifies a key without
+/// revealing it.
+const FINGERPRINT_CONTEXT: &[u8] = b"tender-key-fingerprint-v1";
+
 /// Identifies one version of a key within its ring; stored beside every digest and audit tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// From 1 to [`KEY_ID_MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
 pub struct KeyId(u16);
 
 impl KeyId {
-    /// Wraps a stored key id.
-    pub fn new(id: u16) -> KeyId {
-        KeyId(id)
+    /// A key id, if it is from 1 to [`KEY_ID_MAX`].
+    pub fn new(id: u16) -> Option<KeyId> {
+        (1..=KEY_ID_MAX).contains(&id).then_some(KeyId(id))
+    }
+
+    /// A stored key id, as the database's `SMALLINT` holds it.
+    pub fn from_stored(id: i64) -> Option<KeyId> {
+        u16::try_from(id).ok().and_then(KeyId::new)
+    }
+
+    /// The id as stored.
+    pub fn stored(self) -> i16 {
+        i16::try_from(self.0).expect("key ids are at most KEY_ID_MAX")
     }
 
     /// The numeric id, as stored.
@@ -83,6 +108,9 @@ pub enum KeyPurpose {
 }
 
 impl KeyPurpose {
+    /// Both purposes, the audit key first (registering keys records audit events).
+    pub const ALL: [KeyPurpose; 2] = [KeyPurpose::Audit, KeyPurpose::Lookup];
+
     /// The environment variable that may hold this ring, as `id:hex[,id:hex…]`.
     pub fn env_var(self) -> &'static str {
         match self {
@@ -99,12 +127,72 @@ impl KeyPurpose {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// The purpose's name, as the database and messages spell it.
+    pub fn name(self) -> &'static str {
         match self {
             KeyPurpose::Lookup => "lookup",
             KeyPurpose::Audit => "audit",
         }
     }
+
+    /// The purpose a stored name spells.
+    pub fn parse(name: &str) -> Option<KeyPurpose> {
+        match name {
+            "lookup" => Some(KeyPurpose::Lookup),
+            "audit" => Some(KeyPurpose::Audit),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for KeyPurpose {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a key is in its life, as the database records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    /// Added, its file being copied to every host; nothing uses it yet.
+    Pending,
+    /// New digests or tags use it. One per purpose.
+    Active,
+    /// Once active: what it digested or tagged still needs it.
+    Retired,
+}
+
+impl KeyState {
+    /// The state's name as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Pending => "pending",
+            KeyState::Active => "active",
+            KeyState::Retired => "retired",
+        }
+    }
+
+    /// The state a stored name spells.
+    pub fn parse(name: &str) -> Option<KeyState> {
+        match name {
+            "pending" => Some(KeyState::Pending),
+            "active" => Some(KeyState::Active),
+            "retired" => Some(KeyState::Retired),
+            _ => None,
+        }
+    }
+}
+
+/// What the database records of one key: its id, fingerprint and state. Never the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedKey {
+    /// The key's id within its purpose.
+    pub id: KeyId,
+    /// HMAC-SHA256 of a fixed label under the key: [`KeyRing::fingerprint`].
+    pub fingerprint: [u8; 32],
+    /// Where it is in its life.
+    pub state: KeyState,
 }
 
 /// Why keys could not be loaded or written.
@@ -143,6 +231,40 @@ pub enum KeyError {
         /// The variable that holds it.
         env_var: &'static str,
     },
+    /// The database uses a key this host's ring lacks.
+    #[error(
+        "this host has no {purpose} key {id}, which the database uses; copy {file} from a host that has it"
+    )]
+    NotInRing {
+        /// Which ring.
+        purpose: &'static str,
+        /// The missing key id.
+        id: KeyId,
+        /// The key file to copy.
+        file: &'static str,
+    },
+    /// The ring's key under an id is not the key the database knows by that id.
+    #[error(
+        "{purpose} key {id} on this host is not the key this database knows as {id}: the key files belong to another deployment"
+    )]
+    Different {
+        /// Which ring.
+        purpose: &'static str,
+        /// The key id whose fingerprints differ.
+        id: KeyId,
+    },
+    /// The database records no key of this purpose yet.
+    #[error("this database has no {purpose} key recorded; run `tender init`")]
+    Unregistered {
+        /// Which ring.
+        purpose: &'static str,
+    },
+    /// Every key id is taken.
+    #[error("no {purpose} key id is left after {KEY_ID_MAX}")]
+    IdsExhausted {
+        /// Which ring.
+        purpose: &'static str,
+    },
     /// Reading or writing the key file failed.
     #[error("key file {path}: {source}")]
     Io {
@@ -160,12 +282,19 @@ impl Classify for KeyError {
             KeyError::Malformed { .. } => "keys.malformed",
             KeyError::Permissions(_) => "keys.permissions",
             KeyError::HeldInEnvironment { .. } => "keys.held_in_environment",
+            KeyError::NotInRing { .. } => "keys.not_in_ring",
+            KeyError::Different { .. } => "keys.different",
+            KeyError::Unregistered { .. } => "keys.unregistered",
+            KeyError::IdsExhausted { .. } => "keys.ids_exhausted",
             KeyError::Io { .. } => "keys.io",
         }
     }
 
     fn kind(&self) -> Kind {
-        Kind::Internal
+        match self {
+            KeyError::HeldInEnvironment { .. } | KeyError::IdsExhausted { .. } => Kind::Conflict,
+            _ => Kind::Internal,
+        }
     }
 }
 
@@ -204,10 +333,74 @@ impl KeyRing {
         self.keys.iter().map(|(id, key)| (*id, key))
     }
 
+    /// The key's fingerprint: HMAC-SHA256 under the key of a fixed label and the purpose, so
+    /// the database can tell keys apart without holding them. `None` if the ring lacks `id`.
+    pub fn fingerprint(&self, id: KeyId) -> Option<[u8; 32]> {
+        let key = self.get(id)?;
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(key.expose()).expect("HMAC takes keys of any length");
+        mac.update(FINGERPRINT_CONTEXT);
+        mac.update(self.purpose.name().as_bytes());
+        Some(mac.finalize().into_bytes().into())
+    }
+
+    /// A key derived from key `id` for one use alone (`label` names it), so no key serves two
+    /// purposes. `None` if the ring lacks `id`.
+    pub fn derive(&self, id: KeyId, label: &[u8]) -> Option<SecretKey> {
+        let key = self.get(id)?;
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(key.expose()).expect("HMAC takes keys of any length");
+        mac.update(label);
+        Some(SecretKey(mac.finalize().into_bytes().into()))
+    }
+
+    /// Checks the ring against what the database records: every active or retired key must be
+    /// in the ring, and every recorded key the ring holds must have the recorded fingerprint.
+    /// Keys the database does not know (a rotation that never committed) are ignored; nothing
+    /// uses them.
+    pub fn check(&self, recorded: &[RecordedKey]) -> Result<(), KeyError> {
+        let purpose = self.purpose.name();
+        if recorded.is_empty() {
+            return Err(KeyError::Unregistered { purpose });
+        }
+        for key in recorded {
+            match self.fingerprint(key.id) {
+                None if key.state == KeyState::Pending => {}
+                None => {
+                    return Err(KeyError::NotInRing {
+                        purpose,
+                        id: key.id,
+                        file: self.purpose.file_name(),
+                    });
+                }
+                Some(found) => {
+                    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                        &found[..],
+                        &key.fingerprint[..],
+                    )) {
+                        return Err(KeyError::Different {
+                            purpose,
+                            id: key.id,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the ring holds every one of `ids`.
+    pub fn holds(&self, ids: &[KeyId]) -> bool {
+        ids.iter().all(|id| self.keys.contains_key(id))
+    }
+
     /// Loads the ring from its environment variable if set, otherwise from its file in `key_dir`.
     pub fn load(purpose: KeyPurpose, key_dir: &Path) -> Result<KeyRing, KeyError> {
+        harden_process();
         if let Ok(text) = std::env::var(purpose.env_var()) {
-            return KeyRing::parse(purpose, &text.replace(',', "\n"), purpose.env_var());
+            let text = Zeroizing::new(text);
+            let lines = Zeroizing::new(text.replace(',', "\n"));
+            return KeyRing::parse(purpose, &lines, purpose.env_var());
         }
         let path = key_dir.join(purpose.file_name());
         let metadata = match fs::metadata(&path) {
@@ -224,10 +417,13 @@ impl KeyRing {
         if metadata.permissions().mode() & 0o077 != 0 {
             return Err(KeyError::Permissions(path));
         }
-        let text = fs::read_to_string(&path).map_err(|source| KeyError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let mut text = Zeroizing::new(String::new());
+        fs::File::open(&path)
+            .and_then(|mut file| file.read_to_string(&mut text))
+            .map_err(|source| KeyError::Io {
+                path: path.clone(),
+                source,
+            })?;
         KeyRing::parse(purpose, &text, &path.display().to_string())
     }
 
@@ -249,13 +445,13 @@ impl KeyRing {
             let (id, hex_text) = line
                 .split_once([' ', ':', '\t'])
                 .ok_or_else(|| malformed(entry, "expected `id hex`"))?;
-            let id: u16 = id
-                .trim()
-                .parse()
-                .map_err(|_| malformed(entry, "the key id is not a number from 0 to 65535"))?;
+            let id =
+                id.trim().parse().ok().and_then(KeyId::new).ok_or_else(|| {
+                    malformed(entry, "the key id is not a number from 1 to 32767")
+                })?;
             let key = SecretKey::from_hex(hex_text.trim())
                 .ok_or_else(|| malformed(entry, "the key is not 64 hexadecimal digits"))?;
-            if keys.insert(KeyId(id), key).is_some() {
+            if keys.insert(id, key).is_some() {
                 return Err(malformed(entry, "the key id appears twice"));
             }
         }
@@ -265,47 +461,48 @@ impl KeyRing {
         Ok(KeyRing { purpose, keys })
     }
 
-    /// Creates the key file with one fresh key unless it exists. Returns whether it was created.
+    /// Creates the key file with one fresh key (id 1) unless it exists. Returns whether it was
+    /// created. A missing key directory is created with mode 0700; an existing one is left as
+    /// it is (it may be a home directory).
     pub fn create_file_if_missing(purpose: KeyPurpose, key_dir: &Path) -> Result<bool, KeyError> {
         let path = key_dir.join(purpose.file_name());
-        if path.exists() {
-            return Ok(false);
-        }
         let io = |source| KeyError::Io {
             path: path.clone(),
             source,
         };
-        fs::create_dir_all(key_dir).map_err(io)?;
-        fs::set_permissions(key_dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
+        create_private_dir(key_dir).map_err(io)?;
         let key = SecretKey::generate();
-        write_new_file(&path, &format!("1 {}\n", hex::encode(key.expose()))).map_err(io)?;
+        let text = Zeroizing::new(format!("1 {}\n", hex::encode(key.expose())));
+        match write_new_file(&path, &text) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(io(e)),
+        }
+        sync_dir(key_dir).map_err(io)?;
         Ok(true)
     }
 
-    /// Adds a new newest key to the key file, keeping the older ones; returns the new id.
-    pub fn rotate_file(purpose: KeyPurpose, key_dir: &Path) -> Result<KeyId, KeyError> {
+    /// Adds key `id` (fresh from the operating system) to the key file, keeping the others;
+    /// returns the ring as written. The caller holds [`KeyFileLock`], so two additions never
+    /// overwrite each other.
+    pub fn add_to_file(
+        _lock: &KeyFileLock,
+        purpose: KeyPurpose,
+        key_dir: &Path,
+        id: KeyId,
+    ) -> Result<KeyRing, KeyError> {
         let path = key_dir.join(purpose.file_name());
-        let ring = KeyRing::load_file_only(purpose, &path)?;
-        let next = ring
-            .newest()
-            .0
-            .0
-            .checked_add(1)
-            .ok_or(KeyError::Malformed {
-                purpose: purpose.name(),
-                source_name: path.display().to_string(),
-                entry: ring.keys.len(),
-                reason: "no key id is left after 65535",
-            })?;
-        let mut text = String::new();
+        let mut ring = KeyRing::load_file_only(purpose, &path)?;
+        ring.keys.insert(id, SecretKey::generate());
+        let mut text = Zeroizing::new(String::new());
         for (id, key) in ring.iter() {
-            text.push_str(&format!("{id} {}\n", hex::encode(key.expose())));
+            text.push_str(&format!(
+                "{id} {}\n",
+                Zeroizing::new(hex::encode(key.expose())).as_str()
+            ));
         }
-        text.push_str(&format!(
-            "{next} {}\n",
-            hex::encode(SecretKey::generate().expose())
-        ));
-        // Write beside and rename, so a crash never leaves a half-written ring.
+        // Write beside and rename, so a crash never leaves a half-written ring; then sync the
+        // directory so the rename itself survives a crash.
         let staging = path.with_extension("keys.new");
         let io = |source| KeyError::Io {
             path: path.clone(),
@@ -314,12 +511,14 @@ impl KeyRing {
         let _ = fs::remove_file(&staging);
         write_new_file(&staging, &text).map_err(io)?;
         fs::rename(&staging, &path).map_err(io)?;
-        Ok(KeyId(next))
+        sync_dir(key_dir).map_err(io)?;
+        Ok(ring)
     }
 
-    fn load_file_only(purpose: KeyPurpose, path: &Path) -> Result<KeyRing, KeyError> {
+    /// The ring as its file holds it; refused while the environment holds this purpose's keys
+    /// (a file edit would not be what the process uses).
+    pub fn load_file_only(purpose: KeyPurpose, path: &Path) -> Result<KeyRing, KeyError> {
         let key_dir = path.parent().unwrap_or(Path::new("."));
-        // Rotation edits the file, so the environment must not shadow it here.
         if std::env::var_os(purpose.env_var()).is_some() {
             return Err(KeyError::HeldInEnvironment {
                 purpose: purpose.name(),
@@ -329,10 +528,77 @@ impl KeyRing {
         KeyRing::load(purpose, key_dir)
     }
 
+    /// The highest id in the ring.
+    pub fn highest_id(&self) -> KeyId {
+        self.newest().0
+    }
+
     /// Which purpose this ring serves.
     pub fn purpose(&self) -> KeyPurpose {
         self.purpose
     }
+}
+
+/// An exclusive lock on a purpose's key file, held while it is rewritten.
+#[derive(Debug)]
+pub struct KeyFileLock(#[allow(dead_code)] fs::File);
+
+impl KeyFileLock {
+    /// Waits for the lock on `key_dir`'s lock file for `purpose`.
+    pub fn acquire(purpose: KeyPurpose, key_dir: &Path) -> Result<KeyFileLock, KeyError> {
+        let path = key_dir.join(format!("{}.lock", purpose.file_name()));
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .and_then(|file| file.lock().map(|()| file))
+            .map_err(|source| KeyError::Io { path, source })?;
+        Ok(KeyFileLock(file))
+    }
+}
+
+/// Creates `dir` (and missing parents) with mode 0700 where it does not exist; an existing
+/// directory's mode is never changed.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Makes a directory's entries (a new or renamed file) durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Once per process that loads a secret key: no core dump (it would hold the keys and any codes
+/// in memory) and no ptrace attach by other processes of the same user.
+pub fn harden_process() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let none = rustix::process::Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        };
+        if let Err(error) = rustix::process::setrlimit(rustix::process::Resource::Core, none) {
+            tracing::warn!(%error, "could not disable core dumps");
+        }
+        if let Err(error) =
+            rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        {
+            tracing::warn!(%error, "could not mark the process not dumpable");
+        }
+    });
 }
 
 fn write_new_file(path: &Path, text: &str) -> std::io::Result<()> {
@@ -345,29 +611,101 @@ fn write_new_file(path: &Path, text: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// Both key rings tender needs.
-#[derive(Debug, Clone)]
-pub struct Keys {
-    /// Keys the code lookup digests.
-    pub lookup: KeyRing,
-    /// Keys the audit tags.
-    pub audit: KeyRing,
+/// One purpose's ring as a process holds it: loaded once, and loaded again when the database
+/// names a key the ring lacks (a key activated after this process started).
+#[derive(Debug)]
+pub struct Keychain {
+    purpose: KeyPurpose,
+    key_dir: PathBuf,
+    ring: RwLock<Arc<KeyRing>>,
 }
 
-impl Keys {
-    /// Loads both rings (environment first, then files in `key_dir`).
-    pub fn load(key_dir: &Path) -> Result<Keys, KeyError> {
-        Ok(Keys {
-            lookup: KeyRing::load(KeyPurpose::Lookup, key_dir)?,
-            audit: KeyRing::load(KeyPurpose::Audit, key_dir)?,
-        })
+impl Keychain {
+    /// Loads `purpose`'s ring from the environment or `key_dir`.
+    pub fn load(purpose: KeyPurpose, key_dir: &Path) -> Result<Keychain, KeyError> {
+        Ok(Keychain::new(KeyRing::load(purpose, key_dir)?, key_dir))
     }
 
-    /// Fresh single-key rings that exist only in memory, for tests and benchmarks.
-    pub fn ephemeral() -> Keys {
-        Keys {
-            lookup: KeyRing::single(KeyPurpose::Lookup, KeyId(1), SecretKey::generate()),
-            audit: KeyRing::single(KeyPurpose::Audit, KeyId(1), SecretKey::generate()),
+    /// A keychain over a ring already loaded, reloading from `key_dir`.
+    pub fn new(ring: KeyRing, key_dir: &Path) -> Keychain {
+        Keychain {
+            purpose: ring.purpose,
+            key_dir: key_dir.to_path_buf(),
+            ring: RwLock::new(Arc::new(ring)),
+        }
+    }
+
+    /// Which purpose it serves.
+    pub fn purpose(&self) -> KeyPurpose {
+        self.purpose
+    }
+
+    /// The ring as loaded.
+    pub fn ring(&self) -> Arc<KeyRing> {
+        self.ring.read().expect("key ring lock").clone()
+    }
+
+    /// A ring holding every one of `ids`, loading the ring again once if the current one lacks
+    /// any; `Err` names the first id still missing.
+    pub fn ring_holding(&self, ids: &[KeyId]) -> Result<Arc<KeyRing>, KeyId> {
+        let ring = self.ring();
+        if ring.holds(ids) {
+            return Ok(ring);
+        }
+        match KeyRing::load(self.purpose, &self.key_dir) {
+            Ok(fresh) if fresh.holds(ids) => {
+                let fresh = Arc::new(fresh);
+                *self.ring.write().expect("key ring lock") = fresh.clone();
+                tracing::info!(purpose = self.purpose.name(), "key ring loaded again");
+                Ok(fresh)
+            }
+            Ok(fresh) => Err(first_missing(&fresh, ids)),
+            Err(error) => {
+                tracing::warn!(%error, "key ring could not be loaded again");
+                Err(first_missing(&ring, ids))
+            }
+        }
+    }
+}
+
+fn first_missing(ring: &KeyRing, ids: &[KeyId]) -> KeyId {
+    *ids.iter()
+        .find(|id| ring.get(**id).is_none())
+        .expect("some id is missing")
+}
+
+/// Which key rings a command loads: each only where it needs it, so a read command holds no
+/// secret at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeyNeeds {
+    /// The lookup ring: code generation, printer-file checks, redemption.
+    pub lookup: bool,
+    /// The audit ring: anything that appends to, seals or verifies the trail.
+    pub audit: bool,
+}
+
+impl KeyNeeds {
+    /// No key: listings and reads.
+    pub const NONE: KeyNeeds = KeyNeeds {
+        lookup: false,
+        audit: false,
+    };
+    /// The audit key only: changes that record an audit event, the trail's commands.
+    pub const AUDIT: KeyNeeds = KeyNeeds {
+        lookup: false,
+        audit: true,
+    };
+    /// Both keys: the job runner, printer-file checks.
+    pub const ALL: KeyNeeds = KeyNeeds {
+        lookup: true,
+        audit: true,
+    };
+
+    /// Whether `purpose` is needed.
+    pub fn needs(self, purpose: KeyPurpose) -> bool {
+        match purpose {
+            KeyPurpose::Lookup => self.lookup,
+            KeyPurpose::Audit => self.audit,
         }
     }
 }
@@ -381,6 +719,7 @@ mod tests {
         let key = SecretKey::from_hex(&"ab".repeat(32)).unwrap();
         assert_eq!(format!("{key:?}"), "SecretKey([redacted])");
         let ring = KeyRing::single(KeyPurpose::Audit, KeyId(1), key);
+        assert!(ring.fingerprint(KeyId(1)).is_some());
         assert!(!format!("{ring:?}").contains("abab"));
     }
 
@@ -400,24 +739,85 @@ mod tests {
     }
 
     #[test]
-    fn key_files_are_created_private_and_rotation_keeps_old_ids() {
+    fn key_files_are_created_private_and_an_addition_keeps_old_ids() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(KeyRing::create_file_if_missing(KeyPurpose::Lookup, dir.path()).unwrap());
-        assert!(!KeyRing::create_file_if_missing(KeyPurpose::Lookup, dir.path()).unwrap());
-        let path = dir.path().join("lookup.keys");
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        let key_dir = dir.path().join("keys");
+        assert!(KeyRing::create_file_if_missing(KeyPurpose::Lookup, &key_dir).unwrap());
+        assert!(!KeyRing::create_file_if_missing(KeyPurpose::Lookup, &key_dir).unwrap());
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let path = key_dir.join("lookup.keys");
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&key_dir), 0o700);
         let before = KeyRing::load_file_only(KeyPurpose::Lookup, &path).unwrap();
-        let new_id = KeyRing::rotate_file(KeyPurpose::Lookup, dir.path()).unwrap();
-        assert_eq!(new_id, KeyId(2));
-        let after = KeyRing::load_file_only(KeyPurpose::Lookup, &path).unwrap();
+        let lock = KeyFileLock::acquire(KeyPurpose::Lookup, &key_dir).unwrap();
+        let after = KeyRing::add_to_file(&lock, KeyPurpose::Lookup, &key_dir, KeyId(2)).unwrap();
         assert_eq!(
             after.get(KeyId(1)).unwrap().expose(),
             before.get(KeyId(1)).unwrap().expose()
         );
         assert_eq!(after.newest().0, KeyId(2));
+        let reread = KeyRing::load_file_only(KeyPurpose::Lookup, &path).unwrap();
+        assert_eq!(reread.fingerprint(KeyId(2)), after.fingerprint(KeyId(2)));
+    }
+
+    #[test]
+    fn an_existing_key_directory_keeps_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        KeyRing::create_file_if_missing(KeyPurpose::Audit, dir.path()).unwrap();
+        assert_eq!(
+            fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+    }
+
+    #[test]
+    fn key_ids_are_one_to_32767() {
+        for bad in ["0", "32768", "65535", "-1"] {
+            let text = format!("{bad} {}", "01".repeat(32));
+            let err = KeyRing::parse(KeyPurpose::Lookup, &text, "test").unwrap_err();
+            assert_eq!(err.code(), "keys.malformed", "{bad}");
+        }
+        let text = format!("32767 {}", "01".repeat(32));
+        assert!(KeyRing::parse(KeyPurpose::Lookup, &text, "test").is_ok());
+    }
+
+    #[test]
+    fn a_ring_is_checked_against_the_recorded_fingerprints() {
+        let ring = KeyRing::single(KeyPurpose::Lookup, KeyId(1), SecretKey::generate());
+        let other = KeyRing::single(KeyPurpose::Lookup, KeyId(1), SecretKey::generate());
+        let recorded = |ring: &KeyRing, id: u16, state| RecordedKey {
+            id: KeyId(id),
+            fingerprint: ring.fingerprint(KeyId(1)).unwrap(),
+            state,
+        };
+        assert!(ring.check(&[recorded(&ring, 1, KeyState::Active)]).is_ok());
+        let err = ring
+            .check(&[recorded(&other, 1, KeyState::Active)])
+            .unwrap_err();
+        assert_eq!(err.code(), "keys.different");
+        // A pending key this host has not received yet is no error; a retired one is.
+        let both = [
+            recorded(&ring, 1, KeyState::Active),
+            recorded(&other, 2, KeyState::Pending),
+        ];
+        assert!(ring.check(&both).is_ok());
+        let both = [
+            recorded(&ring, 1, KeyState::Active),
+            recorded(&other, 2, KeyState::Retired),
+        ];
+        assert_eq!(ring.check(&both).unwrap_err().code(), "keys.not_in_ring");
+        assert_eq!(ring.check(&[]).unwrap_err().code(), "keys.unregistered");
+    }
+
+    #[test]
+    fn fingerprints_differ_by_purpose_and_reveal_nothing_of_the_key() {
+        let key = SecretKey::from_hex(&"ab".repeat(32)).unwrap();
+        let lookup = KeyRing::single(KeyPurpose::Lookup, KeyId(1), key.clone());
+        let audit = KeyRing::single(KeyPurpose::Audit, KeyId(1), key);
+        let fp = lookup.fingerprint(KeyId(1)).unwrap();
+        assert_ne!(fp, audit.fingerprint(KeyId(1)).unwrap());
+        assert_ne!(&fp, lookup.get(KeyId(1)).unwrap().expose());
     }
 
     #[test]

@@ -5,6 +5,56 @@ use serde_json::json;
 
 use super::AuditEvent;
 use crate::domain::{Batch, BatchId, Retailer};
+use crate::keys::{KeyId, KeyPurpose, RecordedKey};
+
+/// A key was recorded for this deployment (at `init`, or added pending a rotation). The
+/// fingerprint identifies the key; it reveals nothing of it.
+pub fn key_recorded(actor: &str, purpose: KeyPurpose, key: &RecordedKey) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "key.recorded",
+        format!("key:{purpose}:{}", key.id),
+        json!({
+            "state": key.state,
+            "fingerprint": hex::encode(key.fingerprint),
+        }),
+    )
+}
+
+/// A pending key became the active one; the one before it is retired.
+pub fn key_activated(
+    actor: &str,
+    purpose: KeyPurpose,
+    id: KeyId,
+    retired: Option<KeyId>,
+) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "key.activated",
+        format!("key:{purpose}:{id}"),
+        json!({ "retired": retired }),
+    )
+}
+
+/// A batch whose generation cannot go on was failed, with the reason.
+pub fn batch_failed(actor: &str, batch_id: BatchId, reason: &str) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "batch.failed",
+        format!("batch:{batch_id}"),
+        json!({ "reason": reason }),
+    )
+}
+
+/// A failed batch was put back to requested: its cards deleted, generation queued again.
+pub fn batch_restarted(actor: &str, batch_id: BatchId, cards_deleted: u64) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "batch.restarted",
+        format!("batch:{batch_id}"),
+        json!({ "cards_deleted": cards_deleted }),
+    )
+}
 
 /// A retailer was added.
 pub fn retailer_added(actor: &str, retailer: &Retailer) -> AuditEvent {
@@ -76,17 +126,17 @@ pub fn export_written(actor: &str, batch: &Batch, file_name: &str) -> AuditEvent
             "file": file_name,
             "rows": batch.generated,
             "bytes": batch.export_bytes,
-            "sha256": batch.export_sha256,
+            "mac": batch.export_mac,
         }),
     )
 }
 
 /// A printer file was checked against the stored digests.
-pub fn export_verified(actor: &str, batch_id: BatchId, rows: u64, sha256: &str) -> AuditEvent {
+pub fn export_verified(actor: &str, batch_id: BatchId, rows: u64, mac: &str) -> AuditEvent {
     AuditEvent::new(
         actor,
         "export.verified",
         format!("batch:{batch_id}"),
-        json!({ "rows": rows, "sha256": sha256 }),
+        json!({ "rows": rows, "mac": mac }),
     )
 }

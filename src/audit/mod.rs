@@ -16,6 +16,8 @@ use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 
+use std::sync::Arc;
+
 use crate::keys::{KeyId, KeyRing};
 
 /// How many independent chains the trail has. Fixed by the first migration: changing it would
@@ -122,19 +124,27 @@ pub struct Seal {
     pub tag: [u8; 32],
 }
 
-/// Signs and checks records and seals with the audit key ring.
+/// Signs records and seals under one audit key (the one the database names active), and checks
+/// them under any key of the ring.
 #[derive(Debug, Clone)]
 pub struct AuditSigner {
-    ring: KeyRing,
+    ring: Arc<KeyRing>,
+    key_id: KeyId,
 }
 
 impl AuditSigner {
-    /// A signer over the audit ring.
-    pub fn new(ring: KeyRing) -> AuditSigner {
-        AuditSigner { ring }
+    /// A signer that tags with key `key_id` of `ring`; `None` if the ring lacks it.
+    pub fn new(ring: Arc<KeyRing>, key_id: KeyId) -> Option<AuditSigner> {
+        ring.get(key_id)?;
+        Some(AuditSigner { ring, key_id })
     }
 
-    /// Tags a new record that follows `prev_tag` in its chain, under the newest key.
+    /// The key new records and seals are tagged under.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    /// Tags a new record that follows `prev_tag` in its chain, under the signer's key.
     pub fn seal_record(
         &self,
         event: &AuditEvent,
@@ -142,7 +152,7 @@ impl AuditSigner {
         recorded_at: DateTime<Utc>,
         prev_tag: &[u8; 32],
     ) -> AuditRecord {
-        let (key_id, _) = self.ring.newest();
+        let key_id = self.key_id;
         let mut record = AuditRecord {
             chain: event.chain(),
             seq,
@@ -156,7 +166,7 @@ impl AuditSigner {
         };
         record.tag = self
             .record_mac(&record, prev_tag)
-            .expect("the newest key is in the ring")
+            .expect("the signing key is in the ring")
             .finalize()
             .into_bytes()
             .into();
@@ -178,7 +188,7 @@ impl AuditSigner {
         heads: &[ChainHead],
         prev_tag: &[u8; 32],
     ) -> Seal {
-        let (key_id, _) = self.ring.newest();
+        let key_id = self.key_id;
         let mut seal = Seal {
             seal_id,
             sealed_at,
@@ -188,7 +198,7 @@ impl AuditSigner {
         };
         seal.tag = self
             .seal_mac(&seal, prev_tag)
-            .expect("the newest key is in the ring")
+            .expect("the signing key is in the ring")
             .finalize()
             .into_bytes()
             .into();
@@ -290,11 +300,9 @@ mod tests {
     use crate::keys::{KeyPurpose, SecretKey};
 
     fn signer() -> AuditSigner {
-        AuditSigner::new(KeyRing::single(
-            KeyPurpose::Audit,
-            KeyId::new(1),
-            SecretKey::generate(),
-        ))
+        let id = KeyId::new(1).unwrap();
+        let ring = KeyRing::single(KeyPurpose::Audit, id, SecretKey::generate());
+        AuditSigner::new(Arc::new(ring), id).unwrap()
     }
 
     fn event(details: &str) -> AuditEvent {

@@ -8,6 +8,7 @@ use super::output::{print_batch, print_table, show};
 use super::{CliError, Ctx};
 use crate::app::App;
 use crate::domain::{BatchId, PageRows};
+use crate::keys::KeyNeeds;
 use crate::service::batches::BatchForm;
 use crate::store::Store;
 
@@ -31,6 +32,24 @@ pub(super) enum BatchCommand {
         /// The printer file.
         file: PathBuf,
     },
+    /// Put a failed batch back to requested: delete its stored cards and queue its generation
+    /// again. Destroy the old printer file first; its codes are no longer issued.
+    Restart {
+        /// Batch id.
+        id: i64,
+    },
+}
+
+impl BatchCommand {
+    /// The keys the command loads: generation's checks need the lookup key, changes the audit
+    /// key, reads none.
+    pub(super) fn needs(&self) -> KeyNeeds {
+        match self {
+            BatchCommand::List { .. } | BatchCommand::Show { .. } => KeyNeeds::NONE,
+            BatchCommand::Create(_) | BatchCommand::Restart { .. } => KeyNeeds::AUDIT,
+            BatchCommand::VerifyExport { .. } => KeyNeeds::ALL,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -113,8 +132,17 @@ pub(super) async fn run<S: Store>(
             let check = services.printer_check().verify(&file, &ctx.actor).await?;
             show(ctx.format, &check, |c| {
                 println!(
-                    "printer file matches batch {}: {} cards, sha256 {}",
-                    c.batch_id, c.rows, c.sha256
+                    "printer file matches batch {}: {} cards, MAC {}",
+                    c.batch_id, c.rows, c.mac
+                )
+            })
+        }
+        BatchCommand::Restart { id } => {
+            let batch = services.batches().restart(BatchId(id), &ctx.actor).await?;
+            show(ctx.format, &batch, |b| {
+                println!(
+                    "batch {} is requested again; `tender work` generates it anew",
+                    b.id
                 )
             })
         }

@@ -13,7 +13,7 @@ use crate::clock::SystemClock;
 use crate::config::Settings;
 use crate::formats::printer_file;
 use crate::jobs::{Catalog, RunMode};
-use crate::keys::KeyPurpose;
+use crate::keys::{KeyNeeds, KeyPurpose};
 use crate::service::batches::BatchForm;
 use crate::store::Store;
 
@@ -60,7 +60,7 @@ pub(super) async fn run(args: DemoArgs) -> Result<(), CliError> {
     }
     let started = Instant::now();
     let settings = Settings::in_dir(&dir);
-    app::init(&settings, clock.clone()).await?;
+    app::init(&settings, clock.clone(), ACTOR).await?;
     app::launch(&settings, clock, Demo { cards: args.cards }).await??;
     println!(
         "demo finished in {:.2} s; everything is in {}",
@@ -77,6 +77,10 @@ struct Demo {
 
 impl Launch for Demo {
     type Output = Result<(), CliError>;
+
+    fn needs(&self) -> KeyNeeds {
+        KeyNeeds::ALL
+    }
 
     async fn run<S: Store>(self, app: App<S>) -> Result<(), CliError> {
         let services = app.services();
@@ -121,10 +125,10 @@ impl Launch for Demo {
             .join(printer_file::file_name(batch.id));
         let check = services.printer_check().verify(&file, ACTOR).await?;
         println!(
-            "4. printer file {} verified: {} codes match their digests (sha256 {})",
+            "4. printer file {} verified: {} codes match their digests (MAC {})",
             file.display(),
             check.rows,
-            &check.sha256[..16]
+            &check.mac[..16]
         );
         let seal = services.trail().seal().await?;
         let report = services.trail().verify().await?;

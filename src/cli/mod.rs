@@ -19,6 +19,7 @@ use crate::app::{self, App, Launch};
 use crate::clock::SystemClock;
 use crate::config::{DEFAULT_DATA_DIR, Settings, redact_url};
 use crate::error::Classify;
+use crate::keys::KeyNeeds;
 use crate::store::Store;
 use output::Format;
 
@@ -62,7 +63,8 @@ struct Global {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create and migrate the database, and create missing key files (mode 0600).
+    /// Create or migrate the database, and record its keys (creating key files, mode 0600,
+    /// only for a database that has none yet). The only command that migrates.
     Init,
     /// Manage retailers.
     #[command(subcommand)]
@@ -167,14 +169,16 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     };
     match cli.command {
         Command::Init => {
-            let done = app::init(&settings, SystemClock::shared()).await?;
-            for path in done.created_keys {
+            let done = app::init(&settings, SystemClock::shared(), &ctx.actor).await?;
+            for path in done.created_files {
                 println!("created {}", path.display());
+            }
+            for (purpose, id) in done.recorded {
+                println!("recorded {purpose} key {id}");
             }
             println!("database ready: {}", redact_url(&settings.database_url()));
             Ok(())
         }
-        Command::Keys(command) => keys::run(&settings, command),
         Command::Demo(args) => demo::run(args).await,
         command => app::launch(&settings, SystemClock::shared(), Dispatch { ctx, command }).await?,
     }
@@ -189,6 +193,17 @@ struct Dispatch {
 impl Launch for Dispatch {
     type Output = Result<(), CliError>;
 
+    fn needs(&self) -> KeyNeeds {
+        match &self.command {
+            Command::Batch(command) => command.needs(),
+            Command::Keys(command) => command.needs(),
+            Command::Retailer(command) => command.needs(),
+            Command::Work { .. } => KeyNeeds::ALL,
+            Command::Audit(_) => KeyNeeds::AUDIT,
+            Command::Jobs(_) | Command::Init | Command::Demo(_) => KeyNeeds::NONE,
+        }
+    }
+
     async fn run<S: Store>(self, app: App<S>) -> Result<(), CliError> {
         let ctx = &self.ctx;
         match self.command {
@@ -197,7 +212,8 @@ impl Launch for Dispatch {
             Command::Work { drain } => jobs::work(&app, drain).await,
             Command::Jobs(command) => jobs::run(&app, ctx, command).await,
             Command::Audit(command) => audit::run(&app, ctx, command).await,
-            Command::Init | Command::Keys(_) | Command::Demo(_) => {
+            Command::Keys(command) => keys::run(&app, ctx, command).await,
+            Command::Init | Command::Demo(_) => {
                 unreachable!("run() handles these before the app opens")
             }
         }

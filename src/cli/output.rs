@@ -91,13 +91,16 @@ pub(super) fn print_batch(b: &Batch) {
     );
     println!(
         "  printer file {}",
-        b.export_sha256
+        b.export_mac
             .as_deref()
-            .map_or("not complete".into(), |s| format!(
-                "{} (sha256 {s})",
+            .map_or("not complete".into(), |mac| format!(
+                "{} (MAC {mac})",
                 printer_file::file_name(b.id)
             ))
     );
+    if let Some(failure) = &b.failure {
+        println!("  failed       {failure}");
+    }
 }
 
 /// Progress bars per batch when stderr is a terminal; nothing otherwise.

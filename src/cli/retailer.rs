@@ -6,6 +6,7 @@ use super::output::{print_table, show};
 use super::{CliError, Ctx};
 use crate::app::App;
 use crate::domain::PageRows;
+use crate::keys::KeyNeeds;
 use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
@@ -25,6 +26,16 @@ pub(super) enum RetailerCommand {
         #[arg(long, default_value_t = 100)]
         limit: u64,
     },
+}
+
+impl RetailerCommand {
+    /// Adding records an audit event; listing loads no key.
+    pub(super) fn needs(&self) -> KeyNeeds {
+        match self {
+            RetailerCommand::Add { .. } => KeyNeeds::AUDIT,
+            RetailerCommand::List { .. } => KeyNeeds::NONE,
+        }
+    }
 }
 
 pub(super) async fn run<S: Store>(

@@ -197,6 +197,9 @@ pub enum BatchState {
     Generating,
     /// Every card is stored and the printer file is written.
     Completed,
+    /// Generation cannot go on (its printer file is elsewhere or was damaged); the batch keeps
+    /// the reason until an operator restarts it.
+    Failed,
 }
 
 impl BatchState {
@@ -206,6 +209,7 @@ impl BatchState {
             BatchState::Requested => "requested",
             BatchState::Generating => "generating",
             BatchState::Completed => "completed",
+            BatchState::Failed => "failed",
         }
     }
 
@@ -215,6 +219,7 @@ impl BatchState {
             "requested" => Some(BatchState::Requested),
             "generating" => Some(BatchState::Generating),
             "completed" => Some(BatchState::Completed),
+            "failed" => Some(BatchState::Failed),
             _ => None,
         }
     }
@@ -247,8 +252,14 @@ pub struct Batch {
     pub collisions: u64,
     /// Printer file bytes covered by stored cards.
     pub export_bytes: u64,
-    /// SHA-256 of the finished printer file, hex.
-    pub export_sha256: Option<String>,
+    /// HMAC-SHA256 of the finished printer file, hex, under a key derived from the batch's
+    /// lookup key for this use alone (an unkeyed hash of a one-card file would reveal its code
+    /// to a brute-force search).
+    pub export_mac: Option<String>,
+    /// Where the printer file is written (`host:directory`); only a run there may resume it.
+    pub export_location: Option<String>,
+    /// Why generation failed for good, for a failed batch.
+    pub failure: Option<String>,
     /// Who asked for it.
     pub requested_by: String,
     /// When it was asked for.

@@ -4,6 +4,7 @@
 use chrono::TimeDelta;
 
 use super::generation::GenerateBatch;
+use super::keys::KeyUseError;
 use super::{JobPayload, Rerun, Services};
 use crate::audit::events;
 use crate::domain::{
@@ -11,8 +12,11 @@ use crate::domain::{
     Region, RegionError, RetailerError, RetailerName, SERIAL_SEQUENCE_MAX,
 };
 use crate::error::{Classify, Kind};
+use crate::keys::KeyPurpose;
 use crate::store::Tx;
-use crate::store::{AuditRepo, BatchRepo, NewBatch, OutboxRepo, RetailerRepo, Store, StoreError};
+use crate::store::{
+    AuditRepo, BatchRepo, CardRepo, KeyRepo, NewBatch, OutboxRepo, RetailerRepo, Store, StoreError,
+};
 
 /// A batch request as typed by an operator: every field still text, parsed here once.
 #[derive(Debug, Clone, Default)]
@@ -82,6 +86,9 @@ pub enum RequestBatchError {
     /// Every serial number is taken.
     #[error("the serial number space is exhausted")]
     SerialsExhausted,
+    /// The keys could not be had.
+    #[error(transparent)]
+    Keys(#[from] KeyUseError),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -97,6 +104,7 @@ impl Classify for RequestBatchError {
             RequestBatchError::ValueChoice => "batch.value_choice",
             RequestBatchError::UnknownRetailer(_) => "store.unknown_retailer",
             RequestBatchError::SerialsExhausted => "store.serials_exhausted",
+            RequestBatchError::Keys(e) => e.code(),
             RequestBatchError::Store(e) => e.code(),
         }
     }
@@ -110,7 +118,45 @@ impl Classify for RequestBatchError {
             | RequestBatchError::ValueChoice => Kind::Invalid,
             RequestBatchError::UnknownRetailer(_) => Kind::NotFound,
             RequestBatchError::SerialsExhausted => Kind::Conflict,
+            RequestBatchError::Keys(e) => e.kind(),
             RequestBatchError::Store(e) => e.kind(),
+        }
+    }
+}
+
+/// Why a batch could not be restarted.
+#[derive(Debug, thiserror::Error)]
+pub enum RestartBatchError {
+    /// No batch has this id.
+    #[error("batch {0} does not exist")]
+    NotFound(BatchId),
+    /// Only a failed batch is restarted.
+    #[error("batch {0} has not failed; only a failed batch can be restarted")]
+    NotFailed(BatchId),
+    /// The audit key could not be had.
+    #[error(transparent)]
+    Keys(#[from] KeyUseError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Classify for RestartBatchError {
+    fn code(&self) -> &'static str {
+        match self {
+            RestartBatchError::NotFound(_) => "batch.not_found",
+            RestartBatchError::NotFailed(_) => "batch.not_failed",
+            RestartBatchError::Keys(e) => e.code(),
+            RestartBatchError::Store(e) => e.code(),
+        }
+    }
+
+    fn kind(&self) -> Kind {
+        match self {
+            RestartBatchError::NotFound(_) => Kind::NotFound,
+            RestartBatchError::NotFailed(_) => Kind::Conflict,
+            RestartBatchError::Keys(e) => e.kind(),
+            RestartBatchError::Store(e) => e.kind(),
         }
     }
 }
@@ -176,6 +222,12 @@ impl<S: Store> Batches<'_, S> {
             return Err(RequestBatchError::SerialsExhausted);
         }
         let at = services.clock.now();
+        // The key the database names active now; the batch's codes are digested under it even
+        // if another key is activated before they are generated.
+        let lookup_key_id = tx
+            .active_key(KeyPurpose::Lookup)
+            .await?
+            .ok_or(KeyUseError::NoActiveKey(KeyPurpose::Lookup))?;
         let id = tx
             .insert_batch(&NewBatch {
                 retailer_id: retailer.id,
@@ -186,7 +238,7 @@ impl<S: Store> Batches<'_, S> {
                     .expires_in_days
                     .map(|days| at + TimeDelta::days(i64::from(days))),
                 first_sequence,
-                lookup_key_id: services.digester.newest_key_id(),
+                lookup_key_id,
                 requested_by: actor,
                 requested_at: at,
             })
@@ -197,12 +249,45 @@ impl<S: Store> Batches<'_, S> {
             .ok_or_else(|| StoreError::corrupt("a batch vanished inside its own transaction"))?;
         tx.insert_outbox(&GenerateBatch { batch_id: id.0 }.outbox(), at)
             .await?;
-        tx.append(
-            &services.signer,
-            &events::batch_requested(actor, &batch),
-            at,
-        )
-        .await?;
+        let signer = services.signer(&mut tx).await?;
+        tx.append(&signer, &events::batch_requested(actor, &batch), at)
+            .await?;
+        tx.commit().await?;
+        Ok(batch)
+    }
+
+    /// Puts a failed batch back to requested: deletes the cards it had stored (their codes
+    /// exist only in a printer file that can no longer be finished, which the operator must
+    /// destroy) and queues its generation again.
+    pub async fn restart(&self, id: BatchId, actor: &str) -> Result<Batch, RestartBatchError> {
+        let mut rerun = Rerun::new();
+        loop {
+            match self.restart_once(id, actor).await {
+                Err(e) if rerun.after(&e).await => {}
+                done => return done,
+            }
+        }
+    }
+
+    async fn restart_once(&self, id: BatchId, actor: &str) -> Result<Batch, RestartBatchError> {
+        let services = self.0;
+        let mut tx = services.store.begin().await?;
+        let batch = tx.batch(id).await?.ok_or(RestartBatchError::NotFound(id))?;
+        if !tx.reset_batch(id).await? {
+            return Err(RestartBatchError::NotFailed(id));
+        }
+        let last = batch.serial_at(batch.count - 1).sequence();
+        let deleted = tx.delete_cards(batch.first_serial.sequence(), last).await?;
+        let at = services.clock.now();
+        tx.insert_outbox(&GenerateBatch { batch_id: id.0 }.outbox(), at)
+            .await?;
+        let signer = services.signer(&mut tx).await?;
+        tx.append(&signer, &events::batch_restarted(actor, id, deleted), at)
+            .await?;
+        let batch = tx
+            .batch(id)
+            .await?
+            .ok_or_else(|| StoreError::corrupt("a batch vanished inside its own transaction"))?;
         tx.commit().await?;
         Ok(batch)
     }

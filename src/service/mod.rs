@@ -5,21 +5,19 @@
 
 pub mod batches;
 pub mod generation;
+pub mod keys;
 pub mod printer_check;
 pub mod retailers;
 pub mod trail;
 
 use std::hash::{BuildHasher, RandomState};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::audit::AuditSigner;
 use crate::clock::SharedClock;
-use crate::codegen::Digester;
 use crate::error::{Classify, Kind};
 use crate::store::{OutboxJob, Store};
 
@@ -29,31 +27,23 @@ pub const UNIT_RUNS_MAX: u32 = 5;
 /// at random, so writers that collided do not collide again in step.
 const UNIT_BACKOFF_FIRST: Duration = Duration::from_millis(20);
 
-/// What the use cases share: the store, the clock and the keys in use.
+/// What the use cases share: the store, the clock and the key rings the process loaded.
 #[derive(Debug, Clone)]
 pub struct Services<S> {
     store: S,
     clock: SharedClock,
-    signer: Arc<AuditSigner>,
-    digester: Arc<Digester>,
+    keys: keys::Keychains,
     export_dir: PathBuf,
 }
 
 impl<S: Store> Services<S> {
-    /// Use cases over `store`, timed by `clock`, signing audit records with `signer`, digesting
-    /// codes with `digester` and writing printer files to `export_dir`.
-    pub fn new(
-        store: S,
-        clock: SharedClock,
-        signer: AuditSigner,
-        digester: Digester,
-        export_dir: PathBuf,
-    ) -> Self {
+    /// Use cases over `store`, timed by `clock`, with the rings in `keys` (each transaction
+    /// uses the keys the database names), writing printer files to `export_dir`.
+    pub fn new(store: S, clock: SharedClock, keys: keys::Keychains, export_dir: PathBuf) -> Self {
         Services {
             store,
             clock,
-            signer: Arc::new(signer),
-            digester: Arc::new(digester),
+            keys,
             export_dir,
         }
     }

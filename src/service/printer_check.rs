@@ -1,16 +1,19 @@
 //! Checking a printer file against the database: every row's code must digest to the card
-//! stored under its serial, the rows must cover the batch exactly, and the file's hash must be
-//! the one recorded. Prints no code; records the check in the audit trail.
+//! stored under its serial, the rows must cover the batch exactly, and the file's keyed MAC must
+//! be the one recorded. Prints no code; records the check in the audit trail.
 
 use std::path::Path;
 
 use serde::Serialize;
 
+use super::keys::KeyUseError;
 use super::{Rerun, Services};
 use crate::audit::events;
+use crate::codegen::Digester;
 use crate::domain::{Batch, BatchId};
 use crate::error::{Classify, Kind};
 use crate::formats::printer_file::{self, PrinterFileReader, PrinterRow};
+use crate::keys::KeyId;
 use crate::store::{AuditRepo, BatchRepo, CardRepo, Store, StoreError, Tx};
 
 /// Rows checked against the database per query.
@@ -23,8 +26,8 @@ pub struct PrinterFileCheck {
     pub batch_id: BatchId,
     /// Card rows checked, all matching.
     pub rows: u64,
-    /// SHA-256 of the file.
-    pub sha256: String,
+    /// HMAC-SHA256 of the file under the batch's printer-file key.
+    pub mac: String,
 }
 
 /// Why a printer file check failed.
@@ -38,6 +41,9 @@ pub enum VerifyPrinterFileError {
         /// The first difference found (never a code).
         reason: String,
     },
+    /// The keys could not be had.
+    #[error(transparent)]
+    Keys(#[from] KeyUseError),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -47,6 +53,7 @@ impl Classify for VerifyPrinterFileError {
     fn code(&self) -> &'static str {
         match self {
             VerifyPrinterFileError::Mismatch { .. } => "export.mismatch",
+            VerifyPrinterFileError::Keys(e) => e.code(),
             VerifyPrinterFileError::Store(e) => e.code(),
         }
     }
@@ -54,6 +61,7 @@ impl Classify for VerifyPrinterFileError {
     fn kind(&self) -> Kind {
         match self {
             VerifyPrinterFileError::Mismatch { .. } => Kind::Invalid,
+            VerifyPrinterFileError::Keys(e) => e.kind(),
             VerifyPrinterFileError::Store(e) => e.kind(),
         }
     }
@@ -74,6 +82,8 @@ impl<S: Store> PrinterCheck<'_, S> {
             file: path.display().to_string(),
             reason,
         };
+        let ring = self.0.lookup_ring()?;
+        let digester = Digester::whole_ring(&ring);
         let mut tx = self.0.store.read().await?;
         let mut batch: Option<Batch> = None;
         let mut rows: u64 = 0;
@@ -103,13 +113,13 @@ impl<S: Store> PrinterCheck<'_, S> {
             pending.push(row);
             rows += 1;
             if pending.len() == CHECK_ROWS_PER_QUERY {
-                self.check_rows(&mut tx, &pending)
+                self.check_rows(&mut tx, &digester, &pending)
                     .await?
                     .map_err(mismatch)?;
                 pending.clear();
             }
         }
-        self.check_rows(&mut tx, &pending)
+        self.check_rows(&mut tx, &digester, &pending)
             .await?
             .map_err(mismatch)?;
         drop(tx);
@@ -120,22 +130,35 @@ impl<S: Store> PrinterCheck<'_, S> {
                 batch.id, batch.count
             )));
         }
-        let sha256 = printer_file::sha256_file(path)
+        let key = KeyId::new(batch.lookup_key_id)
+            .and_then(|id| ring.derive(id, printer_file::MAC_KEY_LABEL))
+            .ok_or_else(|| {
+                mismatch(format!(
+                    "this host lacks the lookup key of batch {}",
+                    batch.id
+                ))
+            })?;
+        let mac = printer_file::mac_file(path, key.expose())
             .map_err(|e| mismatch(format!("cannot read it ({e})")))?;
-        if batch.export_sha256.as_deref() != Some(sha256.as_str()) {
+        let recorded = batch.export_mac.as_deref().unwrap_or_default();
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            recorded.as_bytes(),
+            mac.as_bytes(),
+        )) {
             return Err(mismatch(format!(
-                "its SHA-256 is not the one recorded when batch {} was completed",
+                "its MAC is not the one recorded when batch {} was completed",
                 batch.id
             )));
         }
-        let event = events::export_verified(actor, batch.id, rows, &sha256);
+        let event = events::export_verified(actor, batch.id, rows, &mac);
         let mut rerun = Rerun::new();
         loop {
             let record = async {
                 let mut tx = self.0.store.begin().await?;
-                tx.append(&self.0.signer, &event, self.0.clock.now())
-                    .await?;
-                tx.commit().await
+                let signer = self.0.signer(&mut tx).await?;
+                tx.append(&signer, &event, self.0.clock.now()).await?;
+                tx.commit().await?;
+                Ok::<(), VerifyPrinterFileError>(())
             };
             match record.await {
                 Err(e) if rerun.after(&e).await => {}
@@ -145,7 +168,7 @@ impl<S: Store> PrinterCheck<'_, S> {
         Ok(PrinterFileCheck {
             batch_id: batch.id,
             rows,
-            sha256,
+            mac,
         })
     }
 
@@ -153,6 +176,7 @@ impl<S: Store> PrinterCheck<'_, S> {
     async fn check_rows(
         &self,
         tx: &mut S::Tx,
+        digester: &Digester,
         rows: &[PrinterRow],
     ) -> Result<Result<(), String>, StoreError> {
         let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
@@ -168,9 +192,7 @@ impl<S: Store> PrinterCheck<'_, S> {
             )));
         }
         for (row, card) in rows.iter().zip(&stored) {
-            let matches = self
-                .0
-                .digester
+            let matches = digester
                 .digest_under(card.key_id, &row.code)
                 .is_some_and(|digest| digest.ct_eq(&card.digest));
             if !matches {

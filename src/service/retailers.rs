@@ -1,5 +1,6 @@
 //! Retailers: who sells and activates cards, and the commission settlement deducts.
 
+use super::keys::KeyUseError;
 use super::{Rerun, Services};
 use crate::audit::events;
 use crate::domain::{CommissionRate, NewRetailer, PageRows, Retailer, RetailerError, RetailerName};
@@ -15,6 +16,9 @@ pub enum AddRetailerError {
     /// Another retailer has this name.
     #[error("a retailer named {0} already exists")]
     NameTaken(RetailerName),
+    /// The audit key could not be had.
+    #[error(transparent)]
+    Keys(#[from] KeyUseError),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -25,6 +29,7 @@ impl Classify for AddRetailerError {
         match self {
             AddRetailerError::Invalid(e) => e.code(),
             AddRetailerError::NameTaken(_) => "store.duplicate_retailer",
+            AddRetailerError::Keys(e) => e.code(),
             AddRetailerError::Store(e) => e.code(),
         }
     }
@@ -33,6 +38,7 @@ impl Classify for AddRetailerError {
         match self {
             AddRetailerError::Invalid(_) => Kind::Invalid,
             AddRetailerError::NameTaken(_) => Kind::Conflict,
+            AddRetailerError::Keys(e) => e.kind(),
             AddRetailerError::Store(e) => e.kind(),
         }
     }
@@ -77,12 +83,9 @@ impl<S: Store> Retailers<'_, S> {
             commission_bp: new.commission,
             created_at: at,
         };
-        tx.append(
-            &services.signer,
-            &events::retailer_added(actor, &retailer),
-            at,
-        )
-        .await?;
+        let signer = services.signer(&mut tx).await?;
+        tx.append(&signer, &events::retailer_added(actor, &retailer), at)
+            .await?;
         tx.commit().await?;
         Ok(retailer)
     }

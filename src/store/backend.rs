@@ -32,6 +32,10 @@ pub trait Backend: sqlx::Database + Sync {
     /// tender's first, then apalis'.
     fn migrators() -> [Migrator; 2];
 
+    /// The versions of tender's own migrations applied so far: each dialect keeps that history
+    /// in its own table (see [`Backend::migrators`]).
+    const APPLIED_MIGRATIONS: &'static str;
+
     /// The pool as the job runner sees it.
     fn db_pool(pool: &Pool<Self>) -> DbPool;
 

@@ -2,7 +2,8 @@
 //!
 //! A service opens a transaction with [`Store::begin`] (a write) or [`Store::read`] (a
 //! consistent snapshot), calls repository steps on it, one trait per aggregate
-//! ([`RetailerRepo`], [`BatchRepo`], [`CardRepo`], [`AuditRepo`], [`OutboxRepo`]), and commits.
+//! ([`RetailerRepo`], [`BatchRepo`], [`CardRepo`], [`AuditRepo`], [`OutboxRepo`],
+//! [`KeyRepo`]), and commits.
 //!
 //! Every SQL statement is written once, in `store/sql/`, with `$N` placeholders, and compiled
 //! for each backend with that backend's concrete types (`sqlite.rs` and `postgres.rs` each
@@ -29,7 +30,7 @@ use crate::domain::{
     RetailerName,
 };
 use crate::error::{Classify, Kind};
-use crate::keys::KeyId;
+use crate::keys::{KeyId, KeyPurpose, RecordedKey};
 
 /// tender's storage in a SQLite file.
 pub type SqliteStore = SqlStore<sqlx::Sqlite>;
@@ -52,6 +53,12 @@ pub enum StoreError {
     /// Migrating the schema failed.
     #[error("the database schema could not be migrated; the log has the cause")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// The database lacks migrations this tender needs.
+    #[error("the database schema is older than this tender; run `tender init` to migrate it")]
+    SchemaBehind,
+    /// The database was migrated by a newer tender.
+    #[error("the database schema is newer than this tender; run a newer tender")]
+    SchemaAhead,
 }
 
 impl StoreError {
@@ -93,12 +100,15 @@ impl Classify for StoreError {
             StoreError::Busy(_) => "store.busy",
             StoreError::Database(_) => "store.database",
             StoreError::Migrate(_) => "store.migrate",
+            StoreError::SchemaBehind => "store.schema_behind",
+            StoreError::SchemaAhead => "store.schema_ahead",
         }
     }
 
     fn kind(&self) -> Kind {
         match self {
             StoreError::Busy(_) => Kind::Transient,
+            StoreError::SchemaBehind | StoreError::SchemaAhead => Kind::Conflict,
             StoreError::Corrupt(_) | StoreError::Database(_) | StoreError::Migrate(_) => {
                 Kind::Internal
             }
@@ -144,7 +154,7 @@ pub struct SqlTx<DB: sqlx::Database> {
 /// A database tender stores in: connect, migrate, open transactions.
 pub trait Store: Clone + Send + Sync + 'static {
     /// One transaction, with every repository's steps.
-    type Tx: Tx + RetailerRepo + BatchRepo + CardRepo + AuditRepo + OutboxRepo + Send;
+    type Tx: Tx + RetailerRepo + BatchRepo + CardRepo + AuditRepo + OutboxRepo + KeyRepo + Send;
 
     /// Whether [`OutboxRepo::claim_outbox`] holds row locks until the transaction ends
     /// (PostgreSQL), rather than stamping a lease that must be committed first (SQLite).
@@ -153,8 +163,12 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Connects to the database at `url`.
     fn connect(url: &str) -> impl Future<Output = StoreResult<Self>> + Send;
 
-    /// Creates or updates tender's tables and the job runner's.
+    /// Creates or updates tender's tables and the job runner's. Only `tender init` migrates.
     fn migrate(&self) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Refuses a database whose schema is not exactly the one this tender's migrations make,
+    /// saying what to run; every command but `init` checks it instead of migrating.
+    fn check_schema(&self) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Opens a write transaction. On SQLite it takes the write lock at once, so writers queue
     /// here instead of failing at their first write.
@@ -273,9 +287,28 @@ pub trait BatchRepo {
         &mut self,
         id: BatchId,
         token: &str,
-        export_sha256: &str,
+        export_mac: &str,
         at: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Records where the batch's printer file is written.
+    fn set_export_location(
+        &mut self,
+        id: BatchId,
+        location: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Fails the batch for good with `reason`, only while run `token` holds it. `false` when
+    /// the guard misses.
+    fn fail_batch(
+        &mut self,
+        id: BatchId,
+        token: &str,
+        reason: &str,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Puts a failed batch back to requested with no progress. `false` unless it was failed.
+    fn reset_batch(&mut self, id: BatchId) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
 /// One chunk of a batch's new cards, as the card table stores them.
@@ -327,6 +360,45 @@ pub trait CardRepo {
         first: u64,
         last: u64,
     ) -> impl Future<Output = StoreResult<Vec<StoredCard>>> + Send;
+
+    /// Deletes the cards whose serial sequence numbers fall in `first..=last`; returns how many.
+    fn delete_cards(
+        &mut self,
+        first: u64,
+        last: u64,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+}
+
+/// What the database records of each key: fingerprints and states, never keys.
+pub trait KeyRepo {
+    /// Every recorded key of `purpose`, by id.
+    fn recorded_keys(
+        &mut self,
+        purpose: KeyPurpose,
+    ) -> impl Future<Output = StoreResult<Vec<RecordedKey>>> + Send;
+
+    /// The active key of `purpose`, if one is recorded.
+    fn active_key(
+        &mut self,
+        purpose: KeyPurpose,
+    ) -> impl Future<Output = StoreResult<Option<KeyId>>> + Send;
+
+    /// Records a key; `false` when its id is already recorded for the purpose.
+    fn record_key(
+        &mut self,
+        purpose: KeyPurpose,
+        key: &RecordedKey,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Makes pending key `id` the active one and retires the one before. `false` (with nothing
+    /// changed once the transaction is dropped) unless `id` was pending.
+    fn activate_key(
+        &mut self,
+        purpose: KeyPurpose,
+        id: KeyId,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
 /// The audit trail's records, chain heads and seals.

@@ -51,6 +51,9 @@ impl Backend for Postgres {
             .await?)
     }
 
+    const APPLIED_MIGRATIONS: &'static str =
+        "SELECT version FROM public._sqlx_migrations WHERE success ORDER BY version";
+
     fn migrators() -> [Migrator; 2] {
         // apalis keeps its tables and migration history in its own `apalis` schema.
         [

@@ -24,10 +24,8 @@ pub(super) fn bytes32(bytes: Vec<u8>) -> StoreResult<[u8; 32]> {
         .map_err(|_| corrupt("a stored tag or digest is not 32 bytes"))
 }
 
-fn key_id(id: impl TryInto<u16>) -> StoreResult<KeyId> {
-    id.try_into()
-        .map(KeyId::new)
-        .map_err(|_| corrupt("a stored key id is out of range"))
+fn key_id(id: i16) -> StoreResult<KeyId> {
+    KeyId::from_stored(i64::from(id)).ok_or_else(|| corrupt("a stored key id is out of range"))
 }
 
 /// A stored count or sequence number, which is never negative.
@@ -87,12 +85,14 @@ pub(super) struct BatchRow {
     region: String,
     expires_at: Option<DateTime<Utc>>,
     first_sequence: i64,
-    lookup_key_id: i64,
+    lookup_key_id: i16,
     state: String,
     generated_count: i64,
     collisions: i64,
     export_bytes: i64,
-    export_sha256: Option<String>,
+    export_mac: Option<String>,
+    export_location: Option<String>,
+    failure: Option<String>,
     requested_by: String,
     requested_at: DateTime<Utc>,
     completed_at: Option<DateTime<Utc>>,
@@ -128,7 +128,9 @@ impl TryFrom<BatchRow> for Batch {
             generated: count(c.generated_count, "batch progress")?,
             collisions: count(c.collisions, "batch collisions")?,
             export_bytes: count(c.export_bytes, "batch export length")?,
-            export_sha256: c.export_sha256,
+            export_mac: c.export_mac,
+            export_location: c.export_location,
+            failure: c.failure,
             requested_by: c.requested_by,
             requested_at: c.requested_at,
             completed_at: c.completed_at,
@@ -168,7 +170,7 @@ pub(super) struct AuditRecordRow {
     action: String,
     subject: String,
     details: String,
-    key_id: i32,
+    key_id: i16,
     tag: Vec<u8>,
 }
 
@@ -216,7 +218,7 @@ pub(super) struct SealRow {
     seal_id: i64,
     sealed_at: DateTime<Utc>,
     heads: String,
-    key_id: i32,
+    key_id: i16,
     tag: Vec<u8>,
 }
 

@@ -45,12 +45,16 @@ impl Backend for Sqlite {
     const BEGIN_READ: &'static str = "BEGIN";
     const ROW_LOCKS: bool = false;
     const OUTBOX_CLAIM_LOCKS_ROWS: bool = false;
+    const APPLIED_MIGRATIONS: &'static str =
+        "SELECT version FROM _tender_migrations WHERE success ORDER BY version";
 
     async fn connect(url: &str) -> StoreResult<Pool<Sqlite>> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL: a commit is on disk before it returns. With NORMAL, WAL commits since the
+            // last checkpoint can vanish on power loss, after their printer file was delivered.
+            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(SQLITE_BUSY_TIMEOUT)
             .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"));

@@ -7,7 +7,7 @@ use crate::helpers::{TestApp, both_backends, usd_form};
 use tender::codegen::{CodeGenerator, CodeSource, ScriptedCodes};
 use tender::domain::{BatchState, Code};
 use tender::error::Classify;
-use tender::keys::{KeyId, KeyPurpose, KeyRing, SecretKey};
+use tender::keys::{KeyId, KeyPurpose};
 use tender::service::batches::BatchForm;
 use tender::service::printer_check::VerifyPrinterFileError;
 use tender::store::Store;
@@ -51,7 +51,7 @@ async fn a_batch_of_n_yields_n_cards_with_n_distinct_digests<S: Store>(env: Test
     let again = env
         .generate(batch.id, &mut CodeGenerator::from_os_rng(), 1_000)
         .await;
-    assert_eq!(again.export_sha256, done.export_sha256);
+    assert_eq!(again.export_mac, done.export_mac);
     assert_eq!(env.count("SELECT count(*) FROM card").await, 2_345);
     let report = env.app.services().trail().verify().await.unwrap();
     assert!(report.is_intact(), "{:?}", report.problem);
@@ -401,26 +401,36 @@ async fn rotated_keys_still_look_up_and_verify_older_records<S: Store>(env: Test
     let old = env.request(20).await;
     env.generate(old.id, &mut CodeGenerator::from_os_rng(), 20)
         .await;
-    // Rotate both keys: key files that hold the old key as id 1 and a new one as id 2, opened
-    // by a second app over the same database.
-    let keys = env.db.path().join("rotated-keys");
+    // Rotate both keys in two steps; the running app loads its rings again when the database
+    // names a key they lack.
+    let key_dir = env.db.settings().key_dir();
+    let services = env.app.services();
     for purpose in [KeyPurpose::Lookup, KeyPurpose::Audit] {
-        let old_ring = KeyRing::load(purpose, &env.db.settings().key_dir()).unwrap();
-        write_ring_with_new_key(&old_ring, purpose, &keys);
+        let id = services
+            .keys()
+            .add(purpose, &key_dir, "test")
+            .await
+            .unwrap();
+        assert_eq!(id, KeyId::new(2).unwrap());
     }
-    let settings = tender::config::Settings {
-        key_dir: Some(keys),
-        ..env.db.settings()
-    };
-    let rotated = env.reopen(&settings).await;
-    let services = rotated.services();
+    let pending = services
+        .batches()
+        .request(&usd_form(5), "test")
+        .await
+        .unwrap();
+    assert_eq!(pending.lookup_key_id, 1, "a pending key is used by nothing");
+    for purpose in [KeyPurpose::Lookup, KeyPurpose::Audit] {
+        let id = KeyId::new(2).unwrap();
+        assert!(services.keys().activate(purpose, id, "test").await.unwrap());
+        assert!(!services.keys().activate(purpose, id, "test").await.unwrap());
+    }
     let new = services
         .batches()
         .request(&usd_form(20), "test")
         .await
         .unwrap();
     assert_eq!(new.lookup_key_id, 2);
-    // A code issued under key 1 has another digest under key 2: only the check against older
+    // A code issued under key 1 has another digest under key 2: only the check against other
     // keys keeps it from being issued twice.
     let issued = printer_codes(&env.export_file(old.id))[3].1.clone();
     let mut source = ScriptedCodes::new([issued.clone()]);
@@ -440,7 +450,18 @@ async fn rotated_keys_still_look_up_and_verify_older_records<S: Store>(env: Test
         .await,
         20
     );
-    for id in [old.id, new.id] {
+    // The batch requested while key 2 was pending is generated under key 1, as it records.
+    env.generate(pending.id, &mut CodeGenerator::from_os_rng(), 5)
+        .await;
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM card WHERE batch_id = {} AND lookup_key_id = 1",
+            pending.id
+        ))
+        .await,
+        5
+    );
+    for id in [old.id, new.id, pending.id] {
         services
             .printer_check()
             .verify(&env.export_file(id), "test")
@@ -449,30 +470,17 @@ async fn rotated_keys_still_look_up_and_verify_older_records<S: Store>(env: Test
     }
     let report = services.trail().verify().await.unwrap();
     assert!(report.is_intact(), "{:?}", report.problem);
+    assert!(
+        env.count("SELECT count(*) FROM audit_record WHERE key_id = 2")
+            .await
+            > 0,
+        "records after the activation are tagged under the new audit key"
+    );
 }
 both_backends!(
     key_rotation,
     rotated_keys_still_look_up_and_verify_older_records
 );
-
-fn write_ring_with_new_key(old: &KeyRing, purpose: KeyPurpose, dir: &std::path::Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let text: String = old
-        .iter()
-        .map(|(id, key)| format!("{id} {}\n", hex::encode(key.expose())))
-        .chain([format!(
-            "2 {}\n",
-            hex::encode(SecretKey::generate().expose())
-        )])
-        .collect();
-    let path = dir.join(purpose.file_name());
-    std::fs::write(&path, text).unwrap();
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    assert_eq!(
-        KeyRing::load(purpose, dir).unwrap().newest().0,
-        KeyId::new(2)
-    );
-}
 
 #[test]
 fn scripted_sources_fall_back_to_random_codes() {

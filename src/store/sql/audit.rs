@@ -38,7 +38,7 @@ impl AuditRepo for SqlTx<Db> {
         .bind(&record.action)
         .bind(&record.subject)
         .bind(&record.details)
-        .bind(i32::from(record.key_id.get()))
+        .bind(record.key_id.stored())
         .bind(&record.tag[..])
         .execute(&mut *self.tx)
         .await?;
@@ -103,7 +103,7 @@ impl AuditRepo for SqlTx<Db> {
         .bind(seal.seal_id)
         .bind(seal.sealed_at)
         .bind(&seal.heads)
-        .bind(i32::from(seal.key_id.get()))
+        .bind(seal.key_id.stored())
         .bind(&seal.tag[..])
         .execute(&mut *self.tx)
         .await?;

@@ -38,7 +38,7 @@ impl BatchRepo for SqlTx<Db> {
         .bind(new.region.as_str())
         .bind(new.expires_at)
         .bind(int(new.first_sequence)?)
-        .bind(i64::from(new.lookup_key_id.get()))
+        .bind(new.lookup_key_id.stored())
         .bind(new.requested_by)
         .bind(new.requested_at)
         .fetch_one(&mut *self.tx)
@@ -72,7 +72,7 @@ impl BatchRepo for SqlTx<Db> {
     ) -> StoreResult<bool> {
         let claimed = sqlx::query::<Db>(
             "UPDATE batch SET generation_token = $1, state = $2 \
-             WHERE batch_id = $3 AND state <> 'completed'",
+             WHERE batch_id = $3 AND state IN ('requested', 'generating')",
         )
         .bind(token)
         .bind(state.as_str())
@@ -126,15 +126,15 @@ impl BatchRepo for SqlTx<Db> {
         &mut self,
         id: BatchId,
         token: &str,
-        export_sha256: &str,
+        export_mac: &str,
         at: DateTime<Utc>,
     ) -> StoreResult<bool> {
         let done = sqlx::query::<Db>(
-            "UPDATE batch SET state = 'completed', export_sha256 = $1, completed_at = $2 \
+            "UPDATE batch SET state = 'completed', export_mac = $1, completed_at = $2 \
              WHERE batch_id = $3 AND generation_token = $4 AND generated_count = card_count \
              AND state = 'generating'",
         )
-        .bind(export_sha256)
+        .bind(export_mac)
         .bind(at)
         .bind(id.0)
         .bind(token)
@@ -142,5 +142,41 @@ impl BatchRepo for SqlTx<Db> {
         .await?
         .rows_affected();
         Ok(done == 1)
+    }
+
+    async fn set_export_location(&mut self, id: BatchId, location: &str) -> StoreResult<()> {
+        sqlx::query::<Db>("UPDATE batch SET export_location = $1 WHERE batch_id = $2")
+            .bind(location)
+            .bind(id.0)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn fail_batch(&mut self, id: BatchId, token: &str, reason: &str) -> StoreResult<bool> {
+        let failed = sqlx::query::<Db>(
+            "UPDATE batch SET state = 'failed', failure = $1, generation_token = NULL \
+             WHERE batch_id = $2 AND generation_token = $3 AND state = 'generating'",
+        )
+        .bind(reason)
+        .bind(id.0)
+        .bind(token)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        Ok(failed == 1)
+    }
+
+    async fn reset_batch(&mut self, id: BatchId) -> StoreResult<bool> {
+        let reset = sqlx::query::<Db>(
+            "UPDATE batch SET state = 'requested', generated_count = 0, collisions = 0, \
+             export_bytes = 0, export_mac = NULL, export_location = NULL, failure = NULL, \
+             generation_token = NULL WHERE batch_id = $1 AND state = 'failed'",
+        )
+        .bind(id.0)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        Ok(reset == 1)
     }
 }

@@ -33,4 +33,15 @@ impl CardRepo for SqlTx<Db> {
         .fetch_all(&mut *self.tx)
         .await?)
     }
+
+    async fn delete_cards(&mut self, first: u64, last: u64) -> StoreResult<u64> {
+        Ok(
+            sqlx::query::<Db>("DELETE FROM card WHERE serial BETWEEN $1 AND $2")
+                .bind(int(first)?)
+                .bind(int(last)?)
+                .execute(&mut *self.tx)
+                .await?
+                .rows_affected(),
+        )
+    }
 }

@@ -10,6 +10,7 @@
 mod audit;
 mod batch;
 mod card;
+mod keys;
 mod outbox;
 mod retailer;
 
@@ -32,6 +33,27 @@ impl Store for SqlStore<Db> {
             migrator.run(&self.pool).await?;
         }
         Ok(())
+    }
+
+    async fn check_schema(&self) -> StoreResult<()> {
+        let [ours, _] = <Db as Backend>::migrators();
+        let wanted: Vec<i64> = ours.iter().map(|m| m.version).collect();
+        let applied = match sqlx::query_scalar::<Db, i64>(<Db as Backend>::APPLIED_MIGRATIONS)
+            .fetch_all(&self.pool)
+            .await
+        {
+            Ok(applied) => applied,
+            // No history table: nothing was ever migrated here.
+            Err(sqlx::Error::Database(_)) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        if applied == wanted {
+            Ok(())
+        } else if applied.iter().all(|v| wanted.contains(v)) {
+            Err(StoreError::SchemaBehind)
+        } else {
+            Err(StoreError::SchemaAhead)
+        }
     }
 
     async fn begin(&self) -> StoreResult<SqlTx<Db>> {

@@ -14,6 +14,7 @@ use tender::clock::{FixedClock, SharedClock};
 use tender::codegen::CodeSource;
 use tender::config::Settings;
 use tender::domain::{Batch, BatchId};
+use tender::keys::KeyNeeds;
 use tender::service::batches::BatchForm;
 use tender::store::{DbPool, PgStore, Store};
 
@@ -201,16 +202,24 @@ impl<S: Store> TestApp<S> {
     pub async fn new(db: TestDb) -> TestApp<S> {
         let clock = FixedClock::at(epoch());
         let shared: SharedClock = std::sync::Arc::new(clock.clone());
-        app::init(&db.settings(), shared.clone()).await.unwrap();
-        let app = App::open(&db.settings(), shared).await.unwrap();
+        app::init(&db.settings(), shared.clone(), "test")
+            .await
+            .unwrap();
+        let app = App::open(&db.settings(), shared, KeyNeeds::ALL)
+            .await
+            .unwrap();
         TestApp { db, clock, app }
     }
 
     /// The app again, opened with other settings (other keys, say) over the same database.
     pub async fn reopen(&self, settings: &Settings) -> App<S> {
-        App::open(settings, std::sync::Arc::new(self.clock.clone()))
-            .await
-            .unwrap()
+        App::open(
+            settings,
+            std::sync::Arc::new(self.clock.clone()),
+            KeyNeeds::ALL,
+        )
+        .await
+        .unwrap()
     }
 
     pub fn store(&self) -> &S {

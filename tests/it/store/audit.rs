@@ -1,7 +1,7 @@
 //! `AuditRepo`: appends chain per chain, heads follow, pages come in (chain, seq) order.
 
 use tender::audit::{AuditEvent, AuditSigner, GENESIS_TAG, chain_of};
-use tender::keys::{KeyPurpose, KeyRing};
+use tender::keys::{KeyId, KeyPurpose, KeyRing};
 use tender::store::{AuditRepo, Store, Tx};
 
 use super::at;
@@ -9,11 +9,16 @@ use super::rows;
 use crate::helpers::{TestApp, both_backends};
 
 fn signer<S: Store>(env: &TestApp<S>) -> AuditSigner {
-    AuditSigner::new(KeyRing::load(KeyPurpose::Audit, &env.db.settings().key_dir()).unwrap())
+    let ring = KeyRing::load(KeyPurpose::Audit, &env.db.settings().key_dir()).unwrap();
+    AuditSigner::new(std::sync::Arc::new(ring), KeyId::new(1).unwrap()).unwrap()
 }
 
 async fn appends_chain_their_tags_and_move_the_heads<S: Store>(env: TestApp<S>) {
     let signer = signer(&env);
+    // `init` recorded its keys already; those records stay where they are.
+    let mut read = env.store().read().await.unwrap();
+    let before = read.audit_page((0, 0), rows(100)).await.unwrap().len();
+    drop(read);
     let subjects = ["batch:1", "batch:1", "retailer:9", "batch:1"];
     let mut tx = env.store().begin().await.unwrap();
     for (i, subject) in subjects.iter().enumerate() {
@@ -23,12 +28,12 @@ async fn appends_chain_their_tags_and_move_the_heads<S: Store>(env: TestApp<S>) 
     tx.commit().await.unwrap();
     let mut read = env.store().read().await.unwrap();
     let records = read.audit_page((0, 0), rows(100)).await.unwrap();
-    assert_eq!(records.len(), 4);
+    assert_eq!(records.len(), before + 4);
     let mut ordered = records.clone();
     ordered.sort_by_key(|r| (r.chain, r.seq));
     assert_eq!(records, ordered, "pages come in (chain, seq) order");
     let chain = chain_of("batch:1");
-    let batch: Vec<_> = records.iter().filter(|r| r.chain == chain).collect();
+    let batch: Vec<_> = records.iter().filter(|r| r.subject == "batch:1").collect();
     assert_eq!(batch.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!(signer.check_record(batch[0], &GENESIS_TAG), Some(true));
     assert_eq!(signer.check_record(batch[1], &batch[0].tag), Some(true));

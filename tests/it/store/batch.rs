@@ -22,7 +22,7 @@ async fn insert<S: Store>(tx: &mut S::Tx, count: u64) -> tender::domain::BatchId
         region: &Region::parse("US").unwrap(),
         expires_at: None,
         first_sequence,
-        lookup_key_id: KeyId::new(1),
+        lookup_key_id: KeyId::new(1).unwrap(),
         requested_by: "test",
         requested_at: at(),
     })
@@ -100,7 +100,7 @@ async fn only_the_claiming_run_moves_a_batch<S: Store>(env: TestApp<S>) {
         (done.generated, done.collisions, done.export_bytes),
         (100, 3, 1_234)
     );
-    assert_eq!(done.export_sha256.as_deref(), Some("ab"));
+    assert_eq!(done.export_mac.as_deref(), Some("ab"));
     assert_eq!(done.completed_at, Some(at()));
 }
 both_backends!(batch_claims, only_the_claiming_run_moves_a_batch);

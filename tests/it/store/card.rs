@@ -17,7 +17,7 @@ async fn taken_digests_come_back_and_the_rest_is_stored<S: Store>(env: TestApp<S
     let chunk = CardChunk {
         batch_id: BatchId(1),
         first_sequence: 100,
-        key_id: KeyId::new(1),
+        key_id: KeyId::new(1).unwrap(),
         digests: &first,
     };
     assert!(
@@ -31,7 +31,7 @@ async fn taken_digests_come_back_and_the_rest_is_stored<S: Store>(env: TestApp<S
     let chunk = CardChunk {
         batch_id: BatchId(2),
         first_sequence: 200,
-        key_id: KeyId::new(1),
+        key_id: KeyId::new(1).unwrap(),
         digests: &second,
     };
     let mut taken = tx.insert_cards(&chunk, &[0, 1, 2, 3, 4]).await.unwrap();
@@ -42,7 +42,7 @@ async fn taken_digests_come_back_and_the_rest_is_stored<S: Store>(env: TestApp<S
     let chunk = CardChunk {
         batch_id: BatchId(3),
         first_sequence: 300,
-        key_id: KeyId::new(2),
+        key_id: KeyId::new(2).unwrap(),
         digests: &third,
     };
     assert!(tx.insert_cards(&chunk, &[1]).await.unwrap().is_empty());
@@ -52,7 +52,7 @@ async fn taken_digests_come_back_and_the_rest_is_stored<S: Store>(env: TestApp<S
     let cards = read.cards_in_range(199, 301).await.unwrap();
     let serials: Vec<u64> = cards.iter().map(|c| c.sequence).collect();
     assert_eq!(serials, [200, 202, 204, 301]);
-    assert_eq!(cards[3].key_id, KeyId::new(2));
+    assert_eq!(cards[3].key_id, KeyId::new(2).unwrap());
     assert!(cards[3].digest.ct_eq(&digest(10)));
     let found = read
         .existing_digests(&[digest(3), digest(9), digest(10)])
@@ -76,7 +76,7 @@ async fn a_large_lookup_spans_several_statements<S: Store>(env: TestApp<S>) {
     let chunk = CardChunk {
         batch_id: BatchId(1),
         first_sequence: 1,
-        key_id: KeyId::new(1),
+        key_id: KeyId::new(1).unwrap(),
         digests: &digests,
     };
     assert!(tx.insert_cards(&chunk, &indexes).await.unwrap().is_empty());
