@@ -108,7 +108,8 @@ impl Classify for ConfigError {
     }
 }
 
-/// The URL with any password replaced by `***`, for messages and logs.
+/// The URL with any password replaced by `***`, for messages and logs: the one in the authority
+/// and a `password=` query parameter.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
@@ -116,13 +117,60 @@ pub fn redact_url(url: &str) -> String {
     // The authority ends at the first '/', '?' or '#'; its credentials end at its last '@'.
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
+    let tail = redact_query(tail);
     match authority.rsplit_once('@') {
         Some((credentials, host)) => match credentials.split_once(':') {
             Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_string(),
+            None => format!("{scheme}://{authority}{tail}"),
         },
-        None => url.to_string(),
+        None => format!("{scheme}://{authority}{tail}"),
     }
+}
+
+/// Path, query and fragment with the value of every `password` parameter replaced by `***`.
+fn redact_query(tail: &str) -> String {
+    let Some((path, after)) = tail.split_once('?') else {
+        return tail.to_string();
+    };
+    let (query, fragment) = match after.split_once('#') {
+        Some((query, fragment)) => (query, Some(fragment)),
+        None => (after, None),
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if is_password_key(key) => format!("{key}=***"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    let fragment = fragment.map_or(String::new(), |f| format!("#{f}"));
+    format!("{path}?{}{fragment}", pairs.join("&"))
+}
+
+/// Whether a query key is `password` once percent-decoded, as the driver decodes it (so
+/// `pass%77ord` counts), in any case.
+fn is_password_key(key: &str) -> bool {
+    let bytes = key.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
+    }
+    decoded.eq_ignore_ascii_case(b"password")
 }
 
 #[cfg(test)]
@@ -160,6 +208,38 @@ mod tests {
         assert_eq!(
             redact_url("sqlite:///tmp/a@b/t.db"),
             "sqlite:///tmp/a@b/t.db"
+        );
+    }
+
+    #[test]
+    fn a_password_query_parameter_is_redacted() {
+        assert_eq!(
+            redact_url("postgres://u@h/db?password=x&sslmode=require"),
+            "postgres://u@h/db?password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://h/db?sslmode=require&password=s3cr%26t#frag"),
+            "postgres://h/db?sslmode=require&password=***#frag"
+        );
+        assert_eq!(
+            redact_url("postgres://u@h?PASSWORD=x"),
+            "postgres://u@h?PASSWORD=***"
+        );
+        assert_eq!(
+            redact_url("postgres://u@h/db?pass%77ord=x"),
+            "postgres://u@h/db?pass%77ord=***"
+        );
+        assert_eq!(
+            redact_url("postgres://u@h/db?passwordless=1&user=password"),
+            "postgres://u@h/db?passwordless=1&user=password"
+        );
+    }
+
+    #[test]
+    fn both_passwords_are_redacted_and_the_authority_ends_at_its_last_at_sign() {
+        assert_eq!(
+            redact_url("postgres://u:p@ss@h/db?password=p@ss"),
+            "postgres://u:***@h/db?password=***"
         );
     }
 }

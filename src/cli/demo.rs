@@ -7,7 +7,7 @@ use std::time::Instant;
 use clap::Args;
 
 use super::CliError;
-use super::output::progress_bars;
+use super::output::{progress_bars, visible};
 use crate::app::{self, App, Launch};
 use crate::clock::SystemClock;
 use crate::config::Settings;
@@ -88,7 +88,7 @@ impl Launch for Demo {
         println!(
             "1. retailer {} added: {} with {}% commission",
             retailer.id,
-            retailer.name,
+            visible(retailer.name.as_str()),
             retailer.commission_bp.percent()
         );
         let form = BatchForm {

@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 
-use super::output::{print_table, show};
+use super::output::{print_table, show, visible};
 use super::{CliError, Ctx};
 use crate::app::App;
 use crate::domain::PageRows;
@@ -51,7 +51,7 @@ pub(super) async fn run<S: Store>(
                 println!(
                     "retailer {} added: {} ({}% commission)",
                     r.id,
-                    r.name,
+                    visible(r.name.as_str()),
                     r.commission_bp.percent()
                 )
             })

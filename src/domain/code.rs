@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
 use super::digits::{self, DigitsError};
 
 use crate::error::{Classify, Kind};
@@ -16,6 +18,9 @@ use crate::error::{Classify, Kind};
 ///
 /// Equality compares all 16 bytes without stopping at the first difference,
 /// so that the time taken does not hint at how much of a guess was right.
+///
+/// Every copy is wiped when dropped ([`ZeroizeOnDrop`]), so a chunk's codes
+/// do not linger in freed memory.
 #[derive(Clone, Eq)]
 pub struct Code([u8; Code::LEN]);
 
@@ -117,6 +122,23 @@ impl PartialEq for Code {
         std::hint::black_box(difference) == 0
     }
 }
+
+impl Zeroize for Code {
+    /// Wipes the digits (a volatile write the compiler keeps), then leaves the
+    /// code all zero digits, so even a wiped code holds only ASCII digits.
+    fn zeroize(&mut self) {
+        self.0.zeroize();
+        self.0 = [b'0'; Self::LEN];
+    }
+}
+
+impl Drop for Code {
+    fn drop(&mut self) {
+        self.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for Code {}
 
 impl FromStr for Code {
     type Err = CodeError;
@@ -496,6 +518,21 @@ mod tests {
                 first as char
             );
         }
+    }
+
+    #[test]
+    fn a_zeroized_code_holds_no_digit_of_the_secret() {
+        let mut code = parse("7651418569247118").unwrap();
+        code.zeroize();
+        assert_eq!(code.expose_secret(), "0000000000000000");
+    }
+
+    #[test]
+    fn codes_and_vectors_of_codes_are_wiped_on_drop() {
+        // Drop runs `zeroize`, tested above; this stops compiling if the marker goes.
+        fn wiped_on_drop<T: ZeroizeOnDrop>() {}
+        wiped_on_drop::<Code>();
+        wiped_on_drop::<Vec<Code>>();
     }
 
     #[test]

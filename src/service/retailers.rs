@@ -13,8 +13,8 @@ pub enum AddRetailerError {
     /// The name or commission was refused.
     #[error(transparent)]
     Invalid(#[from] RetailerError),
-    /// Another retailer has this name.
-    #[error("a retailer named {0} already exists")]
+    /// Another retailer has this name, or one that looks like it.
+    #[error("a retailer named {0}, or one that looks like it, already exists")]
     NameTaken(RetailerName),
     /// The audit key could not be had.
     #[error(transparent)]

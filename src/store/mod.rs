@@ -192,14 +192,14 @@ pub trait Tx: Sized {
 
 /// Retailers.
 pub trait RetailerRepo {
-    /// Inserts a retailer; `None` when the name is taken.
+    /// Inserts a retailer; `None` when its name, or one with the same key, is taken.
     fn insert_retailer(
         &mut self,
         new: &NewRetailer,
         at: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<Option<RetailerId>>> + Send;
 
-    /// The retailer with this name.
+    /// The retailer whose name has this name's key (`acme` finds "Acme").
     fn retailer_by_name(
         &mut self,
         name: &RetailerName,

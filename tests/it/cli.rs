@@ -280,6 +280,47 @@ both_backends_cli!(bad_input_gets_a_clear_error_and_writes_nothing);
 
 both_backends_cli!(killed_worker_resumes_to_exactly_n_cards);
 
+/// An actor that retitles the reader's terminal and clears the screen.
+const HOSTILE_ACTOR: &str = "cli:\u{1b}]0;owned\u{7}\u{1b}[2J\u{202e}";
+
+fn a_stored_escape_sequence_is_shown_not_replayed(db: TestDb) {
+    setup(&db, 1000);
+    let out = tender(&db)
+        .env("TENDER_ACTOR", HOSTILE_ACTOR)
+        .args([
+            "batch",
+            "create",
+            "--retailer",
+            "acme",
+            "--count",
+            "1",
+            "--value",
+            "25.00",
+            "--currency",
+            "USD",
+            "--region",
+            "US",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = ok(&db, &["batch", "show", "1"]);
+    assert!(!shown.contains('\u{1b}'), "{shown:?}");
+    assert!(!shown.contains('\u{7}'), "{shown:?}");
+    assert!(!shown.contains('\u{202e}'), "{shown:?}");
+    assert!(
+        shown.contains("by cli:\\u{1b}]0;owned\\u{7}\\u{1b}[2J\\u{202e}"),
+        "{shown}"
+    );
+    // JSON escapes on its own, and gives scripts the actor exactly as stored.
+    assert_eq!(batch_json(&db, 1)["requested_by"], HOSTILE_ACTOR);
+}
+both_backends_cli!(a_stored_escape_sequence_is_shown_not_replayed);
+
 #[tokio::test]
 async fn two_workers_on_one_postgres_generate_each_batch_once() {
     let db = TestDb::postgres().await;

@@ -9,4 +9,5 @@ mod floors;
 mod helpers;
 mod issuance;
 mod jobs;
+mod retailers;
 mod store;

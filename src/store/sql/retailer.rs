@@ -13,11 +13,14 @@ impl RetailerRepo for SqlTx<Db> {
         new: &NewRetailer,
         at: DateTime<Utc>,
     ) -> StoreResult<Option<RetailerId>> {
+        // No conflict target: a taken key is the rule, and a row keyed before migration 0003
+        // (its key a stand-in) is still caught by the name's own UNIQUE.
         let id = sqlx::query_scalar::<Db, i64>(
-            "INSERT INTO retailer (name, commission_bp, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO NOTHING RETURNING retailer_id",
+            "INSERT INTO retailer (name, name_key, commission_bp, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING retailer_id",
         )
         .bind(new.name.as_str())
+        .bind(new.name.key())
         .bind(i32::from(new.commission.basis_points()))
         .bind(at)
         .fetch_optional(&mut *self.tx)
@@ -26,12 +29,18 @@ impl RetailerRepo for SqlTx<Db> {
     }
 
     async fn retailer_by_name(&mut self, name: &RetailerName) -> StoreResult<Option<Retailer>> {
-        sqlx::query_as::<Db, RetailerRow>("SELECT * FROM retailer WHERE name = $1")
-            .bind(name.as_str())
-            .fetch_optional(&mut *self.tx)
-            .await?
-            .map(Retailer::try_from)
-            .transpose()
+        // By key, so `acme` finds "Acme"; rows keyed before migration 0003 hold a stand-in key,
+        // so their exact name finds them too, after any row the key finds.
+        sqlx::query_as::<Db, RetailerRow>(
+            "SELECT * FROM retailer WHERE name_key = $1 OR name = $2 \
+             ORDER BY name_key = $1 DESC, retailer_id LIMIT 1",
+        )
+        .bind(name.key())
+        .bind(name.as_str())
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .map(Retailer::try_from)
+        .transpose()
     }
 
     async fn retailers(&mut self, rows: PageRows) -> StoreResult<Vec<Retailer>> {
