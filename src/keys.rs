@@ -259,6 +259,12 @@ pub enum KeyError {
         /// Which ring.
         purpose: &'static str,
     },
+    /// Another process on this host is adding a key.
+    #[error("another process is adding a {purpose} key on this host; try again")]
+    Busy {
+        /// Which ring.
+        purpose: &'static str,
+    },
     /// Every key id is taken.
     #[error("no {purpose} key id is left after {KEY_ID_MAX}")]
     IdsExhausted {
@@ -286,6 +292,7 @@ impl Classify for KeyError {
             KeyError::Different { .. } => "keys.different",
             KeyError::Unregistered { .. } => "keys.unregistered",
             KeyError::IdsExhausted { .. } => "keys.ids_exhausted",
+            KeyError::Busy { .. } => "keys.busy",
             KeyError::Io { .. } => "keys.io",
         }
     }
@@ -293,6 +300,7 @@ impl Classify for KeyError {
     fn kind(&self) -> Kind {
         match self {
             KeyError::HeldInEnvironment { .. } | KeyError::IdsExhausted { .. } => Kind::Conflict,
+            KeyError::Busy { .. } => Kind::Transient,
             _ => Kind::Internal,
         }
     }
@@ -544,8 +552,11 @@ impl KeyRing {
 pub struct KeyFileLock(#[allow(dead_code)] fs::File);
 
 impl KeyFileLock {
-    /// Waits for the lock on `key_dir`'s lock file for `purpose`.
-    pub fn acquire(purpose: KeyPurpose, key_dir: &Path) -> Result<KeyFileLock, KeyError> {
+    /// Takes the lock on `key_dir`'s lock file for `purpose`; `None` while another holds it.
+    pub fn try_acquire(
+        purpose: KeyPurpose,
+        key_dir: &Path,
+    ) -> Result<Option<KeyFileLock>, KeyError> {
         let path = key_dir.join(format!("{}.lock", purpose.file_name()));
         let file = fs::OpenOptions::new()
             .write(true)
@@ -554,9 +565,15 @@ impl KeyFileLock {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
-            .and_then(|file| file.lock().map(|()| file))
-            .map_err(|source| KeyError::Io { path, source })?;
-        Ok(KeyFileLock(file))
+            .map_err(|source| KeyError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(KeyFileLock(file))),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(source)) => Err(KeyError::Io { path, source }),
+        }
     }
 }
 
@@ -749,7 +766,14 @@ mod tests {
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(&key_dir), 0o700);
         let before = KeyRing::load_file_only(KeyPurpose::Lookup, &path).unwrap();
-        let lock = KeyFileLock::acquire(KeyPurpose::Lookup, &key_dir).unwrap();
+        let lock = KeyFileLock::try_acquire(KeyPurpose::Lookup, &key_dir)
+            .unwrap()
+            .unwrap();
+        assert!(
+            KeyFileLock::try_acquire(KeyPurpose::Lookup, &key_dir)
+                .unwrap()
+                .is_none()
+        );
         let after = KeyRing::add_to_file(&lock, KeyPurpose::Lookup, &key_dir, KeyId(2)).unwrap();
         assert_eq!(
             after.get(KeyId(1)).unwrap().expose(),

@@ -207,6 +207,25 @@ impl Classify for KeyAdminError {
     }
 }
 
+/// How long `keys add` waits for another addition on this host to finish.
+const KEY_FILE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits (without blocking the runtime) for the key file's lock.
+async fn lock_key_file(purpose: KeyPurpose, key_dir: &Path) -> Result<KeyFileLock, KeyError> {
+    let deadline = tokio::time::Instant::now() + KEY_FILE_WAIT;
+    loop {
+        if let Some(lock) = KeyFileLock::try_acquire(purpose, key_dir)? {
+            return Ok(lock);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(KeyError::Busy {
+                purpose: purpose.name(),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// One recorded key, as `tender keys list` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyListing {
@@ -353,7 +372,7 @@ impl<S: Store> KeyAdmin<'_, S> {
     ) -> Result<KeyId, KeyAdminError> {
         let services = self.0;
         // Held until the new key is written: two additions on this host never lose one.
-        let lock = KeyFileLock::acquire(purpose, key_dir)?;
+        let lock = lock_key_file(purpose, key_dir).await?;
         let ring = KeyRing::load_file_only(purpose, &key_dir.join(purpose.file_name()))?;
         let mut tx = services.store.begin().await?;
         let recorded = tx.recorded_keys(purpose).await?;

@@ -16,6 +16,7 @@ mod rows;
 mod sqlite;
 
 pub use backend::Backend;
+pub use sqlite::SQLITE_POOL_CONNECTIONS;
 
 use std::collections::HashSet;
 use std::future::Future;

@@ -488,3 +488,69 @@ async fn postgres_holds_no_code_in_plaintext() {
     .await
     .unwrap();
 }
+
+/// Read commands hold no secret: with the key directory gone they still work, and a change
+/// that needs a key says which one is missing.
+fn read_commands_load_no_key(db: TestDb) {
+    setup(&db, 1000);
+    create(&db, 10);
+    let keys = db.path().join("keys");
+    std::fs::rename(&keys, db.path().join("keys-elsewhere")).unwrap();
+    for args in [
+        &["batch", "list"][..],
+        &["batch", "show", "1"],
+        &["retailer", "list"],
+        &["jobs", "list"],
+        &["keys", "list"],
+    ] {
+        ok(&db, args);
+    }
+    let out = run(
+        &db,
+        &["retailer", "add", "--name", "Bolt", "--commission", "1"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no audit key"));
+}
+both_backends_cli!(read_commands_load_no_key);
+
+/// Rotation from the command line: add (pending, nothing uses it), copy, activate.
+fn keys_rotate_in_two_steps(db: TestDb) {
+    setup(&db, 1000);
+    let added = ok(&db, &["keys", "add", "lookup"]);
+    assert!(added.contains("tender keys activate lookup 2"), "{added}");
+    let listed = ok(&db, &["keys", "list", "--format", "json"]);
+    let keys: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let states: Vec<(String, u64, String)> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["purpose"].as_str().unwrap().to_string(),
+                k["id"].as_u64().unwrap(),
+                k["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(states.contains(&("lookup".into(), 2, "pending".into())));
+    ok(&db, &["keys", "activate", "lookup", "2"]);
+    create(&db, 10);
+    assert_eq!(batch_json(&db, 1)["lookup_key_id"], 2);
+    let retired = run(&db, &["keys", "activate", "lookup", "1"]);
+    assert_eq!(retired.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&retired.stderr).contains("was retired"));
+}
+both_backends_cli!(keys_rotate_in_two_steps);
+
+/// Only `init` migrates: any other command on a database it never ran on says what to run.
+#[test]
+fn only_init_migrates() {
+    let db = TestDb::sqlite();
+    let out = run(&db, &["batch", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("run `tender init`"), "{stderr}");
+    ok(&db, &["init"]);
+    ok(&db, &["batch", "list"]);
+}

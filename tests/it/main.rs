@@ -7,6 +7,7 @@ mod codes;
 mod domain;
 mod floors;
 mod helpers;
+mod hardening;
 mod issuance;
 mod jobs;
 mod retailers;
