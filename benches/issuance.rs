@@ -1,5 +1,9 @@
 //! Issuance figures: `cargo bench --bench issuance -- [cards] [sqlite|postgres|all]`.
 //!
+//! SQLite runs twice: as tender runs it (`synchronous=FULL`), and, for comparison only, with
+//! every pooled connection switched to `NORMAL`, the setting tender used before (a commit may
+//! then vanish on power loss).
+//!
 //! 1. Code generation with digests in memory on one core, against a bare ChaCha20 + HMAC-SHA256
 //!    loop measured in the same run.
 //! 2. A batch of `cards` (default 1,000,000) generated end to end (cards, printer file, audit) on
@@ -47,7 +51,8 @@ async fn main() {
         10_000
     });
     if which == "all" || which == "sqlite" {
-        sqlite(cards).await;
+        sqlite(cards, "full").await;
+        sqlite(cards, "normal").await;
     }
     if which == "all" || which == "postgres" {
         postgres(cards).await;
@@ -157,19 +162,33 @@ async fn issue<S: Store>(app: &App<S>, cards: u64) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
-async fn sqlite(cards: u64) {
+async fn sqlite(cards: u64, synchronous: &str) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("tender.db").display());
     let app: App<SqliteStore> = open(&url, dir.path()).await;
+    let DbPool::Sqlite(pool) = app.store().db_pool() else {
+        unreachable!("a SQLite app")
+    };
+    if synchronous != "full" {
+        // Every connection the pool holds at once, so each one is switched.
+        let mut held = Vec::new();
+        for _ in 0..tender::store::SQLITE_POOL_CONNECTIONS {
+            let mut conn = pool.acquire().await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "PRAGMA synchronous = {synchronous}"
+            )))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+            held.push(conn);
+        }
+    }
     let empty = issue(&app, cards).await;
     let full = issue(&app, cards).await;
     let raw = std::env::var("SQLITE_CEILING_ROWS_S")
         .ok()
         .and_then(|v| v.parse::<f64>().ok())
         .map_or(f64::NAN, |r| cards as f64 / r);
-    let DbPool::Sqlite(pool) = app.store().db_pool() else {
-        unreachable!("a SQLite app")
-    };
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
         .execute(&pool)
         .await
@@ -181,7 +200,7 @@ async fn sqlite(cards: u64) {
     .await
     .unwrap_or(0);
     report(
-        "sqlite",
+        &format!("sqlite_{synchronous}"),
         cards,
         empty,
         full,

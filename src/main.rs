@@ -8,8 +8,13 @@ use clap::Parser;
 /// glibc malloc arenas the process may use.
 const MALLOC_ARENAS: i32 = 2;
 
+/// Files and directories tender creates are its user's alone: the SQLite database and its
+/// journal hold digests and the trail, the data directory holds everything.
+const UMASK: u32 = 0o077;
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(UMASK));
     // clap exits with code 2 on usage errors, after printing them.
     let args = tender::cli::Cli::parse();
     tender::cli::init_logging(&args);

@@ -553,4 +553,13 @@ fn only_init_migrates() {
     assert!(stderr.contains("run `tender init`"), "{stderr}");
     ok(&db, &["init"]);
     ok(&db, &["batch", "list"]);
+    // What tender creates is its user's alone: the database holds the digests and the trail.
+    for file in ["tender.db", "keys", "keys/lookup.keys"] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(db.path().join(file))
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o077, 0, "{file} is {mode:o}");
+    }
 }

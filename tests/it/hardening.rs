@@ -49,7 +49,9 @@ async fn a_second_hosts_keys_are_refused_and_init_creates_nothing<S: Store>(env:
     let settings = with_keys(env.db.settings(), other.clone());
     assert_eq!(open(&env, &settings).await.err().unwrap(), "keys.different");
     let clock = std::sync::Arc::new(env.clock.clone());
-    let refused = app::init(&settings, clock.clone(), "test").await.unwrap_err();
+    let refused = app::init(&settings, clock.clone(), "test")
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), "keys.different");
     // A host with no key files at all gets none made for it: it must copy them.
     let empty = env.db.path().join("host-c-keys");
@@ -62,9 +64,16 @@ async fn a_second_hosts_keys_are_refused_and_init_creates_nothing<S: Store>(env:
     assert_eq!(env.count("SELECT count(*) FROM key_version").await, 2);
     // With a copy of host A's files, host C starts.
     copy_keys(&env.db.settings().key_dir(), &empty);
-    assert!(open(&env, &with_keys(env.db.settings(), empty)).await.is_ok());
+    assert!(
+        open(&env, &with_keys(env.db.settings(), empty))
+            .await
+            .is_ok()
+    );
 }
-both_backends!(second_host_keys, a_second_hosts_keys_are_refused_and_init_creates_nothing);
+both_backends!(
+    second_host_keys,
+    a_second_hosts_keys_are_refused_and_init_creates_nothing
+);
 
 async fn a_worker_whose_ring_went_stale_fails_transiently_then_loads_it_again<S: Store>(
     env: TestApp<S>,
@@ -83,8 +92,14 @@ async fn a_worker_whose_ring_went_stale_fails_transiently_then_loads_it_again<S:
         .unwrap();
     // Host A rotates the lookup key and activates it before B has the file.
     let admin = env.app.services().keys();
-    let id = admin.add(KeyPurpose::Lookup, &a_keys, "test").await.unwrap();
-    admin.activate(KeyPurpose::Lookup, id, "test").await.unwrap();
+    let id = admin
+        .add(KeyPurpose::Lookup, &a_keys, "test")
+        .await
+        .unwrap();
+    admin
+        .activate(KeyPurpose::Lookup, id, "test")
+        .await
+        .unwrap();
     let batch = host_b
         .services()
         .batches()
@@ -95,7 +110,13 @@ async fn a_worker_whose_ring_went_stale_fails_transiently_then_loads_it_again<S:
     let stale = host_b
         .services()
         .generation()
-        .generate(batch.id, &mut CodeGenerator::from_os_rng(), 10, "test", &|_| {})
+        .generate(
+            batch.id,
+            &mut CodeGenerator::from_os_rng(),
+            10,
+            "test",
+            &|_| {},
+        )
         .await
         .unwrap_err();
     assert_eq!(stale.code(), "keys.stale_ring");
@@ -106,7 +127,13 @@ async fn a_worker_whose_ring_went_stale_fails_transiently_then_loads_it_again<S:
     let done = host_b
         .services()
         .generation()
-        .generate(batch.id, &mut CodeGenerator::from_os_rng(), 10, "test", &|_| {})
+        .generate(
+            batch.id,
+            &mut CodeGenerator::from_os_rng(),
+            10,
+            "test",
+            &|_| {},
+        )
         .await
         .unwrap();
     assert_eq!(done.state, BatchState::Completed);
@@ -140,7 +167,10 @@ async fn two_key_additions_at_once_lose_neither<S: Store>(env: TestApp<S>) {
         assert!(ring.get(KeyId::new(id).unwrap()).is_some(), "key {id}");
     }
 }
-both_backends!(concurrent_key_additions, two_key_additions_at_once_lose_neither);
+both_backends!(
+    concurrent_key_additions,
+    two_key_additions_at_once_lose_neither
+);
 
 /// Puts a completed 20-card batch, generated in chunks of 10, back to the state a crash after
 /// its first commit leaves: 10 cards stored, the file holding more than the committed bytes.
@@ -188,7 +218,13 @@ async fn a_batch_resumed_in_another_export_directory_fails_until_restarted<S: St
     let generation = elsewhere.services().generation();
     for _ in 0..2 {
         let failed = generation
-            .generate(batch.id, &mut CodeGenerator::from_os_rng(), 10, "test", &|_| {})
+            .generate(
+                batch.id,
+                &mut CodeGenerator::from_os_rng(),
+                10,
+                "test",
+                &|_| {},
+            )
             .await
             .unwrap_err();
         assert_eq!(failed.code(), "batch.failed");
@@ -197,7 +233,11 @@ async fn a_batch_resumed_in_another_export_directory_fails_until_restarted<S: St
     let shown = elsewhere.services().batches().show(batch.id).await.unwrap();
     assert_eq!(shown.state, BatchState::Failed);
     assert!(shown.failure.unwrap().contains("tender batch restart"));
-    assert_eq!(std::fs::metadata(&file).unwrap().len(), length, "no late cut");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len(),
+        length,
+        "no late cut"
+    );
     // The operator restarts it: its stored cards go, and the run here generates it anew.
     elsewhere
         .services()
@@ -207,7 +247,13 @@ async fn a_batch_resumed_in_another_export_directory_fails_until_restarted<S: St
         .unwrap();
     assert_eq!(env.count("SELECT count(*) FROM card").await, 0);
     let done = generation
-        .generate(batch.id, &mut CodeGenerator::from_os_rng(), 10, "test", &|_| {})
+        .generate(
+            batch.id,
+            &mut CodeGenerator::from_os_rng(),
+            10,
+            "test",
+            &|_| {},
+        )
         .await
         .unwrap();
     assert_eq!((done.state, done.generated), (BatchState::Completed, 20));
@@ -237,7 +283,13 @@ async fn a_printer_file_replaced_by_a_link_is_never_followed<S: Store>(env: Test
         .app
         .services()
         .generation()
-        .generate(batch.id, &mut CodeGenerator::from_os_rng(), 10, "test", &|_| {})
+        .generate(
+            batch.id,
+            &mut CodeGenerator::from_os_rng(),
+            10,
+            "test",
+            &|_| {},
+        )
         .await
         .unwrap_err();
     assert_eq!(failed.code(), "batch.failed");
@@ -254,7 +306,10 @@ async fn a_printer_file_replaced_by_a_link_is_never_followed<S: Store>(env: Test
     assert!(meta.is_file());
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
 }
-both_backends!(linked_printer_file, a_printer_file_replaced_by_a_link_is_never_followed);
+both_backends!(
+    linked_printer_file,
+    a_printer_file_replaced_by_a_link_is_never_followed
+);
 
 async fn an_export_directory_others_may_enter_is_refused<S: Store>(env: TestApp<S>) {
     let dir = env.db.export_dir();
@@ -265,13 +320,22 @@ async fn an_export_directory_others_may_enter_is_refused<S: Store>(env: TestApp<
         .app
         .services()
         .generation()
-        .generate(batch.id, &mut CodeGenerator::from_os_rng(), 5, "test", &|_| {})
+        .generate(
+            batch.id,
+            &mut CodeGenerator::from_os_rng(),
+            5,
+            "test",
+            &|_| {},
+        )
         .await
         .unwrap_err();
     assert_eq!(failed.code(), "export.unsafe");
     assert!(!env.export_file(batch.id).exists());
 }
-both_backends!(loose_export_dir, an_export_directory_others_may_enter_is_refused);
+both_backends!(
+    loose_export_dir,
+    an_export_directory_others_may_enter_is_refused
+);
 
 async fn a_one_card_files_recorded_hash_is_keyed<S: Store>(env: TestApp<S>) {
     let batch = env.request(1).await;
@@ -318,7 +382,10 @@ async fn a_schema_behind_the_binary_is_refused_until_init<S: Store>(env: TestApp
     let refused = open(&env, &env.db.settings()).await.err().unwrap();
     assert_eq!(refused, "store.schema_behind");
 }
-both_backends!(schema_behind, a_schema_behind_the_binary_is_refused_until_init);
+both_backends!(
+    schema_behind,
+    a_schema_behind_the_binary_is_refused_until_init
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_pooled_sqlite_connection_commits_with_synchronous_full() {
@@ -360,4 +427,59 @@ async fn the_postgres_url_decides_whether_tls_is_used() {
         assert_eq!(used, tls, "sslmode={mode}");
         store.close().await;
     }
+}
+
+/// PostgreSQL logs a failed statement's DETAIL, which for a unique violation is the digest: a
+/// collision must not fail a statement. A deliberate violation shows the log is read at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_collision_leaves_no_digest_in_the_postgres_log() {
+    let env =
+        TestApp::<tender::store::PgStore>::new(crate::helpers::TestDb::postgres().await).await;
+    let database = env.db.url.rsplit('/').next().unwrap().to_string();
+    let log = || -> Vec<String> {
+        let dir = Path::new("/var/log/postgresql");
+        let mut lines = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("the PostgreSQL server log is readable here") {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+            lines.extend(
+                text.lines()
+                    .filter(|l| l.contains(&database) && l.contains("card_digest_unique"))
+                    .map(str::to_string),
+            );
+        }
+        lines
+    };
+    let first = env.request(20).await;
+    env.generate(first.id, &mut CodeGenerator::from_os_rng(), 20)
+        .await;
+    let file = env.export_file(first.id);
+    let taken = tender::domain::Code::parse(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .nth(3)
+            .unwrap()
+            .split(',')
+            .nth(1)
+            .unwrap(),
+    )
+    .unwrap();
+    let second = env.request(20).await;
+    let mut source = tender::codegen::ScriptedCodes::new([taken]);
+    let done = env.generate(second.id, &mut source, 20).await;
+    assert_eq!(done.collisions, 1);
+    assert_eq!(log(), Vec::<String>::new(), "no collision reached the log");
+    // The control: a statement that does fail on the constraint is logged, and found.
+    let DbPool::Postgres(pool) = env.store().db_pool() else {
+        unreachable!()
+    };
+    let failed = sqlx::query(
+        "INSERT INTO card (serial, batch_id, lookup_key_id, state, digest) \
+         SELECT 99999999, batch_id, lookup_key_id, state, digest FROM card LIMIT 1",
+    )
+    .execute(&pool)
+    .await;
+    assert!(failed.is_err());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(log().len(), 1, "the control violation is in the log");
 }
