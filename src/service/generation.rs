@@ -125,8 +125,16 @@ impl<S: Store> Generation<'_, S> {
         }
         let token = ulid::Ulid::generate().to_string();
         // Lock before claiming: a run still alive on this host keeps the lock, and this run
-        // backs off instead of stealing its claim.
-        let lock = PrinterLock::acquire(&services.export_dir, id)?;
+        // backs off instead of stealing its claim. A directory that is not tender's alone
+        // fails the batch (this run is the one the job runner chose), for an operator to fix.
+        let lock = match PrinterLock::acquire(&services.export_dir, id) {
+            Ok(lock) => lock,
+            Err(e) if e.kind() == Kind::Transient => return Err(e.into()),
+            Err(e) => {
+                let reason = format!("{e}; fix that, then run `tender batch restart {id}`");
+                return Err(self.fail(id, &token, reason, actor, true).await);
+            }
+        };
         let location =
             printer_file::location(&services.export_dir).map_err(|source| ExportError::Io {
                 path: services.export_dir.clone(),
@@ -150,7 +158,7 @@ impl<S: Store> Generation<'_, S> {
                 {
                     Err(e) if rerun.after(&e).await => {}
                     Err(GenerateError::Export(e)) if e.kind() != Kind::Transient => {
-                        return Err(self.fail(id, &token, e.to_string(), actor).await);
+                        return Err(self.fail(id, &token, e.to_string(), actor, false).await);
                     }
                     done => break done?,
                 }
@@ -231,10 +239,21 @@ impl<S: Store> Generation<'_, S> {
         }
     }
 
-    /// Fails the batch for good with `reason` (while this run holds it) and records why.
-    async fn fail(&self, id: BatchId, token: &str, reason: String, actor: &str) -> GenerateError {
+    /// Fails the batch for good with `reason` and records why: while this run holds it, or
+    /// after claiming it first (`claim`).
+    async fn fail(
+        &self,
+        id: BatchId,
+        token: &str,
+        reason: String,
+        actor: &str,
+        claim: bool,
+    ) -> GenerateError {
         let attempt = async {
             let mut tx = self.0.store.begin().await?;
+            if claim && !tx.claim_batch(id, token, BatchState::Generating).await? {
+                return Err(GenerateError::LostLease(id));
+            }
             self.record_failure(&mut tx, id, token, &reason, actor)
                 .await?;
             tx.commit().await?;

@@ -10,10 +10,11 @@ use sha2::{Digest, Sha256};
 use tender::app::{self, App};
 use tender::codegen::CodeGenerator;
 use tender::config::Settings;
-use tender::domain::{Batch, BatchState};
+use tender::domain::{Batch, BatchId, BatchState};
 use tender::error::{Classify, Kind};
 use tender::formats::printer_file;
 use tender::keys::{KeyId, KeyNeeds, KeyPurpose, KeyRing};
+use tender::service::generation::GenerateError;
 use tender::store::{DbPool, Store};
 
 use crate::helpers::{TestApp, both_backends, usd_form};
@@ -24,6 +25,24 @@ fn with_keys(env_settings: Settings, key_dir: PathBuf) -> Settings {
         key_dir: Some(key_dir),
         ..env_settings
     }
+}
+
+/// One generation attempt by `app`, as the job makes it.
+async fn attempt<S: Store>(
+    app: &App<S>,
+    id: BatchId,
+    chunk: usize,
+) -> Result<Batch, GenerateError> {
+    app.services()
+        .generation()
+        .generate(
+            id,
+            &mut CodeGenerator::from_os_rng(),
+            chunk,
+            "test",
+            &|_| {},
+        )
+        .await
 }
 
 async fn open<S: Store>(env: &TestApp<S>, settings: &Settings) -> Result<App<S>, String> {
@@ -107,35 +126,13 @@ async fn a_worker_whose_ring_went_stale_fails_transiently_then_loads_it_again<S:
         .await
         .unwrap();
     assert_eq!(batch.lookup_key_id, id.get());
-    let stale = host_b
-        .services()
-        .generation()
-        .generate(
-            batch.id,
-            &mut CodeGenerator::from_os_rng(),
-            10,
-            "test",
-            &|_| {},
-        )
-        .await
-        .unwrap_err();
+    let stale = attempt(&host_b, batch.id, 10).await.unwrap_err();
     assert_eq!(stale.code(), "keys.stale_ring");
     assert_eq!(stale.kind(), Kind::Transient, "a retry may find the file");
     assert_eq!(env.count("SELECT count(*) FROM card").await, 0);
     // The file reaches host B; its next attempt loads the ring again and goes on.
     std::fs::copy(a_keys.join("lookup.keys"), b_keys.join("lookup.keys")).unwrap();
-    let done = host_b
-        .services()
-        .generation()
-        .generate(
-            batch.id,
-            &mut CodeGenerator::from_os_rng(),
-            10,
-            "test",
-            &|_| {},
-        )
-        .await
-        .unwrap();
+    let done = attempt(&host_b, batch.id, 10).await.unwrap();
     assert_eq!(done.state, BatchState::Completed);
     assert_eq!(
         env.count("SELECT count(*) FROM card WHERE lookup_key_id = 2")
@@ -215,18 +212,8 @@ async fn a_batch_resumed_in_another_export_directory_fails_until_restarted<S: St
             ..env.db.settings()
         })
         .await;
-    let generation = elsewhere.services().generation();
     for _ in 0..2 {
-        let failed = generation
-            .generate(
-                batch.id,
-                &mut CodeGenerator::from_os_rng(),
-                10,
-                "test",
-                &|_| {},
-            )
-            .await
-            .unwrap_err();
+        let failed = attempt(&elsewhere, batch.id, 10).await.unwrap_err();
         assert_eq!(failed.code(), "batch.failed");
         assert_ne!(failed.kind(), Kind::Transient, "the job is not retried");
     }
@@ -246,16 +233,7 @@ async fn a_batch_resumed_in_another_export_directory_fails_until_restarted<S: St
         .await
         .unwrap();
     assert_eq!(env.count("SELECT count(*) FROM card").await, 0);
-    let done = generation
-        .generate(
-            batch.id,
-            &mut CodeGenerator::from_os_rng(),
-            10,
-            "test",
-            &|_| {},
-        )
-        .await
-        .unwrap();
+    let done = attempt(&elsewhere, batch.id, 10).await.unwrap();
     assert_eq!((done.state, done.generated), (BatchState::Completed, 20));
     elsewhere
         .services()
@@ -279,19 +257,7 @@ async fn a_printer_file_replaced_by_a_link_is_never_followed<S: Store>(env: Test
     let file = env.export_file(batch.id);
     std::fs::remove_file(&file).unwrap();
     std::os::unix::fs::symlink(&victim, &file).unwrap();
-    let failed = env
-        .app
-        .services()
-        .generation()
-        .generate(
-            batch.id,
-            &mut CodeGenerator::from_os_rng(),
-            10,
-            "test",
-            &|_| {},
-        )
-        .await
-        .unwrap_err();
+    let failed = attempt(&env.app, batch.id, 10).await.unwrap_err();
     assert_eq!(failed.code(), "batch.failed");
     assert!(failed.to_string().contains("symbolic link"), "{failed}");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
@@ -316,21 +282,20 @@ async fn an_export_directory_others_may_enter_is_refused<S: Store>(env: TestApp<
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let batch = env.request(5).await;
-    let failed = env
-        .app
-        .services()
-        .generation()
-        .generate(
-            batch.id,
-            &mut CodeGenerator::from_os_rng(),
-            5,
-            "test",
-            &|_| {},
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(failed.code(), "export.unsafe");
+    let failed = attempt(&env.app, batch.id, 5).await.unwrap_err();
+    assert_eq!(failed.code(), "batch.failed");
+    assert!(failed.to_string().contains("chmod 700"), "{failed}");
     assert!(!env.export_file(batch.id).exists());
+    // The operator fixes the directory and restarts the batch.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    env.app
+        .services()
+        .batches()
+        .restart(batch.id, "test")
+        .await
+        .unwrap();
+    let done = attempt(&env.app, batch.id, 5).await.unwrap();
+    assert_eq!(done.state, BatchState::Completed);
 }
 both_backends!(
     loose_export_dir,
