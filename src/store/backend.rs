@@ -39,10 +39,10 @@ pub trait Backend: sqlx::Database + Sync {
     /// The pool as the job runner sees it.
     fn db_pool(pool: &Pool<Self>) -> DbPool;
 
-    /// Bulk load: PostgreSQL `COPY`s into an unindexed staging table and moves the rows with
-    /// `INSERT … SELECT … ON CONFLICT DO NOTHING` (a failed `COPY` would log the taken digest
-    /// on the server); SQLite takes multi-row `INSERT … ON CONFLICT DO NOTHING`. Same contract
-    /// as [`super::CardRepo::insert_cards`].
+    /// Bulk load. PostgreSQL: `COPY` straight into `card` where the server logs errors tersely,
+    /// otherwise into an unindexed staging table and on with `INSERT … ON CONFLICT DO NOTHING`
+    /// (a `COPY` failed by a taken digest logs the digest). SQLite: multi-row `INSERT … ON
+    /// CONFLICT DO NOTHING`. Same contract as [`super::CardRepo::insert_cards`].
     fn insert_cards(
         conn: &mut Self::Connection,
         chunk: &CardChunk<'_>,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, Pool, Postgres};
+use sqlx::{Connection, PgConnection, Pool, Postgres};
 
 use super::rows::bytes32;
 use super::{Backend, CardChunk, DbPool, OutboxClaim, OutboxRow, StoreError, StoreResult};
@@ -27,6 +27,9 @@ mod sql;
 pub const PG_POOL_CONNECTIONS: u32 = 8;
 /// How long to wait for a free connection before failing.
 pub const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How many times a chunk's direct COPY is retried after digest collisions before giving up.
+const COPY_ATTEMPTS: usize = 8;
 
 /// Whether a SQLSTATE means "run the transaction again": serialization failure (40001) and
 /// deadlock (40P01). A deadlock also means some path locks rows in the wrong order.
@@ -72,68 +75,17 @@ impl Backend for Postgres {
         if indexes.is_empty() {
             return Ok(Vec::new());
         }
-        // COPY into an unindexed staging table, then move the rows over with ON CONFLICT DO
-        // NOTHING: a taken digest is skipped, never an error. A failed COPY would have the
-        // server log the digest (in the error's DETAIL and CONTEXT).
-        sqlx::query(
-            "CREATE TEMP TABLE IF NOT EXISTS card_staging \
-             (LIKE card INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
-        )
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query("TRUNCATE card_staging")
-            .execute(&mut *conn)
+        // A statement failed by a taken digest has the server log the digest, in the error's
+        // DETAIL and CONTEXT, unless the server logs errors tersely (a superuser's
+        // `ALTER ROLE … SET log_error_verbosity = terse`). Only then may a COPY fail.
+        let verbosity: String = sqlx::query_scalar("SELECT current_setting('log_error_verbosity')")
+            .fetch_one(&mut *conn)
             .await?;
-        // In digest order, the digest index takes the chunk as a sweep, not random inserts.
-        let mut order = indexes.to_vec();
-        order.sort_unstable_by_key(|&i| chunk.digests[i].0);
-        let mut data = String::with_capacity(order.len() * 96);
-        for &i in &order {
-            let _ = writeln!(
-                data,
-                "{},{},{},0,\\x{}",
-                chunk.first_sequence + i as u64,
-                chunk.batch_id.0,
-                chunk.key_id.get(),
-                hex::encode(chunk.digests[i].0)
-            );
+        if verbosity.eq_ignore_ascii_case("terse") {
+            copy_direct(conn, chunk, indexes).await
+        } else {
+            copy_staged(conn, chunk, indexes).await
         }
-        let mut copy = conn
-            .copy_in_raw(
-                "COPY card_staging (serial, batch_id, lookup_key_id, state, digest) \
-                 FROM STDIN WITH (FORMAT csv)",
-            )
-            .await?;
-        copy.send(data.as_bytes()).await?;
-        copy.finish().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO card (serial, batch_id, lookup_key_id, state, digest) \
-             SELECT serial, batch_id, lookup_key_id, state, digest FROM card_staging \
-             ORDER BY digest ON CONFLICT (digest) DO NOTHING",
-        )
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-        if inserted == order.len() as u64 {
-            return Ok(Vec::new());
-        }
-        // The rare short count: the serials that did not go in are the taken ones.
-        let missing: Vec<i64> = sqlx::query_scalar(
-            "SELECT s.serial FROM card_staging s \
-             WHERE NOT EXISTS (SELECT 1 FROM card c WHERE c.serial = s.serial)",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        missing
-            .into_iter()
-            .map(|serial| {
-                u64::try_from(serial)
-                    .ok()
-                    .and_then(|s| s.checked_sub(chunk.first_sequence))
-                    .and_then(|i| usize::try_from(i).ok())
-                    .ok_or_else(|| StoreError::corrupt("a staged card's serial"))
-            })
-            .collect()
     }
 
     async fn stored_digests(
@@ -163,4 +115,156 @@ impl Backend for Postgres {
         .fetch_all(&mut *conn)
         .await?)
     }
+}
+
+/// COPYs the cards at `indexes` into an unindexed staging table, then moves them with ON
+/// CONFLICT DO NOTHING: a taken digest is skipped, never an error. About 1.5 times a direct
+/// COPY. Returns the indexes whose digest was taken.
+async fn copy_staged(
+    conn: &mut PgConnection,
+    chunk: &CardChunk<'_>,
+    indexes: &[usize],
+) -> StoreResult<Vec<usize>> {
+    sqlx::query(
+        "CREATE TEMP TABLE IF NOT EXISTS card_staging \
+         (LIKE card INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("TRUNCATE card_staging")
+        .execute(&mut *conn)
+        .await?;
+    let data = csv_rows(chunk, indexes);
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY card_staging (serial, batch_id, lookup_key_id, state, digest) \
+             FROM STDIN WITH (FORMAT csv)",
+        )
+        .await?;
+    copy.send(data.as_bytes()).await?;
+    copy.finish().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO card (serial, batch_id, lookup_key_id, state, digest) \
+         SELECT serial, batch_id, lookup_key_id, state, digest FROM card_staging \
+         ORDER BY digest ON CONFLICT (digest) DO NOTHING",
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == indexes.len() as u64 {
+        return Ok(Vec::new());
+    }
+    // The rare short count: the serials that did not go in are the taken ones.
+    let missing: Vec<i64> = sqlx::query_scalar(
+        "SELECT s.serial FROM card_staging s \
+         WHERE NOT EXISTS (SELECT 1 FROM card c WHERE c.serial = s.serial)",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    missing
+        .into_iter()
+        .map(|serial| {
+            u64::try_from(serial)
+                .ok()
+                .and_then(|s| s.checked_sub(chunk.first_sequence))
+                .and_then(|i| usize::try_from(i).ok())
+                .ok_or_else(|| StoreError::corrupt("a staged card's serial"))
+        })
+        .collect()
+}
+
+/// COPYs the cards at `indexes` straight into `card`, setting aside and copying again the
+/// rest when a digest is taken. Only where errors are logged tersely (see `insert_cards`).
+async fn copy_direct(
+    conn: &mut PgConnection,
+    chunk: &CardChunk<'_>,
+    indexes: &[usize],
+) -> StoreResult<Vec<usize>> {
+    let mut pending = indexes.to_vec();
+    let mut taken = Vec::new();
+    for _ in 0..COPY_ATTEMPTS {
+        if copy_cards(conn, chunk, &pending).await? {
+            return Ok(taken);
+        }
+        // Some digest is taken (or repeats in the chunk): set those cards aside, copy the
+        // rest again. Another transaction may take one in between, hence the loop.
+        let now_taken = taken_digests(conn, chunk, &pending).await?;
+        pending.retain(|i| !now_taken.contains(i));
+        taken.extend(now_taken);
+    }
+    Err(StoreError::Corrupt(format!(
+        "batch {}: digests kept colliding after {COPY_ATTEMPTS} attempts",
+        chunk.batch_id
+    )))
+}
+
+/// COPYs the cards at `indexes` inside a savepoint; `false` if a digest was already taken (the
+/// savepoint is then rolled back and none of them is stored).
+async fn copy_cards(
+    conn: &mut PgConnection,
+    chunk: &CardChunk<'_>,
+    indexes: &[usize],
+) -> StoreResult<bool> {
+    if indexes.is_empty() {
+        return Ok(true);
+    }
+    let data = csv_rows(chunk, indexes);
+    let mut savepoint = conn.begin().await?;
+    let copied = async {
+        let mut copy = savepoint
+            .copy_in_raw(
+                "COPY card (serial, batch_id, lookup_key_id, state, digest) \
+                 FROM STDIN WITH (FORMAT csv)",
+            )
+            .await?;
+        copy.send(data.as_bytes()).await?;
+        copy.finish().await
+    }
+    .await;
+    match copied {
+        Ok(_) => {
+            savepoint.commit().await?;
+            Ok(true)
+        }
+        Err(sqlx::Error::Database(db)) if db.constraint() == Some("card_digest_unique") => {
+            savepoint.rollback().await?;
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Indexes among `indexes` whose digest is already stored, or repeats an earlier index's.
+async fn taken_digests(
+    conn: &mut PgConnection,
+    chunk: &CardChunk<'_>,
+    indexes: &[usize],
+) -> StoreResult<Vec<usize>> {
+    let digests: Vec<CodeDigest> = indexes.iter().map(|&i| chunk.digests[i]).collect();
+    let stored = Postgres::stored_digests(conn, &digests).await?;
+    let mut seen = HashSet::with_capacity(indexes.len());
+    Ok(indexes
+        .iter()
+        .copied()
+        .filter(|&i| stored.contains(&chunk.digests[i]) || !seen.insert(chunk.digests[i].0))
+        .collect())
+}
+
+/// The cards at `indexes` as COPY's CSV, in digest order: the digest index then takes the chunk
+/// as one sweep instead of random inserts.
+fn csv_rows(chunk: &CardChunk<'_>, indexes: &[usize]) -> String {
+    let mut order = indexes.to_vec();
+    order.sort_unstable_by_key(|&i| chunk.digests[i].0);
+    let mut data = String::with_capacity(order.len() * 96);
+    for i in order {
+        let _ = writeln!(
+            data,
+            "{},{},{},0,\\x{}",
+            chunk.first_sequence + i as u64,
+            chunk.batch_id.0,
+            chunk.key_id.get(),
+            hex::encode(chunk.digests[i].0)
+        );
+    }
+    data
 }

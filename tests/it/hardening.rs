@@ -394,57 +394,101 @@ async fn the_postgres_url_decides_whether_tls_is_used() {
     }
 }
 
-/// PostgreSQL logs a failed statement's DETAIL, which for a unique violation is the digest: a
-/// collision must not fail a statement. A deliberate violation shows the log is read at all.
+/// The server log's lines about `database` that name the digest constraint or `needle`.
+fn pg_log(database: &str, needle: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let dir = Path::new("/var/log/postgresql");
+    for entry in std::fs::read_dir(dir).expect("the PostgreSQL server log is readable here") {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+        lines.extend(
+            text.lines()
+                .filter(|l| l.contains(database))
+                .filter(|l| l.contains("card_digest_unique") || l.contains(needle))
+                .map(str::to_string),
+        );
+    }
+    lines
+}
+
+/// Generates a batch whose first code is one already issued; returns the taken card's digest
+/// as hex, as the server would log it.
+async fn collide(
+    env: &TestApp<tender::store::PgStore>,
+    app: &App<tender::store::PgStore>,
+) -> String {
+    let first = env.request(20).await;
+    env.generate(first.id, &mut CodeGenerator::from_os_rng(), 20)
+        .await;
+    let text = std::fs::read_to_string(env.export_file(first.id)).unwrap();
+    let row: Vec<&str> = text.lines().nth(3).unwrap().split(',').collect();
+    let taken = tender::domain::Code::parse(row[1]).unwrap();
+    let DbPool::Postgres(pool) = env.store().db_pool() else {
+        unreachable!()
+    };
+    let digest: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT encode(digest, 'hex') FROM card WHERE serial = {}",
+        tender::domain::Serial::parse(row[0]).unwrap().sequence()
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let second = env.request(20).await;
+    let mut source = tender::codegen::ScriptedCodes::new([taken]);
+    let done = app
+        .services()
+        .generation()
+        .generate(second.id, &mut source, 20, "test", &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(done.collisions, 1);
+    digest
+}
+
+/// PostgreSQL logs a failed statement's DETAIL, which for a unique violation is the digest: by
+/// default a collision must not fail a statement. A deliberate violation is the control.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_digest_collision_leaves_no_digest_in_the_postgres_log() {
     let env =
         TestApp::<tender::store::PgStore>::new(crate::helpers::TestDb::postgres().await).await;
     let database = env.db.url.rsplit('/').next().unwrap().to_string();
-    let log = || -> Vec<String> {
-        let dir = Path::new("/var/log/postgresql");
-        let mut lines = Vec::new();
-        for entry in std::fs::read_dir(dir).expect("the PostgreSQL server log is readable here") {
-            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
-            lines.extend(
-                text.lines()
-                    .filter(|l| l.contains(&database) && l.contains("card_digest_unique"))
-                    .map(str::to_string),
-            );
-        }
-        lines
-    };
-    let first = env.request(20).await;
-    env.generate(first.id, &mut CodeGenerator::from_os_rng(), 20)
-        .await;
-    let file = env.export_file(first.id);
-    let taken = tender::domain::Code::parse(
-        std::fs::read_to_string(&file)
-            .unwrap()
-            .lines()
-            .nth(3)
-            .unwrap()
-            .split(',')
-            .nth(1)
-            .unwrap(),
-    )
-    .unwrap();
-    let second = env.request(20).await;
-    let mut source = tender::codegen::ScriptedCodes::new([taken]);
-    let done = env.generate(second.id, &mut source, 20).await;
-    assert_eq!(done.collisions, 1);
-    assert_eq!(log(), Vec::<String>::new(), "no collision reached the log");
-    // The control: a statement that does fail on the constraint is logged, and found.
+    let digest = collide(&env, &env.app).await;
+    assert_eq!(pg_log(&database, &digest), Vec::<String>::new());
     let DbPool::Postgres(pool) = env.store().db_pool() else {
         unreachable!()
     };
-    let failed = sqlx::query(
+    let failed = sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO card (serial, batch_id, lookup_key_id, state, digest) \
-         SELECT 99999999, batch_id, lookup_key_id, state, digest FROM card LIMIT 1",
-    )
+         VALUES (99999999, 1, 1, 0, decode('{digest}', 'hex'))"
+    )))
     .execute(&pool)
     .await;
     assert!(failed.is_err());
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert_eq!(log().len(), 1, "the control violation is in the log");
+    assert!(
+        pg_log(&database, &digest)
+            .iter()
+            .any(|l| l.contains(&digest)),
+        "the control violation's digest is in the log"
+    );
+}
+
+/// Where the server logs errors tersely (no DETAIL, no CONTEXT), cards go in by direct COPY,
+/// which a collision fails and retries, and still no digest is logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_terse_error_logs_a_collision_fails_a_direct_copy_and_logs_no_digest() {
+    let env =
+        TestApp::<tender::store::PgStore>::new(crate::helpers::TestDb::postgres().await).await;
+    let database = env.db.url.rsplit('/').next().unwrap().to_string();
+    env.exec(&format!(
+        "ALTER DATABASE {database} SET log_error_verbosity = terse"
+    ))
+    .await;
+    let terse = env.reopen(&env.db.settings()).await;
+    let digest = collide(&env, &terse).await;
+    let lines = pg_log(&database, &digest);
+    assert!(
+        lines.iter().any(|l| l.contains("card_digest_unique")),
+        "the direct COPY met the collision"
+    );
+    assert!(!lines.iter().any(|l| l.contains(&digest)), "{lines:?}");
 }
