@@ -12,8 +12,7 @@ use crate::audit::{AuditSigner, events};
 use crate::codegen::Digester;
 use crate::error::{Classify, Kind};
 use crate::keys::{
-    KEY_ID_MAX, KeyError, KeyFileLock, KeyId, KeyNeeds, KeyPurpose, KeyRing, KeyState, Keychain,
-    RecordedKey,
+    KeyError, KeyFileLock, KeyId, KeyNeeds, KeyPurpose, KeyRing, KeyState, Keychain, RecordedKey,
 };
 use crate::store::{AuditRepo, KeyRepo, Store, StoreError, Tx};
 
@@ -391,7 +390,6 @@ impl<S: Store> KeyAdmin<'_, S> {
                 .ok_or(KeyError::IdsExhausted {
                     purpose: purpose.name(),
                 })?;
-        debug_assert!(id.get() <= KEY_ID_MAX);
         let ring = KeyRing::add_to_file(&lock, purpose, key_dir, id)?;
         let key = RecordedKey {
             id,
