@@ -536,11 +536,6 @@ impl KeyRing {
         KeyRing::load(purpose, key_dir)
     }
 
-    /// The highest id in the ring.
-    pub fn highest_id(&self) -> KeyId {
-        self.newest().0
-    }
-
     /// Which purpose this ring serves.
     pub fn purpose(&self) -> KeyPurpose {
         self.purpose

@@ -260,16 +260,6 @@ impl PrinterFile {
         Ok(self.len)
     }
 
-    /// The file's length as this run knows it.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Whether the file is still empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path

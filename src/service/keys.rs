@@ -379,7 +379,7 @@ impl<S: Store> KeyAdmin<'_, S> {
         let highest = recorded
             .iter()
             .map(|k| k.id)
-            .chain([ring.highest_id()])
+            .chain([ring.newest().0])
             .max()
             .expect("the ring is never empty");
         let id =

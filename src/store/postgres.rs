@@ -134,15 +134,13 @@ async fn copy_staged(
     sqlx::query("TRUNCATE card_staging")
         .execute(&mut *conn)
         .await?;
-    let data = csv_rows(chunk, indexes);
-    let mut copy = conn
-        .copy_in_raw(
-            "COPY card_staging (serial, batch_id, lookup_key_id, state, digest) \
-             FROM STDIN WITH (FORMAT csv)",
-        )
-        .await?;
-    copy.send(data.as_bytes()).await?;
-    copy.finish().await?;
+    copy_csv(
+        conn,
+        "COPY card_staging (serial, batch_id, lookup_key_id, state, digest) \
+         FROM STDIN WITH (FORMAT csv)",
+        &csv_rows(chunk, indexes),
+    )
+    .await?;
     let inserted = sqlx::query(
         "INSERT INTO card (serial, batch_id, lookup_key_id, state, digest) \
          SELECT serial, batch_id, lookup_key_id, state, digest FROM card_staging \
@@ -210,16 +208,11 @@ async fn copy_cards(
     }
     let data = csv_rows(chunk, indexes);
     let mut savepoint = conn.begin().await?;
-    let copied = async {
-        let mut copy = savepoint
-            .copy_in_raw(
-                "COPY card (serial, batch_id, lookup_key_id, state, digest) \
-                 FROM STDIN WITH (FORMAT csv)",
-            )
-            .await?;
-        copy.send(data.as_bytes()).await?;
-        copy.finish().await
-    }
+    let copied = copy_csv(
+        &mut savepoint,
+        "COPY card (serial, batch_id, lookup_key_id, state, digest) FROM STDIN WITH (FORMAT csv)",
+        &data,
+    )
     .await;
     match copied {
         Ok(_) => {
@@ -248,6 +241,17 @@ async fn taken_digests(
         .copied()
         .filter(|&i| stored.contains(&chunk.digests[i]) || !seen.insert(chunk.digests[i].0))
         .collect())
+}
+
+/// Runs one `COPY … FROM STDIN` statement with `data` as its input.
+async fn copy_csv(
+    conn: &mut PgConnection,
+    statement: &'static str,
+    data: &str,
+) -> Result<u64, sqlx::Error> {
+    let mut copy = conn.copy_in_raw(statement).await?;
+    copy.send(data.as_bytes()).await?;
+    copy.finish().await
 }
 
 /// The cards at `indexes` as COPY's CSV, in digest order: the digest index then takes the chunk
