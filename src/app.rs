@@ -197,10 +197,15 @@ pub async fn init(
                     Keychains::default(),
                     self.settings.export_dir(),
                 );
-                Ok(services
+                let registered = services
                     .keys()
                     .register(&self.settings.key_dir(), self.actor)
-                    .await?)
+                    .await?;
+                let hashed = services.trail().hash_unhashed().await?;
+                if hashed > 0 {
+                    tracing::info!(hashed, "hashed the audit records written before hashes");
+                }
+                Ok(registered)
             }
             .await;
             store.close().await;

@@ -21,6 +21,10 @@ pub struct Settings {
     pub export_dir: Option<PathBuf>,
     /// Where job definitions that replace the built-in ones are; `None` for the built-in ones.
     pub jobs_dir: Option<PathBuf>,
+    /// The witness file this host's seals are appended to; default `<data_dir>/audit.witness`.
+    pub witness_file: Option<PathBuf>,
+    /// The oldest the newest witnessed seal may be when the trail is verified.
+    pub seal_age_max: SealAgeMax,
 }
 
 impl Settings {
@@ -32,6 +36,8 @@ impl Settings {
             key_dir: None,
             export_dir: None,
             jobs_dir: None,
+            witness_file: None,
+            seal_age_max: SealAgeMax::default(),
         }
     }
 
@@ -61,9 +67,67 @@ impl Settings {
             .unwrap_or_else(|| self.data_dir.join("exports"))
     }
 
+    /// The witness file in force.
+    pub fn witness_file(&self) -> PathBuf {
+        self.witness_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit.witness"))
+    }
+
     /// The jobs directory, if any.
     pub fn jobs_dir(&self) -> Option<&Path> {
         self.jobs_dir.as_deref()
+    }
+}
+
+/// The oldest the newest witnessed seal may be: from one minute to a year, written as a
+/// number and a unit (`90m`, `25h`, `7d`). A longer bound would let a stale witness (or a
+/// sealer that stopped) pass for years; a shorter one would fail between two seals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealAgeMax(chrono::Duration);
+
+impl SealAgeMax {
+    /// The default: a day and an hour, for a daily seal with slack.
+    pub const DEFAULT_TEXT: &'static str = "25h";
+    const MIN_SECONDS: i64 = 60;
+    const MAX_SECONDS: i64 = 366 * 86_400;
+
+    /// Parses `<number><s|m|h|d>`.
+    pub fn parse(text: &str) -> Result<SealAgeMax, ConfigError> {
+        let bad = || ConfigError::BadSealAgeMax(text.chars().take(32).collect());
+        let unit = text.chars().last().ok_or_else(bad)?;
+        let scale = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            _ => return Err(bad()),
+        };
+        let number: i64 = text[..text.len() - 1].parse().map_err(|_| bad())?;
+        let seconds = number.checked_mul(scale).ok_or_else(bad)?;
+        if !(Self::MIN_SECONDS..=Self::MAX_SECONDS).contains(&seconds) {
+            return Err(bad());
+        }
+        Ok(SealAgeMax(chrono::Duration::seconds(seconds)))
+    }
+
+    /// The bound.
+    pub fn get(self) -> chrono::Duration {
+        self.0
+    }
+}
+
+impl Default for SealAgeMax {
+    fn default() -> Self {
+        SealAgeMax::parse(Self::DEFAULT_TEXT).expect("the default parses")
+    }
+}
+
+impl std::str::FromStr for SealAgeMax {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        SealAgeMax::parse(text)
     }
 }
 
@@ -94,12 +158,18 @@ pub enum ConfigError {
     /// The database URL's scheme is neither SQLite's nor PostgreSQL's.
     #[error("the database URL must start with sqlite:// or postgres://")]
     UnknownScheme,
+    /// The seal age bound is not a number and a unit within its range.
+    #[error(
+        "seal age bound {0:?} is not a number and a unit (s, m, h, d) from 1 minute to 366 days"
+    )]
+    BadSealAgeMax(String),
 }
 
 impl Classify for ConfigError {
     fn code(&self) -> &'static str {
         match self {
             ConfigError::UnknownScheme => "config.unknown_scheme",
+            ConfigError::BadSealAgeMax(_) => "config.bad_seal_age_max",
         }
     }
 
@@ -191,6 +261,24 @@ mod tests {
                 error.to_string().contains("sqlite:// or postgres://"),
                 "{url}"
             );
+        }
+    }
+
+    #[test]
+    fn the_seal_age_bound_is_a_number_and_a_unit_within_range() {
+        assert_eq!(SealAgeMax::parse("90m").unwrap().get().num_seconds(), 5_400);
+        assert_eq!(SealAgeMax::parse("7d").unwrap().get().num_hours(), 168);
+        for bad in [
+            "",
+            "h",
+            "25",
+            "59s",
+            "367d",
+            "-5m",
+            "1.5h",
+            "9999999999999999999d",
+        ] {
+            assert!(SealAgeMax::parse(bad).is_err(), "{bad}");
         }
     }
 

@@ -21,18 +21,25 @@ pub fn key_recorded(actor: &str, purpose: KeyPurpose, key: &RecordedKey) -> Audi
     )
 }
 
-/// A pending key became the active one; the one before it is retired.
+/// A pending key became the active one; the one before it is retired. For the audit key,
+/// `heads` is every chain's record count when it took office: the retired key tags nothing
+/// after them, the new one nothing before.
 pub fn key_activated(
     actor: &str,
     purpose: KeyPurpose,
     id: KeyId,
     retired: Option<KeyId>,
+    heads: Option<Vec<i64>>,
 ) -> AuditEvent {
+    let details = match heads {
+        Some(heads) => json!({ "retired": retired, "heads": heads }),
+        None => json!({ "retired": retired }),
+    };
     AuditEvent::new(
         actor,
         "key.activated",
         format!("key:{purpose}:{id}"),
-        json!({ "retired": retired }),
+        details,
     )
 }
 

@@ -13,8 +13,9 @@ use crate::clock::SystemClock;
 use crate::config::Settings;
 use crate::formats::printer_file;
 use crate::jobs::{Catalog, RunMode};
-use crate::keys::{KeyNeeds, KeyPurpose};
+use crate::keys::{KeyNeeds, KeyPurpose, SealKey};
 use crate::service::batches::BatchForm;
+use crate::service::trail::VerifyRequest;
 use crate::store::Store;
 
 #[derive(Debug, Args)]
@@ -130,8 +131,21 @@ impl Launch for Demo {
             check.rows,
             &check.mac[..16]
         );
-        let seal = services.trail().seal().await?;
-        let report = services.trail().verify().await?;
+        let settings = app.settings();
+        let seal_key = SealKey::create_files(&settings.key_dir())?;
+        let sealed = services
+            .trail()
+            .seal(&seal_key, &settings.witness_file())
+            .await?;
+        // The public key comes from the witness's header, never from the database.
+        let report = services
+            .trail()
+            .verify(&VerifyRequest {
+                public_key: None,
+                witness_files: vec![sealed.witness.clone()],
+                seal_age_max: settings.seal_age_max.get(),
+            })
+            .await?;
         if let Some(problem) = report.problem {
             return Err(CliError::new(
                 "audit.broken",
@@ -139,8 +153,12 @@ impl Launch for Demo {
             ));
         }
         println!(
-            "5. audit trail sealed (seal {}) and verified: {} records in {} chains",
-            seal.seal_id, report.records, report.chains_used
+            "5. audit trail sealed under seal key {} (seal {}, witnessed in {}) and verified: {} records in {} chains, every record's hash and tag, the seal's signature and the witness checked",
+            seal_key.public().short(),
+            sealed.seal.seal_id,
+            sealed.witness.display(),
+            report.records,
+            report.chains_used
         );
         Ok(())
     }

@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::{self, App, Launch};
 use crate::clock::SystemClock;
-use crate::config::{DEFAULT_DATA_DIR, Settings, redact_url};
+use crate::config::{DEFAULT_DATA_DIR, SealAgeMax, Settings, redact_url};
 use crate::error::Classify;
 use crate::keys::KeyNeeds;
 use crate::store::Store;
@@ -53,6 +53,14 @@ struct Global {
     /// Directory of job definitions that replace the built-in ones.
     #[arg(long, global = true, env = "TENDER_JOBS_DIR")]
     jobs_dir: Option<PathBuf>,
+    /// The witness file `audit seal` appends to (default: DATA_DIR/audit.witness). Ship a
+    /// copy off this host.
+    #[arg(long, global = true, env = "TENDER_WITNESS_FILE")]
+    witness_file: Option<PathBuf>,
+    /// The oldest the newest witnessed seal may be when `audit verify --witness` runs: a
+    /// number and s, m, h or d, from 1m to 366d.
+    #[arg(long, global = true, env = "TENDER_SEAL_AGE_MAX", default_value = SealAgeMax::DEFAULT_TEXT)]
+    seal_age_max: SealAgeMax,
     /// Who is acting, as recorded in the audit trail (default: cli:$USER).
     #[arg(long, global = true, env = "TENDER_ACTOR")]
     actor: Option<String>,
@@ -157,6 +165,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         key_dir: cli.global.key_dir,
         export_dir: cli.global.export_dir,
         jobs_dir: cli.global.jobs_dir,
+        witness_file: cli.global.witness_file,
+        seal_age_max: cli.global.seal_age_max,
     };
     let ctx = Ctx {
         actor: cli.global.actor.unwrap_or_else(|| {
@@ -199,7 +209,7 @@ impl Launch for Dispatch {
             Command::Keys(command) => command.needs(),
             Command::Retailer(command) => command.needs(),
             Command::Work { .. } => KeyNeeds::ALL,
-            Command::Audit(_) => KeyNeeds::AUDIT,
+            Command::Audit(command) => command.needs(),
             Command::Jobs(_) | Command::Init | Command::Demo(_) => KeyNeeds::NONE,
         }
     }

@@ -34,8 +34,16 @@ impl Keychains {
                 .then(|| Keychain::load(purpose, key_dir).map(Arc::new))
                 .transpose()
         };
+        let audit = match load(KeyPurpose::Audit)? {
+            None if needs.audit_if_present => match Keychain::load(KeyPurpose::Audit, key_dir) {
+                Ok(chain) => Some(Arc::new(chain)),
+                Err(KeyError::Missing { .. }) => None,
+                Err(e) => return Err(e),
+            },
+            loaded => loaded,
+        };
         Ok(Keychains {
-            audit: load(KeyPurpose::Audit)?,
+            audit,
             lookup: load(KeyPurpose::Lookup)?,
         })
     }
@@ -352,6 +360,7 @@ impl<S: Store> KeyAdmin<'_, S> {
                 purpose: KeyPurpose::Audit,
                 id,
             })?;
+            tx.set_chain_key(id).await?;
             for event in &events {
                 tx.append(&signer, event, at).await?;
             }
@@ -454,14 +463,25 @@ impl<S: Store> KeyAdmin<'_, S> {
             .iter()
             .find(|k| k.state == KeyState::Active)
             .map(|k| k.id);
+        // An audit key takes office under every chain's head lock, and the activation record
+        // names where each chain stood: the verifier refuses a retired key's tag after that
+        // point, and no append can slip one in meanwhile.
+        let heads = match purpose {
+            KeyPurpose::Audit => Some(tx.audit_heads(true).await?),
+            KeyPurpose::Lookup => None,
+        };
         let at = services.clock.now();
         if !tx.activate_key(purpose, id, at).await? {
             return Err(KeyAdminError::Raced { purpose, id });
         }
+        if heads.is_some() {
+            tx.set_chain_key(id).await?;
+        }
         let signer = services.signer(&mut tx).await?;
+        let heads = heads.map(|heads| heads.iter().map(|head| head.seq).collect());
         tx.append(
             &signer,
-            &events::key_activated(actor, purpose, id, retired),
+            &events::key_activated(actor, purpose, id, retired, heads),
             at,
         )
         .await?;

@@ -60,6 +60,10 @@ pub enum StoreError {
     /// The database was migrated by a newer tender.
     #[error("the database schema is newer than this tender; run a newer tender")]
     SchemaAhead,
+    /// A row the transaction relies on changed since it was read (an audit key rotation
+    /// committed meanwhile): running the transaction again succeeds.
+    #[error("{0} changed while this transaction ran; try again")]
+    Moved(&'static str),
 }
 
 impl StoreError {
@@ -103,12 +107,13 @@ impl Classify for StoreError {
             StoreError::Migrate(_) => "store.migrate",
             StoreError::SchemaBehind => "store.schema_behind",
             StoreError::SchemaAhead => "store.schema_ahead",
+            StoreError::Moved(_) => "store.moved",
         }
     }
 
     fn kind(&self) -> Kind {
         match self {
-            StoreError::Busy(_) => Kind::Transient,
+            StoreError::Busy(_) | StoreError::Moved(_) => Kind::Transient,
             StoreError::SchemaBehind | StoreError::SchemaAhead => Kind::Conflict,
             StoreError::Corrupt(_) | StoreError::Database(_) | StoreError::Migrate(_) => {
                 Kind::Internal
@@ -404,8 +409,10 @@ pub trait KeyRepo {
 
 /// The audit trail's records, chain heads and seals.
 pub trait AuditRepo {
-    /// Appends `event` to its chain, tagged by `signer`, recorded `at`. Appends to one chain
-    /// are serialised (a row lock on PostgreSQL, the write lock on SQLite).
+    /// Appends `event` to its chain, recorded `at`, tagged under the audit key the chain's head
+    /// names; [`StoreError::Moved`] if that is not `signer`'s key (a rotation committed since
+    /// the signer was chosen). Appends to one chain are serialised (a row lock on PostgreSQL,
+    /// the write lock on SQLite).
     fn append(
         &mut self,
         signer: &AuditSigner,
@@ -420,14 +427,44 @@ pub trait AuditRepo {
         rows: PageRows,
     ) -> impl Future<Output = StoreResult<Vec<AuditRecord>>> + Send;
 
-    /// Every chain's head row. With `lock`, no chain can move until the transaction ends.
+    /// Records of one chain after `seq`, in order, at most `rows`.
+    fn chain_page(
+        &mut self,
+        chain: u32,
+        after: i64,
+        rows: PageRows,
+    ) -> impl Future<Output = StoreResult<Vec<AuditRecord>>> + Send;
+
+    /// Every `key.activated` record of the audit key, in (chain, seq) order.
+    fn audit_key_activations(
+        &mut self,
+    ) -> impl Future<Output = StoreResult<Vec<AuditRecord>>> + Send;
+
+    /// Every chain's head row, in chain order. With `lock`, no chain can move until the
+    /// transaction ends.
     fn audit_heads(
         &mut self,
         lock: bool,
     ) -> impl Future<Output = StoreResult<Vec<ChainHead>>> + Send;
 
-    /// Every seal, in order.
-    fn audit_seals(&mut self) -> impl Future<Output = StoreResult<Vec<Seal>>> + Send;
+    /// Names `key_id` as the audit key every chain's next record is tagged under.
+    fn set_chain_key(&mut self, key_id: KeyId) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Stores a record's hash and, where it is its chain's newest, the head's: for records
+    /// written before records carried hashes.
+    fn set_record_hash(
+        &mut self,
+        chain: u32,
+        seq: i64,
+        hash: &[u8; 32],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Seals after `seal_id`, in order, at most `rows`.
+    fn seal_page(
+        &mut self,
+        after: i64,
+        rows: PageRows,
+    ) -> impl Future<Output = StoreResult<Vec<Seal>>> + Send;
 
     /// The newest seal.
     fn last_seal(&mut self) -> impl Future<Output = StoreResult<Option<Seal>>> + Send;

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{StoreError, StoreResult, StoredCard};
-use crate::audit::{AuditRecord, ChainHead, Seal};
+use crate::audit::{AuditRecord, ChainHead, Seal, decode_heads};
 use crate::codegen::CodeDigest;
 use crate::domain::{
     Batch, BatchId, BatchState, CardValue, CommissionRate, Currency, Money, Region, Retailer,
@@ -172,6 +172,7 @@ pub(super) struct AuditRecordRow {
     details: String,
     key_id: i16,
     tag: Vec<u8>,
+    hash: Vec<u8>,
 }
 
 impl TryFrom<AuditRecordRow> for AuditRecord {
@@ -188,6 +189,7 @@ impl TryFrom<AuditRecordRow> for AuditRecord {
             details: r.details,
             key_id: key_id(r.key_id)?,
             tag: bytes32(r.tag)?,
+            hash: bytes32(r.hash)?,
         })
     }
 }
@@ -198,6 +200,8 @@ pub(super) struct HeadRow {
     chain: i32,
     seq: i64,
     tag: Vec<u8>,
+    hash: Vec<u8>,
+    key_id: Option<i16>,
 }
 
 impl TryFrom<HeadRow> for ChainHead {
@@ -208,6 +212,8 @@ impl TryFrom<HeadRow> for ChainHead {
             chain: u32::try_from(r.chain).map_err(|_| corrupt("audit chain"))?,
             seq: r.seq,
             tag: bytes32(r.tag)?,
+            hash: bytes32(r.hash)?,
+            key_id: r.key_id.map(key_id).transpose()?,
         })
     }
 }
@@ -218,8 +224,9 @@ pub(super) struct SealRow {
     seal_id: i64,
     sealed_at: DateTime<Utc>,
     heads: String,
-    key_id: i16,
-    tag: Vec<u8>,
+    key_fingerprint: Vec<u8>,
+    hash: Vec<u8>,
+    signature: Vec<u8>,
 }
 
 impl TryFrom<SealRow> for Seal {
@@ -229,9 +236,14 @@ impl TryFrom<SealRow> for Seal {
         Ok(Seal {
             seal_id: r.seal_id,
             sealed_at: r.sealed_at,
-            heads: r.heads,
-            key_id: key_id(r.key_id)?,
-            tag: bytes32(r.tag)?,
+            // Unreadable heads stay empty: the seal then fails its hash, which names it.
+            heads: decode_heads(&r.heads).unwrap_or_default(),
+            key_fingerprint: bytes32(r.key_fingerprint)?,
+            hash: bytes32(r.hash)?,
+            signature: r
+                .signature
+                .try_into()
+                .map_err(|_| corrupt("a stored seal signature is not 64 bytes"))?,
         })
     }
 }

@@ -241,7 +241,7 @@ async fn a_batch_resumed_in_another_export_directory_fails_until_restarted<S: St
         .verify(&other_dir.join(printer_file::file_name(batch.id)), "test")
         .await
         .unwrap();
-    let report = elsewhere.services().trail().verify().await.unwrap();
+    let report = env.verify().await;
     assert!(report.is_intact(), "{:?}", report.problem);
 }
 both_backends!(

@@ -2,6 +2,7 @@
 //! Library-level tests run each body on SQLite and on PostgreSQL, each on its own database.
 
 mod api;
+mod audit;
 mod cli;
 mod codes;
 mod domain;

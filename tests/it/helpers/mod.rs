@@ -10,12 +10,14 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use sqlx::Connection;
 use tender::app::{self, App};
+use tender::audit::VerifyReport;
 use tender::clock::{FixedClock, SharedClock};
 use tender::codegen::CodeSource;
-use tender::config::Settings;
+use tender::config::{SealAgeMax, Settings};
 use tender::domain::{Batch, BatchId};
 use tender::keys::KeyNeeds;
 use tender::service::batches::BatchForm;
+use tender::service::trail::VerifyRequest;
 use tender::store::{DbPool, PgStore, Store};
 
 /// The server the PostgreSQL tests use; override with TENDER_TEST_PG_URL.
@@ -98,6 +100,8 @@ pub struct TestDb {
     pub url: String,
     pub dir: tempfile::TempDir,
     pg_name: Option<String>,
+    /// Copies of the PostgreSQL database a test made, dropped with it.
+    pg_copies: Vec<String>,
 }
 
 impl TestDb {
@@ -109,6 +113,7 @@ impl TestDb {
             url,
             dir,
             pg_name: None,
+            pg_copies: Vec::new(),
         }
     }
 
@@ -129,6 +134,7 @@ impl TestDb {
             url: pg_url(&name),
             dir: tempfile::tempdir().unwrap(),
             pg_name: Some(name),
+            pg_copies: Vec::new(),
         }
     }
 
@@ -162,6 +168,8 @@ impl Drop for TestDb {
             return;
         }
         if let Some(name) = self.pg_name.take() {
+            let mut names = std::mem::take(&mut self.pg_copies);
+            names.push(name);
             // Drop runs outside any runtime: use a short-lived one on its own thread.
             let _ = std::thread::spawn(move || {
                 tokio::runtime::Builder::new_current_thread()
@@ -170,11 +178,13 @@ impl Drop for TestDb {
                     .unwrap()
                     .block_on(async {
                         if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await {
-                            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                            )))
-                            .execute(&mut conn)
-                            .await;
+                            for name in names {
+                                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                                )))
+                                .execute(&mut conn)
+                                .await;
+                            }
                         }
                     })
             })
@@ -224,6 +234,66 @@ impl<S: Store> TestApp<S> {
 
     pub fn store(&self) -> &S {
         self.app.store()
+    }
+
+    /// Verifies the trail with the proofs the app can run alone: hash chains, and record tags
+    /// under its audit key.
+    pub async fn verify(&self) -> VerifyReport {
+        self.app
+            .services()
+            .trail()
+            .verify(&VerifyRequest {
+                public_key: None,
+                witness_files: Vec::new(),
+                seal_age_max: SealAgeMax::default().get(),
+            })
+            .await
+            .unwrap()
+    }
+
+    /// A consistent copy of the database as it is now, as a backup would take it; returns
+    /// settings that open the copy (with this test's keys). On PostgreSQL the app's
+    /// connections are closed for the copy and opened again.
+    pub async fn backup(&mut self) -> Settings {
+        let settings = self.db.settings();
+        match self.store().db_pool() {
+            DbPool::Sqlite(_) => {
+                let copy = self.db.path().join(format!(
+                    "backup-{}.db",
+                    ulid::Ulid::generate().to_string().to_lowercase()
+                ));
+                self.exec(&format!("VACUUM INTO '{}'", copy.display()))
+                    .await;
+                Settings {
+                    database_url: Some(format!("sqlite://{}", copy.display())),
+                    ..settings
+                }
+            }
+            DbPool::Postgres(_) => {
+                let source = self.db.pg_name.clone().unwrap();
+                let copy = format!("{source}_b{}", self.db.pg_copies.len());
+                self.store().close().await;
+                exec(
+                    &mut pg_admin().await,
+                    format!("CREATE DATABASE {copy} TEMPLATE {source}"),
+                )
+                .await;
+                self.db.pg_copies.push(copy.clone());
+                self.app = self.reopen(&settings).await;
+                Settings {
+                    database_url: Some(pg_url(&copy)),
+                    ..settings
+                }
+            }
+        }
+    }
+
+    /// A byte string as a literal of this backend's SQL.
+    pub fn blob(&self, bytes: &[u8]) -> String {
+        match self.store().db_pool() {
+            DbPool::Sqlite(_) => format!("X'{}'", hex::encode(bytes)),
+            DbPool::Postgres(_) => format!("'\\x{}'::bytea", hex::encode(bytes)),
+        }
     }
 
     /// Adds retailer "Acme" if it is missing and requests a batch of `count` 25.00 USD cards.

@@ -21,6 +21,9 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::{Classify, Kind};
 
+mod seal;
+pub use seal::{SEAL_KEY_ENV, SEAL_KEY_FILE, SEAL_PUBLIC_KEY_FILE, SealKey, SealPublicKey};
+
 /// Length of every key in bytes: the output length of SHA-256, as RFC 2104 recommends.
 pub const KEY_LEN: usize = 32;
 
@@ -85,7 +88,7 @@ impl SecretKey {
         &self.0
     }
 
-    fn from_hex(hex_text: &str) -> Option<SecretKey> {
+    pub(crate) fn from_hex(hex_text: &str) -> Option<SecretKey> {
         let mut bytes = [0u8; KEY_LEN];
         hex::decode_to_slice(hex_text, &mut bytes).ok()?;
         Some(SecretKey(bytes))
@@ -271,6 +274,9 @@ pub enum KeyError {
         /// Which ring.
         purpose: &'static str,
     },
+    /// A key file that is only ever created once exists already.
+    #[error("{0} exists already; tender never overwrites a key file")]
+    Exists(PathBuf),
     /// Reading or writing the key file failed.
     #[error("key file {path}: {source}")]
     Io {
@@ -293,13 +299,16 @@ impl Classify for KeyError {
             KeyError::Unregistered { .. } => "keys.unregistered",
             KeyError::IdsExhausted { .. } => "keys.ids_exhausted",
             KeyError::Busy { .. } => "keys.busy",
+            KeyError::Exists(_) => "keys.exists",
             KeyError::Io { .. } => "keys.io",
         }
     }
 
     fn kind(&self) -> Kind {
         match self {
-            KeyError::HeldInEnvironment { .. } | KeyError::IdsExhausted { .. } => Kind::Conflict,
+            KeyError::HeldInEnvironment { .. }
+            | KeyError::IdsExhausted { .. }
+            | KeyError::Exists(_) => Kind::Conflict,
             KeyError::Busy { .. } => Kind::Transient,
             _ => Kind::Internal,
         }
@@ -411,27 +420,7 @@ impl KeyRing {
             return KeyRing::parse(purpose, &lines, purpose.env_var());
         }
         let path = key_dir.join(purpose.file_name());
-        let metadata = match fs::metadata(&path) {
-            Ok(metadata) => metadata,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(KeyError::Missing {
-                    purpose: purpose.name(),
-                    env_var: purpose.env_var(),
-                    file: path,
-                });
-            }
-            Err(source) => return Err(KeyError::Io { path, source }),
-        };
-        if metadata.permissions().mode() & 0o077 != 0 {
-            return Err(KeyError::Permissions(path));
-        }
-        let mut text = Zeroizing::new(String::new());
-        fs::File::open(&path)
-            .and_then(|mut file| file.read_to_string(&mut text))
-            .map_err(|source| KeyError::Io {
-                path: path.clone(),
-                source,
-            })?;
+        let text = read_secret_file(&path, purpose.name(), purpose.env_var())?;
         KeyRing::parse(purpose, &text, &path.display().to_string())
     }
 
@@ -613,6 +602,42 @@ pub fn harden_process() {
     });
 }
 
+/// Reads a key file that only its owner may read; `Missing` names `env_var` as the other way
+/// to supply the key.
+fn read_secret_file(
+    path: &Path,
+    purpose: &'static str,
+    env_var: &'static str,
+) -> Result<Zeroizing<String>, KeyError> {
+    let metadata = match fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(KeyError::Missing {
+                purpose,
+                env_var,
+                file: path.to_path_buf(),
+            });
+        }
+        Err(source) => {
+            return Err(KeyError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    if metadata.permissions().mode() & 0o077 != 0 {
+        return Err(KeyError::Permissions(path.to_path_buf()));
+    }
+    let mut text = Zeroizing::new(String::new());
+    fs::File::open(path)
+        .and_then(|mut file| file.read_to_string(&mut text))
+        .map_err(|source| KeyError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(text)
+}
+
 fn write_new_file(path: &Path, text: &str) -> std::io::Result<()> {
     let mut file = fs::OpenOptions::new()
         .write(true)
@@ -692,8 +717,11 @@ fn first_missing(ring: &KeyRing, ids: &[KeyId]) -> KeyId {
 pub struct KeyNeeds {
     /// The lookup ring: code generation, printer-file checks, redemption.
     pub lookup: bool,
-    /// The audit ring: anything that appends to, seals or verifies the trail.
+    /// The audit ring: anything that appends to the trail.
     pub audit: bool,
+    /// The audit ring where this host has it: verification checks record tags with it, and
+    /// runs its other proofs without it.
+    pub audit_if_present: bool,
 }
 
 impl KeyNeeds {
@@ -701,16 +729,23 @@ impl KeyNeeds {
     pub const NONE: KeyNeeds = KeyNeeds {
         lookup: false,
         audit: false,
+        audit_if_present: false,
     };
-    /// The audit key only: changes that record an audit event, the trail's commands.
+    /// The audit key only: changes that record an audit event.
     pub const AUDIT: KeyNeeds = KeyNeeds {
-        lookup: false,
         audit: true,
+        ..KeyNeeds::NONE
+    };
+    /// The audit key if present: verifying the trail.
+    pub const AUDIT_IF_PRESENT: KeyNeeds = KeyNeeds {
+        audit_if_present: true,
+        ..KeyNeeds::NONE
     };
     /// Both keys: the job runner, printer-file checks.
     pub const ALL: KeyNeeds = KeyNeeds {
         lookup: true,
         audit: true,
+        audit_if_present: false,
     };
 
     /// Whether `purpose` is needed.
