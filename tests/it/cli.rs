@@ -563,3 +563,84 @@ fn only_init_migrates() {
         assert_eq!(mode & 0o077, 0, "{file} is {mode:o}");
     }
 }
+
+/// The sealing host creates its seal key and seals; finance, holding only `seal.pub` and a copy
+/// of the witness, verifies and is told which proofs ran. A deleted seal fails with the stable
+/// code, and `seal.key` is never overwritten.
+fn finance_verifies_with_the_public_key_and_the_witness(db: TestDb) {
+    setup(&db, 1000);
+    create(&db, 10);
+    let created = ok(&db, &["audit", "seal-key"]);
+    assert!(created.contains("seal.pub"), "{created}");
+    let again = run(&db, &["audit", "seal-key"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+    let sealed = ok(&db, &["audit", "seal"]);
+    assert!(sealed.starts_with("seal 1 made at"), "{sealed}");
+    ok(
+        &db,
+        &["retailer", "add", "--name", "Bolt", "--commission", "1"],
+    );
+    ok(&db, &["audit", "seal"]);
+    // Finance's host: the public key and a copy of the witness, no key ring at all.
+    let finance = db.path().join("finance");
+    std::fs::create_dir(&finance).unwrap();
+    let public = finance.join("seal.pub");
+    let witness = finance.join("copy.witness");
+    std::fs::copy(db.path().join("keys/seal.pub"), &public).unwrap();
+    std::fs::copy(db.path().join("audit.witness"), &witness).unwrap();
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["--key-dir", finance.to_str().unwrap(), "audit", "verify"];
+        args.extend_from_slice(extra);
+        run(&db, &args)
+    };
+    let full = [
+        "--seal-public-key",
+        public.to_str().unwrap(),
+        "--witness",
+        witness.to_str().unwrap(),
+    ];
+    let out = verify(&full);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("audit trail intact"), "{stdout}");
+    assert!(stdout.contains("not checked: record tags"), "{stdout}");
+    assert!(stdout.contains("checked:     seal signatures"), "{stdout}");
+    assert!(stdout.contains("checked:     witness (1 file)"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&verify(&[&full[..], &["--format", "json"]].concat()).stdout)
+            .unwrap();
+    assert_eq!(json["proofs"]["record_tags"], false);
+    assert_eq!(json["newest_seal"]["seal_id"], 2);
+    sql(&db, "DELETE FROM audit_seal WHERE seal_id = 2");
+    let out = verify(&full);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("failed verification"), "{stderr}");
+    assert!(stderr.contains("the witness holds seal 2"), "{stderr}");
+}
+both_backends_cli!(finance_verifies_with_the_public_key_and_the_witness);
+
+/// Raw SQL behind tender's back, as a database writer would run it.
+fn sql(db: &TestDb, statement: &str) {
+    use sqlx::Connection;
+    let (url, statement) = (db.url.clone(), sqlx::AssertSqlSafe(statement.to_string()));
+    // Its own thread and runtime: the PostgreSQL variant's body already runs inside one.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            if url.starts_with("sqlite") {
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query(statement).execute(&mut conn).await.unwrap();
+            } else {
+                let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+                sqlx::query(statement).execute(&mut conn).await.unwrap();
+            }
+        });
+    })
+    .join()
+    .unwrap();
+}
