@@ -183,7 +183,7 @@ impl fmt::Display for Problem {
             ),
             Problem::SealOtherKey { seal_id } => write!(
                 f,
-                "seal {seal_id} names another seal key than the given public key: the seal key was swapped"
+                "seal {seal_id} names another seal key than the given public key: the seal key was swapped in the database, or the public key is another deployment's"
             ),
             Problem::SealForged { seal_id } => write!(
                 f,

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -182,14 +182,14 @@ impl SealPublicKey {
     }
 
     fn write_file(&self, path: &Path) -> std::io::Result<()> {
-        // Public: readable by the verifiers whatever the process umask.
         let mut file = fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(0o644)
             .open(path)?;
         writeln!(file, "{}", self.to_line())?;
+        // Public: readable by the verifiers whatever the process umask.
+        file.set_permissions(fs::Permissions::from_mode(0o644))?;
         file.sync_all()
     }
 }

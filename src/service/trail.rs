@@ -236,22 +236,24 @@ impl<S: Store> Trail<'_, S> {
     }
 
     /// Computes and stores the hash of every record written before records carried hashes
-    /// (they hold zeros since the migration that added them); `tender init` runs it. Returns
+    /// (the migration that added them left zeros, in the records and the chain heads); `tender
+    /// init` runs it. A chain whose head holds a hash is done already and not read. Returns
     /// how many records it hashed.
     pub async fn hash_unhashed(&self) -> Result<u64, StoreError> {
         let mut tx = self.0.store.begin().await?;
         let mut hashed = 0;
-        for chain in 0..CHAIN_COUNT {
-            let mut cursor = ChainCursor::genesis(chain);
+        let heads = tx.audit_heads(true).await?;
+        for head in heads.iter().filter(|h| h.seq > 0 && h.hash == GENESIS) {
+            let mut cursor = ChainCursor::genesis(head.chain);
             loop {
-                let page = tx.chain_page(chain, cursor.seq, PageRows::MAX).await?;
+                let page = tx.chain_page(head.chain, cursor.seq, PageRows::MAX).await?;
                 if page.is_empty() {
                     break;
                 }
                 for record in &page {
                     let hash = record.expected_hash(&cursor.hash);
                     if record.hash == GENESIS {
-                        tx.set_record_hash(chain, record.seq, &hash).await?;
+                        tx.set_record_hash(head.chain, record.seq, &hash).await?;
                         hashed += 1;
                     }
                     cursor.seq = record.seq;
