@@ -22,7 +22,7 @@ use tender::app::{self, App};
 use tender::audit::{AuditEvent, AuditRecord, AuditSigner, CHAIN_COUNT, ChainHead, GENESIS};
 use tender::clock::{Clock, SystemClock};
 use tender::config::Settings;
-use tender::domain::PageRows;
+use tender::domain::{Actor, PageRows};
 use tender::keys::{KeyId, KeyNeeds, KeyPurpose, KeyRing, SealKey};
 use tender::service::trail::VerifyRequest;
 use tender::store::{AuditRepo, DbPool, PgStore, SqliteStore, Store, Tx};
@@ -78,7 +78,7 @@ fn signer() -> AuditSigner {
 
 fn event(i: u64) -> AuditEvent {
     AuditEvent::new(
-        "job:generate-batch",
+        &Actor::job("generate-batch"),
         "batch.chunk_generated",
         format!("batch:{}", i % 5_000),
         serde_json::json!({
@@ -138,7 +138,7 @@ async fn trail<S: Store>(backend: &str, url: &str, dir: &Path, records: u64, mea
         database_url: Some(url.to_string()),
         ..Settings::in_dir(dir)
     };
-    app::init(&settings, SystemClock::shared(), "bench")
+    app::init(&settings, SystemClock::shared(), &Actor::system())
         .await
         .unwrap();
     let app: App<S> = open(&settings, KeyNeeds::ALL).await;

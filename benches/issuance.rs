@@ -27,6 +27,7 @@ use tender::app::{self, App};
 use tender::clock::SystemClock;
 use tender::codegen::{CodeGenerator, CodeSource, Digester};
 use tender::config::Settings;
+use tender::domain::Actor;
 use tender::jobs::Catalog;
 use tender::keys::{KeyId, KeyNeeds, KeyPurpose, KeyRing, SecretKey};
 use tender::service::batches::BatchForm;
@@ -117,7 +118,7 @@ async fn open<S: Store>(url: &str, dir: &std::path::Path) -> App<S> {
         database_url: Some(url.to_string()),
         ..Settings::in_dir(dir)
     };
-    app::init(&settings, SystemClock::shared(), "bench")
+    app::init(&settings, SystemClock::shared(), &Actor::system())
         .await
         .unwrap();
     App::open(&settings, SystemClock::shared(), KeyNeeds::ALL)
@@ -135,7 +136,7 @@ async fn issue<S: Store>(app: &App<S>, cards: u64) -> f64 {
         .chunk_cards;
     if services
         .retailers()
-        .add("Bench", "1", "bench")
+        .add("Bench", "1", &Actor::system())
         .await
         .is_err()
     {
@@ -149,7 +150,11 @@ async fn issue<S: Store>(app: &App<S>, cards: u64) -> f64 {
         region: "US".into(),
         ..BatchForm::default()
     };
-    let batch = services.batches().request(&form, "bench").await.unwrap();
+    let batch = services
+        .batches()
+        .request(&form, &Actor::system())
+        .await
+        .unwrap();
     let start = Instant::now();
     services
         .generation()
@@ -157,7 +162,7 @@ async fn issue<S: Store>(app: &App<S>, cards: u64) -> f64 {
             batch.id,
             &mut CodeGenerator::from_os_rng(),
             chunk,
-            "bench",
+            &Actor::system(),
             &|_| {},
         )
         .await

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crate::clock::SharedClock;
 use crate::config::{ConfigError, Database, Settings};
+use crate::domain::Actor;
 use crate::error::{Classify, Kind};
 use crate::keys::{KeyError, KeyNeeds, create_private_dir};
 use crate::service::Services;
@@ -174,7 +175,7 @@ pub async fn launch<L: Launch>(
 pub async fn init(
     settings: &Settings,
     clock: SharedClock,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<Registered, AppError> {
     create_private_dir(&settings.data_dir).map_err(|source| AppError::DataDir {
         path: settings.data_dir.clone(),
@@ -183,7 +184,7 @@ pub async fn init(
     struct Init<'a> {
         settings: &'a Settings,
         clock: SharedClock,
-        actor: &'a str,
+        actor: &'a Actor,
     }
     impl OnBackend for Init<'_> {
         type Output = Registered;

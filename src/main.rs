@@ -1,5 +1,6 @@
 //! The `tender` command: a shell over the library. Parses arguments, sets up logging and the
-//! async runtime, and runs the command; a failure becomes one sentence and exit code 1.
+//! async runtime, and runs the command; a failure becomes one sentence with its stable code, and
+//! exit code 1.
 
 use std::process::ExitCode;
 
@@ -31,7 +32,8 @@ fn main() -> ExitCode {
     match runtime.block_on(tender::cli::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            // The code is what scripts match on; the sentence may be reworded.
+            eprintln!("error: {error} [{}]", error.code());
             ExitCode::FAILURE
         }
     }

@@ -4,12 +4,12 @@
 use serde_json::json;
 
 use super::AuditEvent;
-use crate::domain::{Batch, BatchId, Retailer};
+use crate::domain::{Actor, Batch, BatchId, Retailer};
 use crate::keys::{KeyId, KeyPurpose, RecordedKey};
 
 /// A key was recorded for this deployment (at `init`, or added pending a rotation). The
 /// fingerprint identifies the key; it reveals nothing of it.
-pub fn key_recorded(actor: &str, purpose: KeyPurpose, key: &RecordedKey) -> AuditEvent {
+pub fn key_recorded(actor: &Actor, purpose: KeyPurpose, key: &RecordedKey) -> AuditEvent {
     AuditEvent::new(
         actor,
         "key.recorded",
@@ -25,7 +25,7 @@ pub fn key_recorded(actor: &str, purpose: KeyPurpose, key: &RecordedKey) -> Audi
 /// `heads` is every chain's record count when it took office: the retired key tags nothing
 /// after them, the new one nothing before.
 pub fn key_activated(
-    actor: &str,
+    actor: &Actor,
     purpose: KeyPurpose,
     id: KeyId,
     retired: Option<KeyId>,
@@ -44,7 +44,7 @@ pub fn key_activated(
 }
 
 /// A batch whose generation cannot go on was failed, with the reason.
-pub fn batch_failed(actor: &str, batch_id: BatchId, reason: &str) -> AuditEvent {
+pub fn batch_failed(actor: &Actor, batch_id: BatchId, reason: &str) -> AuditEvent {
     AuditEvent::new(
         actor,
         "batch.failed",
@@ -54,7 +54,7 @@ pub fn batch_failed(actor: &str, batch_id: BatchId, reason: &str) -> AuditEvent 
 }
 
 /// A failed batch was put back to requested: its cards deleted, generation queued again.
-pub fn batch_restarted(actor: &str, batch_id: BatchId, cards_deleted: u64) -> AuditEvent {
+pub fn batch_restarted(actor: &Actor, batch_id: BatchId, cards_deleted: u64) -> AuditEvent {
     AuditEvent::new(
         actor,
         "batch.restarted",
@@ -64,7 +64,7 @@ pub fn batch_restarted(actor: &str, batch_id: BatchId, cards_deleted: u64) -> Au
 }
 
 /// A retailer was added.
-pub fn retailer_added(actor: &str, retailer: &Retailer) -> AuditEvent {
+pub fn retailer_added(actor: &Actor, retailer: &Retailer) -> AuditEvent {
     AuditEvent::new(
         actor,
         "retailer.added",
@@ -74,7 +74,7 @@ pub fn retailer_added(actor: &str, retailer: &Retailer) -> AuditEvent {
 }
 
 /// A batch was requested.
-pub fn batch_requested(actor: &str, batch: &Batch) -> AuditEvent {
+pub fn batch_requested(actor: &Actor, batch: &Batch) -> AuditEvent {
     AuditEvent::new(
         actor,
         "batch.requested",
@@ -93,7 +93,7 @@ pub fn batch_requested(actor: &str, batch: &Batch) -> AuditEvent {
 
 /// A chunk of cards was stored and appended to the printer file.
 pub fn chunk_generated(
-    actor: &str,
+    actor: &Actor,
     batch_id: BatchId,
     first_index: u64,
     count: u64,
@@ -114,7 +114,7 @@ pub fn chunk_generated(
 }
 
 /// Every card of a batch is stored and its printer file is complete.
-pub fn batch_completed(actor: &str, batch: &Batch) -> AuditEvent {
+pub fn batch_completed(actor: &Actor, batch: &Batch) -> AuditEvent {
     AuditEvent::new(
         actor,
         "batch.completed",
@@ -124,7 +124,7 @@ pub fn batch_completed(actor: &str, batch: &Batch) -> AuditEvent {
 }
 
 /// The printer file was written; its hash lets anyone check the file delivered is this one.
-pub fn export_written(actor: &str, batch: &Batch, file_name: &str) -> AuditEvent {
+pub fn export_written(actor: &Actor, batch: &Batch, file_name: &str) -> AuditEvent {
     AuditEvent::new(
         actor,
         "export.written",
@@ -139,7 +139,7 @@ pub fn export_written(actor: &str, batch: &Batch, file_name: &str) -> AuditEvent
 }
 
 /// A printer file was checked against the stored digests.
-pub fn export_verified(actor: &str, batch_id: BatchId, rows: u64, mac: &str) -> AuditEvent {
+pub fn export_verified(actor: &Actor, batch_id: BatchId, rows: u64, mac: &str) -> AuditEvent {
     AuditEvent::new(
         actor,
         "export.verified",

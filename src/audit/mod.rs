@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 
 use std::sync::Arc;
 
+use crate::domain::Actor;
 use crate::keys::{KeyId, KeyRing, SealKey, SealPublicKey};
 
 /// How many independent chains the trail has. Fixed by the first migration: changing it would
@@ -48,7 +49,8 @@ const SEAL_SIGN_CONTEXT: &[u8] = b"tender-audit-seal-signature-v2";
 /// A state change to record: who did what to which subject, with non-secret details.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
-    /// Who caused it: `cli:<user>`, `job:<name>` or `system`.
+    /// Who caused it: an [`Actor`]'s full form (`cli:<user>[/<suffix>]`, `job:<name>` or
+    /// `system`).
     pub actor: String,
     /// What happened, as a dotted verb: `batch.requested`.
     pub action: &'static str,
@@ -61,7 +63,7 @@ pub struct AuditEvent {
 impl AuditEvent {
     /// An event whose details are serialised from `details`.
     pub fn new(
-        actor: &str,
+        actor: &Actor,
         action: &'static str,
         subject: String,
         details: impl Serialize,

@@ -11,6 +11,7 @@ use super::output::{progress_bars, visible};
 use crate::app::{self, App, Launch};
 use crate::clock::SystemClock;
 use crate::config::Settings;
+use crate::domain::Actor;
 use crate::formats::printer_file;
 use crate::jobs::{Catalog, RunMode};
 use crate::keys::{KeyNeeds, KeyPurpose, SealKey};
@@ -28,10 +29,7 @@ pub(super) struct DemoArgs {
     cards: u64,
 }
 
-/// The actor the demo records.
-const ACTOR: &str = "cli:demo";
-
-pub(super) async fn run(args: DemoArgs) -> Result<(), CliError> {
+pub(super) async fn run(args: DemoArgs, actor: Actor) -> Result<(), CliError> {
     let clock = SystemClock::shared();
     let dir = args.dir.unwrap_or_else(|| {
         PathBuf::from(format!(
@@ -61,8 +59,12 @@ pub(super) async fn run(args: DemoArgs) -> Result<(), CliError> {
     }
     let started = Instant::now();
     let settings = Settings::in_dir(&dir);
-    app::init(&settings, clock.clone(), ACTOR).await?;
-    app::launch(&settings, clock, Demo { cards: args.cards }).await??;
+    app::init(&settings, clock.clone(), &actor).await?;
+    let demo = Demo {
+        cards: args.cards,
+        actor,
+    };
+    app::launch(&settings, clock, demo).await??;
     println!(
         "demo finished in {:.2} s; everything is in {}",
         started.elapsed().as_secs_f64(),
@@ -74,6 +76,7 @@ pub(super) async fn run(args: DemoArgs) -> Result<(), CliError> {
 
 struct Demo {
     cards: u64,
+    actor: Actor,
 }
 
 impl Launch for Demo {
@@ -85,7 +88,10 @@ impl Launch for Demo {
 
     async fn run<S: Store>(self, app: App<S>) -> Result<(), CliError> {
         let services = app.services();
-        let retailer = services.retailers().add("Demo Books", "2.5", ACTOR).await?;
+        let retailer = services
+            .retailers()
+            .add("Demo Books", "2.5", &self.actor)
+            .await?;
         println!(
             "1. retailer {} added: {} with {}% commission",
             retailer.id,
@@ -101,7 +107,7 @@ impl Launch for Demo {
             expires_in_days: Some(5 * 365),
             ..BatchForm::default()
         };
-        let requested = services.batches().request(&form, ACTOR).await?;
+        let requested = services.batches().request(&form, &self.actor).await?;
         println!(
             "2. batch {} requested: {} cards of {}",
             requested.id, requested.count, requested.value
@@ -124,7 +130,7 @@ impl Launch for Demo {
             .settings()
             .export_dir()
             .join(printer_file::file_name(batch.id));
-        let check = services.printer_check().verify(&file, ACTOR).await?;
+        let check = services.printer_check().verify(&file, &self.actor).await?;
         println!(
             "4. printer file {} verified: {} codes match their digests (MAC {})",
             file.display(),

@@ -14,10 +14,12 @@ use std::fmt;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use nix::unistd::{Uid, User};
 
 use crate::app::{self, App, Launch};
 use crate::clock::SystemClock;
 use crate::config::{DEFAULT_DATA_DIR, SealAgeMax, Settings, redact_url};
+use crate::domain::Actor;
 use crate::error::Classify;
 use crate::keys::KeyNeeds;
 use crate::store::Store;
@@ -61,8 +63,10 @@ struct Global {
     /// number and s, m, h or d, from 1m to 366d.
     #[arg(long, global = true, env = "TENDER_SEAL_AGE_MAX", default_value = SealAgeMax::DEFAULT_TEXT)]
     seal_age_max: SealAgeMax,
-    /// Who is acting, as recorded in the audit trail (default: cli:$USER).
-    #[arg(long, global = true, env = "TENDER_ACTOR")]
+    /// A note the audit trail records after the user, as cli:<user>/<NOTE> (the user is always
+    /// this process's, from the passwd file): 1 to 32 characters from A-Z a-z 0-9 . _ -, such as
+    /// a ticket number.
+    #[arg(long, global = true, env = "TENDER_ACTOR", value_name = "NOTE")]
     actor: Option<String>,
     /// Output format of read commands.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
@@ -139,7 +143,7 @@ impl<E: Classify + fmt::Display> From<E> for CliError {
 
 /// What every command needs besides the app.
 struct Ctx {
-    actor: String,
+    actor: Actor,
     format: Format,
 }
 
@@ -168,13 +172,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         witness_file: cli.global.witness_file,
         seal_age_max: cli.global.seal_age_max,
     };
+    // Before anything opens: a refused actor leaves no trace.
     let ctx = Ctx {
-        actor: cli.global.actor.unwrap_or_else(|| {
-            format!(
-                "cli:{}",
-                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-            )
-        }),
+        actor: cli_actor(cli.global.actor.as_deref())?,
         format: cli.global.format,
     };
     match cli.command {
@@ -189,9 +189,34 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             println!("database ready: {}", redact_url(&settings.database_url()));
             Ok(())
         }
-        Command::Demo(args) => demo::run(args).await,
+        Command::Demo(args) => demo::run(args, ctx.actor).await,
         command => app::launch(&settings, SystemClock::shared(), Dispatch { ctx, command }).await?,
     }
+}
+
+/// The actor this process records: `cli:` and the passwd name of its effective user, which
+/// the caller cannot choose (unlike `$USER`), then `/<suffix>` when one was given.
+fn cli_actor(suffix: Option<&str>) -> Result<Actor, CliError> {
+    let uid = Uid::effective();
+    let user = match User::from_uid(uid) {
+        Ok(Some(user)) => user,
+        Ok(None) => {
+            return Err(CliError::new(
+                "actor.unknown_user",
+                format!(
+                    "user id {uid} has no passwd entry, so the audit trail cannot name who is \
+                     acting; add one for it"
+                ),
+            ));
+        }
+        Err(errno) => {
+            return Err(CliError::new(
+                "actor.unknown_user",
+                format!("cannot read the passwd entry of user id {uid}: {errno}"),
+            ));
+        }
+    };
+    Ok(Actor::cli(&user.name, suffix)?)
 }
 
 /// A command that runs over an open app.

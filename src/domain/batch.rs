@@ -260,7 +260,8 @@ pub struct Batch {
     pub export_location: Option<String>,
     /// Why generation failed for good, for a failed batch.
     pub failure: Option<String>,
-    /// Who asked for it.
+    /// Who asked for it: an [`Actor`](super::Actor)'s full form, as stored (rows older than the
+    /// check may hold any text).
     pub requested_by: String,
     /// When it was asked for.
     pub requested_at: DateTime<Utc>,

@@ -1,10 +1,12 @@
-//! The domain layer: gift card codes, card serials, money, regions, retailers and batches.
+//! The domain layer: gift card codes, card serials, money, regions, retailers, batches, and
+//! the actors the audit trail records.
 //!
 //! These types depend on nothing else in the crate, and on no database,
 //! job queue or file format (no sqlx, apalis or csv): they only parse,
 //! validate and format values, so every other layer can rely on a value of
 //! one of these types being valid.
 
+mod actor;
 mod batch;
 mod code;
 mod digits;
@@ -14,6 +16,7 @@ mod region;
 mod retailer;
 mod serial;
 
+pub use actor::{ACTOR_SUFFIX_MAX_CHARS, ACTOR_USER_MAX_CHARS, Actor, ActorError};
 pub use batch::{
     Batch, BatchError, BatchId, BatchRequest, BatchState, CardValue, MAX_CARDS_PER_BATCH,
     MAX_EXPIRY_DAYS, max_card_value,

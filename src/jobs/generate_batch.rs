@@ -7,15 +7,13 @@ use serde::Deserialize;
 use super::definitions::{DefinitionError, DefinitionSource, JobDefinition, JobPolicy, Trigger};
 use super::{Job, ProgressFn};
 use crate::codegen::CodeGenerator;
-use crate::domain::BatchId;
-use crate::service::Services;
+use crate::domain::{Actor, BatchId};
 use crate::service::generation::{GenerateBatch, GenerateError};
+use crate::service::{JobPayload, Services};
 use crate::store::Store;
 
 /// Largest chunk a generation job may use: bounds the memory one chunk holds.
 pub const CHUNK_CARDS_MAX: usize = 100_000;
-/// The actor the generation job records in the audit trail.
-const ACTOR: &str = "job:generate-batch";
 
 /// The definition's file, and its compiled-in copy.
 pub const SOURCE: DefinitionSource = DefinitionSource {
@@ -91,7 +89,8 @@ impl<S: Store> Job for GenerateBatchJob<S> {
                 id,
                 &mut source,
                 self.definition.params.chunk_cards,
-                ACTOR,
+                // The job's own name, so the trail says `job:generate-batch`.
+                &Actor::job(GenerateBatch::JOB),
                 &*self.progress,
             )
             .await?;

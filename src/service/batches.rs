@@ -8,8 +8,8 @@ use super::keys::KeyUseError;
 use super::{JobPayload, Rerun, Services};
 use crate::audit::events;
 use crate::domain::{
-    Batch, BatchError, BatchId, BatchRequest, CardValue, Currency, Money, MoneyError, PageRows,
-    Region, RegionError, RetailerError, RetailerName, SERIAL_SEQUENCE_MAX,
+    Actor, Batch, BatchError, BatchId, BatchRequest, CardValue, Currency, Money, MoneyError,
+    PageRows, Region, RegionError, RetailerError, RetailerName, SERIAL_SEQUENCE_MAX,
 };
 use crate::error::{Classify, Kind};
 use crate::keys::KeyPurpose;
@@ -195,7 +195,11 @@ pub struct Batches<'a, S>(pub(super) &'a Services<S>);
 impl<S: Store> Batches<'_, S> {
     /// Records a batch request and queues its generation. The job reaches the job runner
     /// through the outbox, so a request is never recorded without its job, nor the reverse.
-    pub async fn request(&self, form: &BatchForm, actor: &str) -> Result<Batch, RequestBatchError> {
+    pub async fn request(
+        &self,
+        form: &BatchForm,
+        actor: &Actor,
+    ) -> Result<Batch, RequestBatchError> {
         let request = form.parse()?;
         let mut rerun = Rerun::new();
         loop {
@@ -209,7 +213,7 @@ impl<S: Store> Batches<'_, S> {
     async fn request_once(
         &self,
         request: &BatchRequest,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Batch, RequestBatchError> {
         let services = self.0;
         let mut tx = services.store.begin().await?;
@@ -259,7 +263,7 @@ impl<S: Store> Batches<'_, S> {
     /// Puts a failed batch back to requested: deletes the cards it had stored (their codes
     /// exist only in a printer file that can no longer be finished, which the operator must
     /// destroy) and queues its generation again.
-    pub async fn restart(&self, id: BatchId, actor: &str) -> Result<Batch, RestartBatchError> {
+    pub async fn restart(&self, id: BatchId, actor: &Actor) -> Result<Batch, RestartBatchError> {
         let mut rerun = Rerun::new();
         loop {
             match self.restart_once(id, actor).await {
@@ -269,7 +273,7 @@ impl<S: Store> Batches<'_, S> {
         }
     }
 
-    async fn restart_once(&self, id: BatchId, actor: &str) -> Result<Batch, RestartBatchError> {
+    async fn restart_once(&self, id: BatchId, actor: &Actor) -> Result<Batch, RestartBatchError> {
         let services = self.0;
         let mut tx = services.store.begin().await?;
         let batch = tx.batch(id).await?.ok_or(RestartBatchError::NotFound(id))?;

@@ -8,7 +8,7 @@ use super::keys::KeyUseError;
 use super::{JobPayload, Rerun, Services};
 use crate::audit::events;
 use crate::codegen::{CodeDigest, CodeSource, Digester};
-use crate::domain::{Batch, BatchId, BatchState, Code};
+use crate::domain::{Actor, Batch, BatchId, BatchState, Code};
 use crate::error::{Classify, Kind};
 use crate::formats::printer_file::{self, ExportError, PrinterFile, PrinterLock};
 use crate::keys::KeyId;
@@ -102,7 +102,7 @@ impl<S: Store> Generation<'_, S> {
         id: BatchId,
         source: &mut dyn CodeSource,
         chunk_cards: usize,
-        actor: &str,
+        actor: &Actor,
         progress: &(dyn Fn(&Batch) + Send + Sync),
     ) -> Result<Batch, GenerateError> {
         let services = self.0;
@@ -188,7 +188,7 @@ impl<S: Store> Generation<'_, S> {
         token: &str,
         lock: &PrinterLock,
         location: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(Batch, PrinterFile), GenerateError> {
         let mut rerun = Rerun::new();
         loop {
@@ -246,7 +246,7 @@ impl<S: Store> Generation<'_, S> {
         id: BatchId,
         token: &str,
         reason: String,
-        actor: &str,
+        actor: &Actor,
         claim: bool,
     ) -> GenerateError {
         let attempt = async {
@@ -271,7 +271,7 @@ impl<S: Store> Generation<'_, S> {
         id: BatchId,
         token: &str,
         reason: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(), GenerateError> {
         if !tx.fail_batch(id, token, reason).await? {
             return Err(GenerateError::LostLease(id));
@@ -317,7 +317,7 @@ impl<S: Store> Generation<'_, S> {
         chunk: &mut Chunk,
         source: &mut dyn CodeSource,
         file: &mut PrinterFile,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(u64, u64), GenerateError> {
         let services = self.0;
         let count = chunk.codes.len() as u64;
@@ -423,7 +423,7 @@ impl<S: Store> Generation<'_, S> {
         id: BatchId,
         token: &str,
         mac: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Batch, GenerateError> {
         let services = self.0;
         let mut tx = services.store.begin().await?;

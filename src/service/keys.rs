@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::{Rerun, Services};
 use crate::audit::{AuditSigner, events};
 use crate::codegen::Digester;
+use crate::domain::Actor;
 use crate::error::{Classify, Kind};
 use crate::keys::{
     KeyError, KeyFileLock, KeyId, KeyNeeds, KeyPurpose, KeyRing, KeyState, Keychain, RecordedKey,
@@ -279,7 +280,11 @@ impl<S: Store> KeyAdmin<'_, S> {
     /// file if it is missing and records every key of the ring (the newest active). For one it
     /// does record, creates nothing: the local ring must match, or init fails. Key files
     /// created by a run that fails are removed again.
-    pub async fn register(&self, key_dir: &Path, actor: &str) -> Result<Registered, KeyAdminError> {
+    pub async fn register(
+        &self,
+        key_dir: &Path,
+        actor: &Actor,
+    ) -> Result<Registered, KeyAdminError> {
         let mut done = Registered::default();
         let result = self.register_once(key_dir, actor, &mut done).await;
         if result.is_err() {
@@ -293,7 +298,7 @@ impl<S: Store> KeyAdmin<'_, S> {
     async fn register_once(
         &self,
         key_dir: &Path,
-        actor: &str,
+        actor: &Actor,
         done: &mut Registered,
     ) -> Result<(), KeyAdminError> {
         let services = self.0;
@@ -376,7 +381,7 @@ impl<S: Store> KeyAdmin<'_, S> {
         &self,
         purpose: KeyPurpose,
         key_dir: &Path,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<KeyId, KeyAdminError> {
         let services = self.0;
         // Held until the new key is written: two additions on this host never lose one.
@@ -424,7 +429,7 @@ impl<S: Store> KeyAdmin<'_, S> {
         &self,
         purpose: KeyPurpose,
         id: KeyId,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<bool, KeyAdminError> {
         let mut rerun = Rerun::new();
         loop {
@@ -439,7 +444,7 @@ impl<S: Store> KeyAdmin<'_, S> {
         &self,
         purpose: KeyPurpose,
         id: KeyId,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<bool, KeyAdminError> {
         let services = self.0;
         let mut tx = services.store.begin().await?;

@@ -10,7 +10,7 @@ use super::keys::KeyUseError;
 use super::{Rerun, Services};
 use crate::audit::events;
 use crate::codegen::Digester;
-use crate::domain::{Batch, BatchId};
+use crate::domain::{Actor, Batch, BatchId};
 use crate::error::{Classify, Kind};
 use crate::formats::printer_file::{self, PrinterFileReader, PrinterRow};
 use crate::keys::KeyId;
@@ -76,7 +76,7 @@ impl<S: Store> PrinterCheck<'_, S> {
     pub async fn verify(
         &self,
         path: &Path,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<PrinterFileCheck, VerifyPrinterFileError> {
         let mismatch = |reason: String| VerifyPrinterFileError::Mismatch {
             file: path.display().to_string(),

@@ -3,7 +3,9 @@
 use super::keys::KeyUseError;
 use super::{Rerun, Services};
 use crate::audit::events;
-use crate::domain::{CommissionRate, NewRetailer, PageRows, Retailer, RetailerError, RetailerName};
+use crate::domain::{
+    Actor, CommissionRate, NewRetailer, PageRows, Retailer, RetailerError, RetailerName,
+};
 use crate::error::{Classify, Kind};
 use crate::store::{AuditRepo, RetailerRepo, Store, StoreError, Tx};
 
@@ -54,7 +56,7 @@ impl<S: Store> Retailers<'_, S> {
         &self,
         name: &str,
         commission_percent: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Retailer, AddRetailerError> {
         let new = NewRetailer {
             name: RetailerName::parse(name)?,
@@ -69,7 +71,11 @@ impl<S: Store> Retailers<'_, S> {
         }
     }
 
-    async fn add_once(&self, new: &NewRetailer, actor: &str) -> Result<Retailer, AddRetailerError> {
+    async fn add_once(
+        &self,
+        new: &NewRetailer,
+        actor: &Actor,
+    ) -> Result<Retailer, AddRetailerError> {
         let services = self.0;
         let mut tx = services.store.begin().await?;
         let at = services.clock.now();

@@ -27,8 +27,8 @@ use sqlx::{Pool, Transaction};
 use crate::audit::{AuditEvent, AuditRecord, AuditSigner, ChainHead, Seal};
 use crate::codegen::CodeDigest;
 use crate::domain::{
-    Batch, BatchId, BatchState, CardValue, NewRetailer, PageRows, Region, Retailer, RetailerId,
-    RetailerName,
+    Actor, Batch, BatchId, BatchState, CardValue, NewRetailer, PageRows, Region, Retailer,
+    RetailerId, RetailerName,
 };
 use crate::error::{Classify, Kind};
 use crate::keys::{KeyId, KeyPurpose, RecordedKey};
@@ -236,7 +236,7 @@ pub struct NewBatch<'a> {
     /// Lookup key the codes will be digested under.
     pub lookup_key_id: KeyId,
     /// Who asked for it.
-    pub requested_by: &'a str,
+    pub requested_by: &'a Actor,
     /// When.
     pub requested_at: DateTime<Utc>,
 }

@@ -12,12 +12,12 @@ use tender::app::App;
 use tender::audit::{AuditEvent, AuditRecord, AuditSigner, Problem, Seal, VerifyReport};
 use tender::codegen::CodeGenerator;
 use tender::config::{SealAgeMax, Settings};
-use tender::domain::PageRows;
+use tender::domain::{Actor, PageRows};
 use tender::keys::{KeyId, KeyNeeds, KeyPurpose, KeyRing, SealKey, SealPublicKey};
 use tender::service::trail::{TrailError, VerifyRequest};
 use tender::store::{AuditRepo, Store, Tx};
 
-use crate::helpers::{TestApp, both_backends};
+use crate::helpers::{TestApp, actor, both_backends};
 
 /// The sealing host: its seal key and its witness file.
 struct Sealer {
@@ -523,19 +523,20 @@ async fn a_record_under_a_retired_audit_key_after_the_rotation_is_named<S: Store
     let services = env.app.services();
     let new_id = services
         .keys()
-        .add(KeyPurpose::Audit, &key_dir, "test")
+        .add(KeyPurpose::Audit, &key_dir, &actor())
         .await
         .unwrap();
     services
         .keys()
-        .activate(KeyPurpose::Audit, new_id, "test")
+        .activate(KeyPurpose::Audit, new_id, &actor())
         .await
         .unwrap();
     batch_trail(&env).await;
     let report = env.verify().await;
     assert!(report.is_intact(), "{:?}", report.problem);
     // Whoever kept key 1 writes a record with a correct tag and hash under it.
-    let event = AuditEvent::new("cli:mallory", "batch.completed", "batch:1".into(), 0);
+    let mallory = Actor::cli("mallory", None).unwrap();
+    let event = AuditEvent::new(&mallory, "batch.completed", "batch:1".into(), 0);
     let mut tx = env.store().begin().await.unwrap();
     tx.set_chain_key(old.key_id()).await.unwrap();
     let at = tender::clock::Clock::now(&env.clock);
@@ -629,7 +630,7 @@ async fn init_hashes_records_from_before_hashes<S: Store>(env: TestApp<S>) {
     tender::app::init(
         &env.db.settings(),
         std::sync::Arc::new(env.clock.clone()),
-        "test",
+        &actor(),
     )
     .await
     .unwrap();

@@ -5,6 +5,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use sqlx::Connection;
+
 use crate::helpers::TestDb;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tender");
@@ -35,10 +37,10 @@ fn tender(db: &TestDb) -> Command {
     command
         .env_remove("TENDER_LOOKUP_KEYS")
         .env_remove("TENDER_AUDIT_KEYS")
+        .env_remove("TENDER_ACTOR")
         .env("TENDER_DATA_DIR", db.path())
         .env("TENDER_DATABASE_URL", &db.url)
-        .env("TENDER_JOBS_DIR", db.path().join("jobs"))
-        .env("TENDER_ACTOR", "cli:test");
+        .env("TENDER_JOBS_DIR", db.path().join("jobs"));
     command
 }
 
@@ -94,6 +96,71 @@ fn create(db: &TestDb, count: u64) {
             "US",
         ],
     );
+}
+
+/// The arguments of a one-card batch for Acme.
+const ONE_CARD: &[&str] = &[
+    "batch",
+    "create",
+    "--retailer",
+    "Acme",
+    "--count",
+    "1",
+    "--value",
+    "25.00",
+    "--currency",
+    "USD",
+    "--region",
+    "US",
+];
+
+/// Runs `sql` with text `binds` on the test's database behind tender's back and returns the
+/// first column of its rows as text. Its own thread and runtime: the PostgreSQL variants of
+/// the tests already run inside a runtime.
+fn sql(db: &TestDb, sql: &'static str, binds: &[&str]) -> Vec<String> {
+    let url = db.url.clone();
+    let binds: Vec<String> = binds.iter().map(|b| b.to_string()).collect();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                // A query is typed by its database: one body, spelled for each.
+                macro_rules! on {
+                    ($conn:ty) => {{
+                        let mut conn = <$conn>::connect(&url).await.unwrap();
+                        let mut query = sqlx::query_scalar::<_, String>(sql);
+                        for bind in &binds {
+                            query = query.bind(bind);
+                        }
+                        query.fetch_all(&mut conn).await.unwrap()
+                    }};
+                }
+                if url.starts_with("sqlite:") {
+                    on!(sqlx::SqliteConnection)
+                } else {
+                    on!(sqlx::PgConnection)
+                }
+            })
+    })
+    .join()
+    .unwrap()
+}
+
+/// The actors of the records with `action`, in the order they were written.
+fn actors_of(db: &TestDb, action: &str) -> Vec<String> {
+    sql(
+        db,
+        "SELECT actor FROM audit_record WHERE action = $1 ORDER BY recorded_at, chain, seq",
+        &[action],
+    )
+}
+
+/// The passwd name of the user the tests run as: the one tender must record.
+fn os_user() -> String {
+    let uid = nix::unistd::Uid::effective();
+    nix::unistd::User::from_uid(uid).unwrap().unwrap().name
 }
 
 fn batch_json(db: &TestDb, id: u64) -> serde_json::Value {
@@ -280,27 +347,91 @@ both_backends_cli!(bad_input_gets_a_clear_error_and_writes_nothing);
 
 both_backends_cli!(killed_worker_resumes_to_exactly_n_cards);
 
-/// An actor that retitles the reader's terminal and clears the screen.
-const HOSTILE_ACTOR: &str = "cli:\u{1b}]0;owned\u{7}\u{1b}[2J\u{202e}";
-
-fn a_stored_escape_sequence_is_shown_not_replayed(db: TestDb) {
+/// Claiming a reserved form, or a suffix that carries an escape sequence, is refused with its
+/// code before anything opens: no database, no key file, no record.
+fn an_actor_suffix_that_is_not_a_plain_note_is_refused_and_writes_nothing(db: TestDb) {
+    let claim_the_job = |args: &[&str]| {
+        let mut command = tender(&db);
+        command.env("TENDER_ACTOR", "job:generate-batch").args(args);
+        command
+    };
+    let retitle = |args: &[&str]| {
+        let mut command = tender(&db);
+        command.arg("--actor").arg("x\u{1b}]0;owned").args(args);
+        command
+    };
+    let refused = |mut command: Command| {
+        let out = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.ends_with("[actor.invalid_suffix]\n"), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            !stderr.contains('\u{1b}'),
+            "the input is not echoed: {stderr:?}"
+        );
+    };
+    refused(claim_the_job(&["init"]));
+    refused(retitle(&["init"]));
+    assert_eq!(
+        std::fs::read_dir(db.path()).unwrap().count(),
+        0,
+        "no database, key file or directory was created"
+    );
     setup(&db, 1000);
+    let trail = || {
+        sql(
+            &db,
+            "SELECT action || ' ' || subject FROM audit_record ORDER BY chain, seq",
+            &[],
+        )
+    };
+    let before = trail();
+    refused(claim_the_job(ONE_CARD));
+    refused(retitle(ONE_CARD));
+    refused(retitle(&[
+        "retailer",
+        "add",
+        "--name",
+        "Bolt",
+        "--commission",
+        "1",
+    ]));
+    assert_eq!(trail(), before);
+    assert!(sql(&db, "SELECT requested_by FROM batch", &[]).is_empty());
+    ok(&db, &["audit", "verify"]);
+}
+both_backends_cli!(an_actor_suffix_that_is_not_a_plain_note_is_refused_and_writes_nothing);
+
+/// The user part of the actor is the passwd name of the process's user, whatever `$USER`
+/// says; `--actor` and TENDER_ACTOR only add a note after it.
+fn the_recorded_actor_is_the_os_user_and_the_callers_note(db: TestDb) {
+    let user = os_user();
+    let plain = format!("cli:{user}");
+    let noted = format!("cli:{user}/ticket-42");
+    let as_mallory = |args: &[&str]| {
+        let out = tender(&db)
+            .env("USER", "mallory")
+            .env("LOGNAME", "mallory")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    setup(&db, 1000);
+    assert_eq!(actors_of(&db, "key.recorded"), [plain.as_str(); 2]);
+    assert_eq!(actors_of(&db, "retailer.added"), [plain.as_str()]);
+    let mut args = vec!["--actor", "ticket-42"];
+    args.extend_from_slice(ONE_CARD);
+    as_mallory(&args);
+    as_mallory(ONE_CARD);
     let out = tender(&db)
-        .env("TENDER_ACTOR", HOSTILE_ACTOR)
-        .args([
-            "batch",
-            "create",
-            "--retailer",
-            "acme",
-            "--count",
-            "1",
-            "--value",
-            "25.00",
-            "--currency",
-            "USD",
-            "--region",
-            "US",
-        ])
+        .env("TENDER_ACTOR", "ticket-42")
+        .args(ONE_CARD)
         .output()
         .unwrap();
     assert!(
@@ -308,6 +439,31 @@ fn a_stored_escape_sequence_is_shown_not_replayed(db: TestDb) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(
+        actors_of(&db, "batch.requested"),
+        [noted.as_str(), plain.as_str(), noted.as_str()]
+    );
+    assert_eq!(batch_json(&db, 1)["requested_by"], noted);
+    assert_eq!(batch_json(&db, 2)["requested_by"], plain);
+    let shown = ok(&db, &["batch", "show", "1"]);
+    assert!(shown.contains(&format!(" by {noted}\n")), "{shown}");
+    ok(&db, &["work", "--drain"]);
+    assert_eq!(actors_of(&db, "batch.completed"), ["job:generate-batch"; 3]);
+    let every = sql(&db, "SELECT actor FROM audit_record", &[]);
+    assert!(!every.iter().any(|a| a.contains("mallory")), "{every:?}");
+    ok(&db, &["audit", "verify"]);
+}
+both_backends_cli!(the_recorded_actor_is_the_os_user_and_the_callers_note);
+
+/// An actor that retitles the reader's terminal and clears the screen.
+const HOSTILE_ACTOR: &str = "cli:\u{1b}]0;owned\u{7}\u{1b}[2J\u{202e}";
+
+/// What tender can no longer store (a row written before actors were checked, or by hand) is
+/// still shown escaped, never replayed in the reader's terminal.
+fn a_stored_escape_sequence_is_shown_not_replayed(db: TestDb) {
+    setup(&db, 1000);
+    create(&db, 1);
+    sql(&db, "UPDATE batch SET requested_by = $1", &[HOSTILE_ACTOR]);
     let shown = ok(&db, &["batch", "show", "1"]);
     assert!(!shown.contains('\u{1b}'), "{shown:?}");
     assert!(!shown.contains('\u{7}'), "{shown:?}");
@@ -612,7 +768,7 @@ fn finance_verifies_with_the_public_key_and_the_witness(db: TestDb) {
             .unwrap();
     assert_eq!(json["proofs"]["record_tags"], false);
     assert_eq!(json["newest_seal"]["seal_id"], 2);
-    sql(&db, "DELETE FROM audit_seal WHERE seal_id = 2");
+    sql(&db, "DELETE FROM audit_seal WHERE seal_id = 2", &[]);
     let out = verify(&full);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -620,27 +776,3 @@ fn finance_verifies_with_the_public_key_and_the_witness(db: TestDb) {
     assert!(stderr.contains("the witness holds seal 2"), "{stderr}");
 }
 both_backends_cli!(finance_verifies_with_the_public_key_and_the_witness);
-
-/// Raw SQL behind tender's back, as a database writer would run it.
-fn sql(db: &TestDb, statement: &str) {
-    use sqlx::Connection;
-    let (url, statement) = (db.url.clone(), sqlx::AssertSqlSafe(statement.to_string()));
-    // Its own thread and runtime: the PostgreSQL variant's body already runs inside one.
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            if url.starts_with("sqlite") {
-                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-                sqlx::query(statement).execute(&mut conn).await.unwrap();
-            } else {
-                let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-                sqlx::query(statement).execute(&mut conn).await.unwrap();
-            }
-        });
-    })
-    .join()
-    .unwrap();
-}

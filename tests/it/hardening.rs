@@ -17,7 +17,7 @@ use tender::keys::{KeyId, KeyNeeds, KeyPurpose, KeyRing};
 use tender::service::generation::GenerateError;
 use tender::store::{DbPool, Store};
 
-use crate::helpers::{TestApp, both_backends, usd_form};
+use crate::helpers::{TestApp, actor, both_backends, usd_form};
 
 /// Settings like the test's, with keys in `key_dir`.
 fn with_keys(env_settings: Settings, key_dir: PathBuf) -> Settings {
@@ -39,7 +39,7 @@ async fn attempt<S: Store>(
             id,
             &mut CodeGenerator::from_os_rng(),
             chunk,
-            "test",
+            &actor(),
             &|_| {},
         )
         .await
@@ -68,15 +68,19 @@ async fn a_second_hosts_keys_are_refused_and_init_creates_nothing<S: Store>(env:
     let settings = with_keys(env.db.settings(), other.clone());
     assert_eq!(open(&env, &settings).await.err().unwrap(), "keys.different");
     let clock = std::sync::Arc::new(env.clock.clone());
-    let refused = app::init(&settings, clock.clone(), "test")
+    let refused = app::init(&settings, clock.clone(), &actor())
         .await
         .unwrap_err();
     assert_eq!(refused.code(), "keys.different");
     // A host with no key files at all gets none made for it: it must copy them.
     let empty = env.db.path().join("host-c-keys");
-    let refused = app::init(&with_keys(env.db.settings(), empty.clone()), clock, "test")
-        .await
-        .unwrap_err();
+    let refused = app::init(
+        &with_keys(env.db.settings(), empty.clone()),
+        clock,
+        &actor(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(refused.code(), "keys.not_in_ring");
     assert!(!empty.join("lookup.keys").exists() && !empty.join("audit.keys").exists());
     // Nothing was recorded for the other keys.
@@ -106,23 +110,23 @@ async fn a_worker_whose_ring_went_stale_fails_transiently_then_loads_it_again<S:
     env.app
         .services()
         .retailers()
-        .add("Acme", "2.5", "test")
+        .add("Acme", "2.5", &actor())
         .await
         .unwrap();
     // Host A rotates the lookup key and activates it before B has the file.
     let admin = env.app.services().keys();
     let id = admin
-        .add(KeyPurpose::Lookup, &a_keys, "test")
+        .add(KeyPurpose::Lookup, &a_keys, &actor())
         .await
         .unwrap();
     admin
-        .activate(KeyPurpose::Lookup, id, "test")
+        .activate(KeyPurpose::Lookup, id, &actor())
         .await
         .unwrap();
     let batch = host_b
         .services()
         .batches()
-        .request(&usd_form(10), "test")
+        .request(&usd_form(10), &actor())
         .await
         .unwrap();
     assert_eq!(batch.lookup_key_id, id.get());
@@ -148,9 +152,10 @@ both_backends!(
 async fn two_key_additions_at_once_lose_neither<S: Store>(env: TestApp<S>) {
     let key_dir = env.db.settings().key_dir();
     let admin = env.app.services().keys();
+    let actor = actor();
     let (a, b) = tokio::join!(
-        admin.add(KeyPurpose::Audit, &key_dir, "test"),
-        admin.add(KeyPurpose::Audit, &key_dir, "test")
+        admin.add(KeyPurpose::Audit, &key_dir, &actor),
+        admin.add(KeyPurpose::Audit, &key_dir, &actor)
     );
     let mut ids = [a.unwrap().get(), b.unwrap().get()];
     ids.sort();
@@ -229,7 +234,7 @@ async fn a_batch_resumed_in_another_export_directory_fails_until_restarted<S: St
     elsewhere
         .services()
         .batches()
-        .restart(batch.id, "test")
+        .restart(batch.id, &actor())
         .await
         .unwrap();
     assert_eq!(env.count("SELECT count(*) FROM card").await, 0);
@@ -238,7 +243,7 @@ async fn a_batch_resumed_in_another_export_directory_fails_until_restarted<S: St
     elsewhere
         .services()
         .printer_check()
-        .verify(&other_dir.join(printer_file::file_name(batch.id)), "test")
+        .verify(&other_dir.join(printer_file::file_name(batch.id)), &actor())
         .await
         .unwrap();
     let report = env.verify().await;
@@ -291,7 +296,7 @@ async fn an_export_directory_others_may_enter_is_refused<S: Store>(env: TestApp<
     env.app
         .services()
         .batches()
-        .restart(batch.id, "test")
+        .restart(batch.id, &actor())
         .await
         .unwrap();
     let done = attempt(&env.app, batch.id, 5).await.unwrap();
@@ -328,7 +333,7 @@ async fn a_one_card_files_recorded_hash_is_keyed<S: Store>(env: TestApp<S>) {
         .app
         .services()
         .printer_check()
-        .verify(&file, "test")
+        .verify(&file, &actor())
         .await
         .unwrap();
     assert_eq!(check.mac, mac);
@@ -437,7 +442,7 @@ async fn collide(
     let done = app
         .services()
         .generation()
-        .generate(second.id, &mut source, 20, "test", &|_| {})
+        .generate(second.id, &mut source, 20, &actor(), &|_| {})
         .await
         .unwrap();
     assert_eq!(done.collisions, 1);

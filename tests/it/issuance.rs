@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::helpers::{TestApp, both_backends, usd_form};
+use crate::helpers::{TestApp, actor, both_backends, usd_form};
 use tender::codegen::{CodeGenerator, CodeSource, ScriptedCodes};
 use tender::domain::{BatchState, Code};
 use tender::error::Classify;
@@ -43,7 +43,7 @@ async fn a_batch_of_n_yields_n_cards_with_n_distinct_digests<S: Store>(env: Test
         .app
         .services()
         .printer_check()
-        .verify(&env.export_file(batch.id), "test")
+        .verify(&env.export_file(batch.id), &actor())
         .await
         .unwrap();
     assert_eq!(check.rows, 2_345);
@@ -82,7 +82,7 @@ async fn a_duplicate_digest_is_regenerated_and_counted<S: Store>(env: TestApp<S>
     env.app
         .services()
         .printer_check()
-        .verify(&env.export_file(second.id), "test")
+        .verify(&env.export_file(second.id), &actor())
         .await
         .unwrap();
 }
@@ -174,7 +174,7 @@ async fn bad_batch_requests_are_refused_and_write_nothing<S: Store>(env: TestApp
             .app
             .services()
             .batches()
-            .request(&form, "test")
+            .request(&form, &actor())
             .await
             .unwrap_err();
         assert_eq!(error.code(), code, "{error}");
@@ -189,7 +189,7 @@ async fn bad_batch_requests_are_refused_and_write_nothing<S: Store>(env: TestApp
         .app
         .services()
         .retailers()
-        .add("Acme", "1", "test")
+        .add("Acme", "1", &actor())
         .await
         .unwrap_err();
     assert_eq!(duplicate.code(), "store.duplicate_retailer");
@@ -208,7 +208,7 @@ async fn a_variable_value_batch_records_its_range<S: Store>(env: TestApp<S>) {
         .app
         .services()
         .batches()
-        .request(&form, "test")
+        .request(&form, &actor())
         .await
         .unwrap();
     assert_eq!(batch.value.to_string(), "10.00 to 500.00 USD");
@@ -247,7 +247,7 @@ async fn a_tampered_printer_file_is_caught_without_printing_codes<S: Store>(env:
             .app
             .services()
             .printer_check()
-            .verify(&tampered, "test")
+            .verify(&tampered, &actor())
             .await
             .unwrap_err();
         assert!(
@@ -277,25 +277,37 @@ async fn rotated_keys_still_look_up_and_verify_older_records<S: Store>(env: Test
     for purpose in [KeyPurpose::Lookup, KeyPurpose::Audit] {
         let id = services
             .keys()
-            .add(purpose, &key_dir, "test")
+            .add(purpose, &key_dir, &actor())
             .await
             .unwrap();
         assert_eq!(id, KeyId::new(2).unwrap());
     }
     let pending = services
         .batches()
-        .request(&usd_form(5), "test")
+        .request(&usd_form(5), &actor())
         .await
         .unwrap();
     assert_eq!(pending.lookup_key_id, 1, "a pending key is used by nothing");
     for purpose in [KeyPurpose::Lookup, KeyPurpose::Audit] {
         let id = KeyId::new(2).unwrap();
-        assert!(services.keys().activate(purpose, id, "test").await.unwrap());
-        assert!(!services.keys().activate(purpose, id, "test").await.unwrap());
+        assert!(
+            services
+                .keys()
+                .activate(purpose, id, &actor())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !services
+                .keys()
+                .activate(purpose, id, &actor())
+                .await
+                .unwrap()
+        );
     }
     let new = services
         .batches()
-        .request(&usd_form(20), "test")
+        .request(&usd_form(20), &actor())
         .await
         .unwrap();
     assert_eq!(new.lookup_key_id, 2);
@@ -305,7 +317,7 @@ async fn rotated_keys_still_look_up_and_verify_older_records<S: Store>(env: Test
     let mut source = ScriptedCodes::new([issued.clone()]);
     let done = services
         .generation()
-        .generate(new.id, &mut source, 20, "test", &|_| {})
+        .generate(new.id, &mut source, 20, &actor(), &|_| {})
         .await
         .unwrap();
     assert_eq!(done.collisions, 1);
@@ -333,7 +345,7 @@ async fn rotated_keys_still_look_up_and_verify_older_records<S: Store>(env: Test
     for id in [old.id, new.id, pending.id] {
         services
             .printer_check()
-            .verify(&env.export_file(id), "test")
+            .verify(&env.export_file(id), &actor())
             .await
             .unwrap();
     }

@@ -5,7 +5,7 @@ use tender::domain::{BatchState, PageRows};
 use tender::jobs::{Catalog, RunMode, status};
 use tender::store::{DbPool, Store};
 
-use crate::helpers::{TestApp, both_backends, usd_form};
+use crate::helpers::{TestApp, actor, both_backends, usd_form};
 
 fn catalog() -> Catalog {
     Catalog::load(None).unwrap()
@@ -95,7 +95,7 @@ async fn a_request_that_fails_writes_no_job<S: Store>(env: TestApp<S>) {
     env.app
         .services()
         .batches()
-        .request(&form, "test")
+        .request(&form, &actor())
         .await
         .unwrap_err();
     assert_eq!(env.count("SELECT count(*) FROM outbox").await, 1);

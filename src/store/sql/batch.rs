@@ -39,7 +39,7 @@ impl BatchRepo for SqlTx<Db> {
         .bind(new.expires_at)
         .bind(int(new.first_sequence)?)
         .bind(new.lookup_key_id.stored())
-        .bind(new.requested_by)
+        .bind(new.requested_by.as_str())
         .bind(new.requested_at)
         .fetch_one(&mut *self.tx)
         .await?;

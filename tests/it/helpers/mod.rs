@@ -14,7 +14,7 @@ use tender::audit::VerifyReport;
 use tender::clock::{FixedClock, SharedClock};
 use tender::codegen::CodeSource;
 use tender::config::{SealAgeMax, Settings};
-use tender::domain::{Batch, BatchId};
+use tender::domain::{Actor, Batch, BatchId};
 use tender::keys::KeyNeeds;
 use tender::service::batches::BatchForm;
 use tender::service::trail::VerifyRequest;
@@ -212,7 +212,7 @@ impl<S: Store> TestApp<S> {
     pub async fn new(db: TestDb) -> TestApp<S> {
         let clock = FixedClock::at(epoch());
         let shared: SharedClock = std::sync::Arc::new(clock.clone());
-        app::init(&db.settings(), shared.clone(), "test")
+        app::init(&db.settings(), shared.clone(), &actor())
             .await
             .unwrap();
         let app = App::open(&db.settings(), shared, KeyNeeds::ALL)
@@ -302,13 +302,13 @@ impl<S: Store> TestApp<S> {
         if self.count("SELECT count(*) FROM retailer").await == 0 {
             services
                 .retailers()
-                .add("Acme", "2.5", "test")
+                .add("Acme", "2.5", &actor())
                 .await
                 .unwrap();
         }
         services
             .batches()
-            .request(&usd_form(count), "test")
+            .request(&usd_form(count), &actor())
             .await
             .unwrap()
     }
@@ -318,7 +318,7 @@ impl<S: Store> TestApp<S> {
         self.app
             .services()
             .generation()
-            .generate(id, source, chunk, "test", &|_| {})
+            .generate(id, source, chunk, &actor(), &|_| {})
             .await
             .unwrap()
     }
@@ -354,6 +354,11 @@ impl<S: Store> TestApp<S> {
                 .rows_affected(),
         }
     }
+}
+
+/// The actor the library-level tests record: a person named `test` at the command line.
+pub fn actor() -> Actor {
+    Actor::cli("test", None).unwrap()
 }
 
 pub fn usd_form(count: u64) -> BatchForm {

@@ -7,7 +7,7 @@ use tender::store::{AuditRepo, Store, Tx};
 
 use super::at;
 use super::rows;
-use crate::helpers::{TestApp, both_backends};
+use crate::helpers::{TestApp, actor, both_backends};
 
 fn signer<S: Store>(env: &TestApp<S>) -> AuditSigner {
     let ring = KeyRing::load(KeyPurpose::Audit, &env.db.settings().key_dir()).unwrap();
@@ -23,7 +23,7 @@ async fn appends_chain_their_tags_and_move_the_heads<S: Store>(env: TestApp<S>) 
     let subjects = ["batch:1", "batch:1", "retailer:9", "batch:1"];
     let mut tx = env.store().begin().await.unwrap();
     for (i, subject) in subjects.iter().enumerate() {
-        let event = AuditEvent::new("test", "thing.happened", subject.to_string(), i);
+        let event = AuditEvent::new(&actor(), "thing.happened", subject.to_string(), i);
         tx.append(&signer, &event, at()).await.unwrap();
     }
     tx.commit().await.unwrap();
@@ -89,7 +89,7 @@ async fn an_append_under_a_key_the_heads_no_longer_name_is_refused<S: Store>(env
     let signer = signer(&env);
     let mut tx = env.store().begin().await.unwrap();
     tx.set_chain_key(KeyId::new(2).unwrap()).await.unwrap();
-    let event = AuditEvent::new("test", "thing.happened", "batch:1".into(), 0);
+    let event = AuditEvent::new(&actor(), "thing.happened", "batch:1".into(), 0);
     let refused = tx.append(&signer, &event, at()).await.unwrap_err();
     assert_eq!(tender::error::Classify::code(&refused), "store.moved");
     assert_eq!(

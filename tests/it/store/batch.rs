@@ -6,7 +6,7 @@ use tender::store::{BatchRepo, NewBatch, RetailerRepo, Store, Tx};
 
 use super::rows;
 use super::{acme, at};
-use crate::helpers::{TestApp, both_backends};
+use crate::helpers::{TestApp, actor, both_backends};
 
 async fn insert<S: Store>(tx: &mut S::Tx, count: u64) -> tender::domain::BatchId {
     let retailer = match tx.retailer_by_name(&acme().name).await.unwrap() {
@@ -23,7 +23,7 @@ async fn insert<S: Store>(tx: &mut S::Tx, count: u64) -> tender::domain::BatchId
         expires_at: None,
         first_sequence,
         lookup_key_id: KeyId::new(1).unwrap(),
-        requested_by: "test",
+        requested_by: &actor(),
         requested_at: at(),
     })
     .await
