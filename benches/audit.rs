@@ -168,7 +168,10 @@ async fn trail<S: Store>(backend: &str, url: &str, dir: &Path, records: u64, mea
         start.elapsed().as_secs_f64()
     );
 
-    let bare = {
+    // The bare read runs twice, the first time untimed, so every timed pass finds the same
+    // cache.
+    let mut bare = 0.0;
+    for _ in 0..2 {
         let start = Instant::now();
         let mut tx = app.store().read().await.unwrap();
         let (mut after, mut read) = ((0, 0), 0u64);
@@ -180,8 +183,8 @@ async fn trail<S: Store>(backend: &str, url: &str, dir: &Path, records: u64, mea
         }
         tx.commit().await.unwrap();
         assert!(read >= total);
-        start.elapsed().as_secs_f64()
-    };
+        bare = start.elapsed().as_secs_f64();
+    }
     let request = VerifyRequest {
         public_key: None,
         witness_files: vec![witness],
