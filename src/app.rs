@@ -81,7 +81,8 @@ impl<S: Store> App<S> {
         let opened = async {
             store.check_schema().await?;
             let keys = Keychains::load(needs, &settings.key_dir())?;
-            let services = Services::new(store.clone(), clock, keys, settings.export_dir());
+            let services = Services::new(store.clone(), clock, keys, settings.export_dir())
+                .with_approval_over(settings.approval_over);
             services.keys().check_loaded().await?;
             Ok(services)
         };

@@ -25,6 +25,8 @@ pub struct Settings {
     pub witness_file: Option<PathBuf>,
     /// The oldest the newest witnessed seal may be when the trail is verified.
     pub seal_age_max: SealAgeMax,
+    /// The largest support adjustment posted without a second person's approval.
+    pub approval_over: ApprovalThreshold,
 }
 
 impl Settings {
@@ -38,6 +40,7 @@ impl Settings {
             jobs_dir: None,
             witness_file: None,
             seal_age_max: SealAgeMax::default(),
+            approval_over: ApprovalThreshold::default(),
         }
     }
 
@@ -131,6 +134,49 @@ impl std::str::FromStr for SealAgeMax {
     }
 }
 
+/// The largest support adjustment posted without a second person's approval, in major units
+/// of the account's currency (`100` is 100.00 USD, or 100 JPY); from 0 (every adjustment
+/// waits) to 1,000,000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApprovalThreshold(rust_decimal::Decimal);
+
+impl ApprovalThreshold {
+    /// The default: 100 major units.
+    pub const DEFAULT_TEXT: &'static str = "100";
+    const MAX: i64 = 1_000_000;
+
+    /// Parses a plain decimal number from 0 to 1,000,000.
+    pub fn parse(text: &str) -> Result<ApprovalThreshold, ConfigError> {
+        let bad = || ConfigError::BadApprovalThreshold(text.chars().take(32).collect());
+        let plain = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        let value: rust_decimal::Decimal =
+            plain.then(|| text.parse().ok()).flatten().ok_or_else(bad)?;
+        if value > rust_decimal::Decimal::from(Self::MAX) {
+            return Err(bad());
+        }
+        Ok(ApprovalThreshold(value))
+    }
+
+    /// The threshold.
+    pub fn get(self) -> rust_decimal::Decimal {
+        self.0
+    }
+}
+
+impl Default for ApprovalThreshold {
+    fn default() -> Self {
+        ApprovalThreshold::parse(Self::DEFAULT_TEXT).expect("the default parses")
+    }
+}
+
+impl std::str::FromStr for ApprovalThreshold {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        ApprovalThreshold::parse(text)
+    }
+}
+
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Database {
@@ -158,6 +204,9 @@ pub enum ConfigError {
     /// The database URL's scheme is neither SQLite's nor PostgreSQL's.
     #[error("the database URL must start with sqlite:// or postgres://")]
     UnknownScheme,
+    /// The approval threshold is not a plain number within its range.
+    #[error("approval threshold {0:?} is not a plain number from 0 to 1000000")]
+    BadApprovalThreshold(String),
     /// The seal age bound is not a number and a unit within its range.
     #[error(
         "seal age bound {0:?} is not a number and a unit (s, m, h, d) from 1 minute to 366 days"
@@ -170,6 +219,7 @@ impl Classify for ConfigError {
         match self {
             ConfigError::UnknownScheme => "config.unknown_scheme",
             ConfigError::BadSealAgeMax(_) => "config.bad_seal_age_max",
+            ConfigError::BadApprovalThreshold(_) => "config.bad_approval_threshold",
         }
     }
 

@@ -4,7 +4,9 @@
 use serde_json::json;
 
 use super::AuditEvent;
-use crate::domain::{Actor, Batch, BatchId, Retailer};
+use crate::domain::{
+    Account, AccountId, Actor, Batch, BatchId, Money, Retailer, TransferId, TransferKind,
+};
 use crate::keys::{KeyId, KeyPurpose, RecordedKey};
 
 /// A key was recorded for this deployment (at `init`, or added pending a rotation). The
@@ -145,5 +147,72 @@ pub fn export_verified(actor: &Actor, batch_id: BatchId, rows: u64, mac: &str) -
         "export.verified",
         format!("batch:{batch_id}"),
         json!({ "rows": rows, "mac": mac }),
+    )
+}
+
+/// A customer account was created. Its external id is personal data and stays out.
+pub fn account_created(actor: &Actor, account: &Account) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "account.created",
+        format!("account:{}", account.id),
+        json!({ "region": account.region, "currency": account.currency }),
+    )
+}
+
+/// An account was frozen or unfrozen, with a reason code.
+pub fn account_frozen(actor: &Actor, id: AccountId, frozen: bool, reason: &str) -> AuditEvent {
+    let action = if frozen {
+        "account.frozen"
+    } else {
+        "account.unfrozen"
+    };
+    AuditEvent::new(
+        actor,
+        action,
+        format!("account:{id}"),
+        json!({ "reason": reason }),
+    )
+}
+
+/// An account's personal data was erased.
+pub fn account_erased(actor: &Actor, id: AccountId) -> AuditEvent {
+    AuditEvent::new(actor, "account.erased", format!("account:{id}"), json!({}))
+}
+
+/// A transfer moved `amount` into (positive) or out of (negative) an account.
+pub fn transfer_posted(
+    actor: &Actor,
+    kind: TransferKind,
+    transfer: TransferId,
+    account: AccountId,
+    amount: Money,
+) -> AuditEvent {
+    let action = match kind {
+        TransferKind::Spend => "ledger.spent",
+        TransferKind::Refund => "ledger.refunded",
+        TransferKind::Adjustment => "ledger.adjusted",
+    };
+    AuditEvent::new(
+        actor,
+        action,
+        format!("account:{account}"),
+        json!({ "transfer_id": transfer, "amount": amount }),
+    )
+}
+
+/// An adjustment above the approval threshold waits for a second person.
+pub fn adjustment_requested(
+    actor: &Actor,
+    id: i64,
+    account: AccountId,
+    amount: Money,
+    reason: &str,
+) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "adjustment.requested",
+        format!("account:{account}"),
+        json!({ "adjustment_id": id, "amount": amount, "reason": reason }),
     )
 }

@@ -7,6 +7,7 @@ mod batch;
 mod demo;
 mod jobs;
 mod keys;
+mod ledger;
 mod output;
 mod retailer;
 
@@ -18,7 +19,7 @@ use nix::unistd::{Uid, User};
 
 use crate::app::{self, App, Launch};
 use crate::clock::SystemClock;
-use crate::config::{DEFAULT_DATA_DIR, SealAgeMax, Settings, redact_url};
+use crate::config::{ApprovalThreshold, DEFAULT_DATA_DIR, SealAgeMax, Settings, redact_url};
 use crate::domain::Actor;
 use crate::error::Classify;
 use crate::keys::KeyNeeds;
@@ -63,6 +64,10 @@ struct Global {
     /// number and s, m, h or d, from 1m to 366d.
     #[arg(long, global = true, env = "TENDER_SEAL_AGE_MAX", default_value = SealAgeMax::DEFAULT_TEXT)]
     seal_age_max: SealAgeMax,
+    /// The largest support adjustment posted without a second person's approval, in major
+    /// units of the account's currency (0 to 1000000).
+    #[arg(long, global = true, env = "TENDER_APPROVAL_OVER", default_value = ApprovalThreshold::DEFAULT_TEXT)]
+    approval_over: ApprovalThreshold,
     /// A note the audit trail records after the user, as cli:<user>/<NOTE> (the user is always
     /// this process's, from the passwd file): 1 to 32 characters from A-Z a-z 0-9 . _ -, such as
     /// a ticket number.
@@ -100,6 +105,22 @@ enum Command {
     /// Manage keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Create, show, freeze and erase customer accounts.
+    #[command(subcommand)]
+    Account(ledger::AccountCommand),
+    /// An account's balance.
+    Balance(ledger::AccountArg),
+    /// An account's history, newest first.
+    History(ledger::HistoryArgs),
+    /// Debit an account for an order (idempotent by order id).
+    Spend(ledger::SpendArgs),
+    /// Credit back part or all of an order (idempotent by refund id).
+    Refund(ledger::RefundArgs),
+    /// Credit or debit an account as the support desk; large ones wait for approval.
+    Adjust(ledger::AdjustArgs),
+    /// Check the books.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
     /// Run the whole flow on a fresh SQLite database in a new directory and print a summary.
     Demo(demo::DemoArgs),
 }
@@ -171,6 +192,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         jobs_dir: cli.global.jobs_dir,
         witness_file: cli.global.witness_file,
         seal_age_max: cli.global.seal_age_max,
+        approval_over: cli.global.approval_over,
     };
     // Before anything opens: a refused actor leaves no trace.
     let ctx = Ctx {
@@ -235,6 +257,14 @@ impl Launch for Dispatch {
             Command::Retailer(command) => command.needs(),
             Command::Work { .. } => KeyNeeds::ALL,
             Command::Audit(command) => command.needs(),
+            // Reads load no key; every change records an audit event.
+            Command::Account(ledger::AccountCommand::Show { .. })
+            | Command::Balance(_)
+            | Command::History(_)
+            | Command::Ledger(_) => KeyNeeds::NONE,
+            Command::Account(_) | Command::Spend(_) | Command::Refund(_) | Command::Adjust(_) => {
+                KeyNeeds::AUDIT
+            }
             Command::Jobs(_) | Command::Init | Command::Demo(_) => KeyNeeds::NONE,
         }
     }
@@ -248,6 +278,17 @@ impl Launch for Dispatch {
             Command::Jobs(command) => jobs::run(&app, ctx, command).await,
             Command::Audit(command) => audit::run(&app, ctx, command).await,
             Command::Keys(command) => keys::run(&app, ctx, command).await,
+            Command::Account(command) => {
+                ledger::run(&app, ctx, ledger::Command::Account(command)).await
+            }
+            Command::Balance(args) => ledger::run(&app, ctx, ledger::Command::Balance(args)).await,
+            Command::History(args) => ledger::run(&app, ctx, ledger::Command::History(args)).await,
+            Command::Spend(args) => ledger::run(&app, ctx, ledger::Command::Spend(args)).await,
+            Command::Refund(args) => ledger::run(&app, ctx, ledger::Command::Refund(args)).await,
+            Command::Adjust(args) => ledger::run(&app, ctx, ledger::Command::Adjust(args)).await,
+            Command::Ledger(command) => {
+                ledger::run(&app, ctx, ledger::Command::Ledger(command)).await
+            }
             Command::Init | Command::Demo(_) => {
                 unreachable!("run() handles these before the app opens")
             }

@@ -10,6 +10,7 @@ mod actor;
 mod batch;
 mod code;
 mod digits;
+mod ledger;
 mod money;
 mod page;
 mod region;
@@ -22,6 +23,11 @@ pub use batch::{
     MAX_EXPIRY_DAYS, max_card_value,
 };
 pub use code::{Code, CodeError};
+pub use ledger::{
+    Account, AccountId, Adjustment, Amount, HistoryLine, LedgerAccount, LedgerValueError, Leg,
+    NAME_MAX_CHARS, Name, NewAccount, Posting, REFERENCE_MAX_CHARS, Reference, TransferId,
+    TransferKind, max_transfer,
+};
 pub use money::{Currency, Money, MoneyError};
 pub use page::{PAGE_ROWS_MAX, PageRows, PageRowsError};
 pub use region::{Region, RegionError};

@@ -6,6 +6,7 @@
 pub mod batches;
 pub mod generation;
 pub mod keys;
+pub mod ledger;
 pub mod printer_check;
 pub mod retailers;
 pub mod trail;
@@ -18,6 +19,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::clock::SharedClock;
+use crate::config::ApprovalThreshold;
 use crate::error::{Classify, Kind};
 use crate::store::{OutboxJob, Store};
 
@@ -34,6 +36,7 @@ pub struct Services<S> {
     clock: SharedClock,
     keys: keys::Keychains,
     export_dir: PathBuf,
+    approval_over: ApprovalThreshold,
 }
 
 impl<S: Store> Services<S> {
@@ -45,7 +48,19 @@ impl<S: Store> Services<S> {
             clock,
             keys,
             export_dir,
+            approval_over: ApprovalThreshold::default(),
         }
+    }
+
+    /// The same, with adjustments above `threshold` waiting for a second person.
+    pub fn with_approval_over(mut self, threshold: ApprovalThreshold) -> Self {
+        self.approval_over = threshold;
+        self
+    }
+
+    /// Accounts, spends, refunds, adjustments, history and `ledger check`.
+    pub fn ledger(&self) -> ledger::Ledger<'_, S> {
+        ledger::Ledger(self)
     }
 
     /// Adding and listing retailers.

@@ -3,7 +3,7 @@
 //! A service opens a transaction with [`Store::begin`] (a write) or [`Store::read`] (a
 //! consistent snapshot), calls repository steps on it, one trait per aggregate
 //! ([`RetailerRepo`], [`BatchRepo`], [`CardRepo`], [`AuditRepo`], [`OutboxRepo`],
-//! [`KeyRepo`]), and commits.
+//! [`KeyRepo`], [`LedgerRepo`]), and commits.
 //!
 //! Every SQL statement is written once, in `store/sql/`, with `$N` placeholders, and compiled
 //! for each backend with that backend's concrete types (`sqlite.rs` and `postgres.rs` each
@@ -11,11 +11,13 @@
 //! PostgreSQL is listed once, in the [`Backend`] trait.
 
 mod backend;
+pub mod ledger;
 mod postgres;
 mod rows;
 mod sqlite;
 
 pub use backend::Backend;
+pub use ledger::LedgerRepo;
 pub use sqlite::SQLITE_POOL_CONNECTIONS;
 
 use std::collections::HashSet;
@@ -160,7 +162,15 @@ pub struct SqlTx<DB: sqlx::Database> {
 /// A database tender stores in: connect, migrate, open transactions.
 pub trait Store: Clone + Send + Sync + 'static {
     /// One transaction, with every repository's steps.
-    type Tx: Tx + RetailerRepo + BatchRepo + CardRepo + AuditRepo + OutboxRepo + KeyRepo + Send;
+    type Tx: Tx
+        + RetailerRepo
+        + BatchRepo
+        + CardRepo
+        + AuditRepo
+        + OutboxRepo
+        + KeyRepo
+        + LedgerRepo
+        + Send;
 
     /// Whether [`OutboxRepo::claim_outbox`] holds row locks until the transaction ends
     /// (PostgreSQL), rather than stamping a lease that must be committed first (SQLite).

@@ -8,10 +8,12 @@ use super::{StoreError, StoreResult, StoredCard};
 use crate::audit::{AuditRecord, ChainHead, Seal, decode_heads};
 use crate::codegen::CodeDigest;
 use crate::domain::{
-    Batch, BatchId, BatchState, CardValue, CommissionRate, Currency, Money, Region, Retailer,
-    RetailerId, RetailerName, Serial,
+    Account, AccountId, Batch, BatchId, BatchState, CardValue, CommissionRate, Currency,
+    HistoryLine, Money, Region, Retailer, RetailerId, RetailerName, Serial, TransferId,
+    TransferKind,
 };
 use crate::keys::KeyId;
+use crate::store::ledger::{AdjustmentRow, AdjustmentState, OrderRow, RefundRow};
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::corrupt(what)
@@ -254,4 +256,162 @@ where
     T: TryFrom<R, Error = StoreError>,
 {
     rows.into_iter().map(T::try_from).collect()
+}
+
+/// An `account` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct AccountRow {
+    account_id: i64,
+    region: String,
+    currency: String,
+    balance_minor: i64,
+    frozen_reason: Option<String>,
+    external_id: Option<String>,
+    erased_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+fn currency(code: &str) -> StoreResult<Currency> {
+    Currency::parse(code).map_err(|_| corrupt("a stored currency"))
+}
+
+impl TryFrom<AccountRow> for Account {
+    type Error = StoreError;
+
+    fn try_from(r: AccountRow) -> StoreResult<Account> {
+        let currency = currency(&r.currency)?;
+        Ok(Account {
+            id: AccountId(r.account_id),
+            region: Region::parse(&r.region).map_err(|_| corrupt("account region"))?,
+            currency,
+            balance: Money::from_minor(r.balance_minor, currency),
+            frozen_reason: r.frozen_reason,
+            external_id: r.external_id,
+            erased_at: r.erased_at,
+            created_at: r.created_at,
+        })
+    }
+}
+
+/// A customer entry joined with its transfer: one history line.
+#[derive(sqlx::FromRow)]
+pub(super) struct HistoryRow {
+    transfer_id: i64,
+    kind: String,
+    currency: String,
+    amount_minor: i64,
+    balance_after: i64,
+    reference: Option<String>,
+    effective_at: DateTime<Utc>,
+    recorded_at: DateTime<Utc>,
+}
+
+impl TryFrom<HistoryRow> for HistoryLine {
+    type Error = StoreError;
+
+    fn try_from(r: HistoryRow) -> StoreResult<HistoryLine> {
+        let currency = currency(&r.currency)?;
+        Ok(HistoryLine {
+            transfer_id: TransferId(r.transfer_id),
+            kind: TransferKind::parse(&r.kind).ok_or_else(|| corrupt("transfer kind"))?,
+            amount: Money::from_minor(r.amount_minor, currency),
+            balance_after: Money::from_minor(r.balance_after, currency),
+            reference: r.reference,
+            effective_at: r.effective_at,
+            recorded_at: r.recorded_at,
+        })
+    }
+}
+
+/// A `spend_order` row with its transfer's currency.
+#[derive(sqlx::FromRow)]
+pub(super) struct OrderDbRow {
+    account_id: i64,
+    order_ref: String,
+    service: String,
+    currency: String,
+    amount_minor: i64,
+    refundable_minor: i64,
+    transfer_id: i64,
+}
+
+impl TryFrom<OrderDbRow> for OrderRow {
+    type Error = StoreError;
+
+    fn try_from(r: OrderDbRow) -> StoreResult<OrderRow> {
+        Ok(OrderRow {
+            account_id: AccountId(r.account_id),
+            order_ref: r.order_ref,
+            service: r.service,
+            amount: Money::from_minor(r.amount_minor, currency(&r.currency)?),
+            refundable_minor: r.refundable_minor,
+            transfer_id: TransferId(r.transfer_id),
+        })
+    }
+}
+
+/// A `refund` row with its transfer's currency.
+#[derive(sqlx::FromRow)]
+pub(super) struct RefundDbRow {
+    account_id: i64,
+    refund_ref: String,
+    order_ref: String,
+    currency: String,
+    amount_minor: i64,
+    transfer_id: i64,
+}
+
+impl TryFrom<RefundDbRow> for RefundRow {
+    type Error = StoreError;
+
+    fn try_from(r: RefundDbRow) -> StoreResult<RefundRow> {
+        Ok(RefundRow {
+            account_id: AccountId(r.account_id),
+            refund_ref: r.refund_ref,
+            order_ref: r.order_ref,
+            amount: Money::from_minor(r.amount_minor, currency(&r.currency)?),
+            transfer_id: TransferId(r.transfer_id),
+        })
+    }
+}
+
+/// An `adjustment` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct AdjustmentDbRow {
+    adjustment_id: i64,
+    account_id: i64,
+    amount_minor: i64,
+    currency: String,
+    reason: String,
+    state: String,
+    requested_by: String,
+    decided_by: Option<String>,
+    transfer_id: Option<i64>,
+    requested_at: DateTime<Utc>,
+}
+
+impl TryFrom<AdjustmentDbRow> for AdjustmentRow {
+    type Error = StoreError;
+
+    fn try_from(r: AdjustmentDbRow) -> StoreResult<AdjustmentRow> {
+        let state = [
+            AdjustmentState::Pending,
+            AdjustmentState::Posted,
+            AdjustmentState::Refused,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == r.state)
+        .ok_or_else(|| corrupt("adjustment state"))?;
+        Ok(AdjustmentRow {
+            id: r.adjustment_id,
+            account_id: AccountId(r.account_id),
+            amount: Money::from_minor(r.amount_minor, currency(&r.currency)?),
+            reason: r.reason,
+            state,
+            requested_by: r.requested_by,
+            decided_by: r.decided_by,
+            transfer_id: r.transfer_id.map(TransferId),
+            requested_at: r.requested_at,
+        })
+    }
 }

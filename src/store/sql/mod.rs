@@ -11,6 +11,7 @@ mod audit;
 mod batch;
 mod card;
 mod keys;
+mod ledger;
 mod outbox;
 mod retailer;
 
