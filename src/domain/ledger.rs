@@ -433,7 +433,7 @@ mod tests {
         for (text, code) in [
             ("0", "amount.not_positive"),
             ("0.00", "amount.not_positive"),
-            ("-5.00", "money.malformed"),
+            ("-5.00", "amount.not_positive"),
             ("10.001", "money.too_precise"),
             ("50000.01", "amount.too_large"),
             ("1e3", "money.malformed"),
