@@ -11,11 +11,12 @@ use super::output::{progress_bars, visible};
 use crate::app::{self, App, Launch};
 use crate::clock::SystemClock;
 use crate::config::Settings;
-use crate::domain::Actor;
+use crate::domain::{Actor, PageRows};
 use crate::formats::printer_file;
 use crate::jobs::{Catalog, RunMode};
 use crate::keys::{KeyNeeds, KeyPurpose, SealKey};
 use crate::service::batches::BatchForm;
+use crate::service::ledger::{AccountForm, AdjustForm, Adjusted, RefundForm, SpendForm};
 use crate::service::trail::VerifyRequest;
 use crate::store::Store;
 
@@ -137,6 +138,7 @@ impl Launch for Demo {
             check.rows,
             &check.mac[..16]
         );
+        self.money_moves(&app).await?;
         let settings = app.settings();
         let seal_key = SealKey::create_files(&settings.key_dir())?;
         let sealed = services
@@ -159,12 +161,93 @@ impl Launch for Demo {
             ));
         }
         println!(
-            "5. audit trail sealed under seal key {} (seal {}, witnessed in {}) and verified: {} records in {} chains, every record's hash and tag, the seal's signature and the witness checked",
+            "8. audit trail sealed under seal key {} (seal {}, witnessed in {}) and verified: {} records in {} chains, every record's hash and tag, the seal's signature and the witness checked",
             seal_key.public().short(),
             sealed.seal.seal_id,
             sealed.witness.display(),
             report.records,
             report.chains_used
+        );
+        Ok(())
+    }
+}
+
+impl Demo {
+    /// Two accounts; one credited by an adjustment that a second (in-process) person
+    /// approves; a spend and a partial refund; balance, history and the ledger check.
+    async fn money_moves<S: Store>(&self, app: &App<S>) -> Result<(), CliError> {
+        let ledger = app.services().ledger();
+        let new_account = |external_id: &str| AccountForm {
+            region: "US".into(),
+            currency: "USD".into(),
+            external_id: Some(external_id.into()),
+        };
+        let alice = ledger
+            .create_account(&new_account("demo-alice"), &self.actor)
+            .await?;
+        let bob = ledger
+            .create_account(&new_account("demo-bob"), &self.actor)
+            .await?;
+        let credit = AdjustForm {
+            account: alice.id.to_string(),
+            amount: "150.00".into(),
+            currency: "USD".into(),
+            reason: "goodwill".into(),
+        };
+        let Adjusted::Pending { adjustment_id } = ledger.adjust(&credit, &self.actor).await? else {
+            return Err(CliError::new(
+                "demo.no_approval",
+                "the demo's adjustment was posted without approval; is --approval-over above 150?",
+            ));
+        };
+        let supervisor = Actor::demo("supervisor");
+        ledger.approve(adjustment_id, &supervisor).await?;
+        println!(
+            "5. accounts {} and {} created; adjustment {adjustment_id} of 150.00 USD to account {} requested by {} and approved by {}",
+            alice.id, bob.id, alice.id, self.actor, supervisor
+        );
+        let spend = SpendForm {
+            account: alice.id.to_string(),
+            amount: "39.99".into(),
+            currency: "USD".into(),
+            order: "demo-order-1".into(),
+            service: "app-store".into(),
+            effective_at: None,
+        };
+        ledger.spend(&spend, &self.actor).await?;
+        let refund = RefundForm {
+            account: alice.id.to_string(),
+            order: "demo-order-1".into(),
+            refund: "demo-refund-1".into(),
+            amount: "9.99".into(),
+            currency: "USD".into(),
+            effective_at: None,
+        };
+        let after = ledger.refund(&refund, &self.actor).await?;
+        println!(
+            "6. account {} spent 39.99 USD at app-store and got 9.99 USD back: balance {}; its history, newest first:",
+            alice.id, after.balance_after
+        );
+        let id = alice.id.to_string();
+        for line in ledger.history(&id, None, PageRows::MAX).await? {
+            println!(
+                "     {:<10} {:>12}  balance {:>12}  {}",
+                line.kind.as_str(),
+                line.amount.to_string(),
+                line.balance_after.to_string(),
+                line.reference.as_deref().unwrap_or("")
+            );
+        }
+        let check = ledger.check().await?;
+        if let Some(discrepancy) = check.discrepancy {
+            return Err(CliError::new(
+                "ledger.discrepancy",
+                format!("the demo's ledger check failed: {discrepancy}"),
+            ));
+        }
+        println!(
+            "7. ledger check: {} transfers balance, {} account balances equal their entries",
+            check.transfers, check.accounts
         );
         Ok(())
     }

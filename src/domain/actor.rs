@@ -96,6 +96,20 @@ impl Actor {
         Actor::whole(format!("job:{name}"))
     }
 
+    /// The demo's scripted second person: `demo:<name>`, so the demo can show a four-eyes
+    /// approval without a second login. For in-process callers only.
+    ///
+    /// # Panics
+    ///
+    /// When `name` is not a valid actor name: a bug, not bad input.
+    pub fn demo(name: &'static str) -> Actor {
+        assert!(
+            is_name(name, JOB_NAME_MAX_CHARS),
+            "demo actor {name:?} is not a valid actor name"
+        );
+        Actor::whole(format!("demo:{name}"))
+    }
+
     /// tender itself, acting for no person and no job. For in-process callers only.
     pub fn system() -> Actor {
         Actor::whole("system".to_string())
