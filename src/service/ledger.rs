@@ -514,6 +514,11 @@ impl<S: Store> Ledger<'_, S> {
             .await?
             .is_none()
         {
+            // A copy of this refund may have taken the remainder while this one waited for the
+            // order's lock: its committed row is visible now, and this is its replay.
+            if let Some(earlier) = tx.refund(account, refund.refund.as_str()).await? {
+                return replay_refund(&mut tx, refund, &earlier).await;
+            }
             let left = tx
                 .order(account, refund.order.as_str())
                 .await?
