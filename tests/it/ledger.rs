@@ -855,11 +855,19 @@ both_backends!(
 );
 
 /// A debit adjustment larger than the balance is refused as insufficient funds and writes
-/// nothing; one the balance covers posts.
+/// nothing, whether it is asked for or, above the threshold, approved; it then stays pending.
+/// One the balance covers posts.
 async fn a_debit_adjustment_cannot_overdraw<S: Store>(env: TestApp<S>) {
     let account = open(&env, "USD").await;
     fund(&env, &account, "20.00", "USD").await;
     let ledger = env.app.services().ledger();
+    let Adjusted::Pending { adjustment_id } = ledger
+        .adjust(&adjust_form(&account, "-150.00"), &alice())
+        .await
+        .unwrap()
+    else {
+        panic!("a debit above the threshold waits");
+    };
     let before = rows(&env).await;
     assert_eq!(
         code_of(
@@ -868,6 +876,15 @@ async fn a_debit_adjustment_cannot_overdraw<S: Store>(env: TestApp<S>) {
                 .await
         ),
         "ledger.insufficient_funds"
+    );
+    assert_eq!(
+        code_of(ledger.approve(adjustment_id, &bob()).await),
+        "ledger.insufficient_funds"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM adjustment WHERE state = 'pending'")
+            .await,
+        1
     );
     assert_eq!(rows(&env).await, before);
     let debit = ledger
