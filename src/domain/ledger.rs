@@ -129,9 +129,14 @@ impl fmt::Display for Amount {
 pub struct Adjustment(Money);
 
 impl Adjustment {
-    /// Parses `text`, with an optional leading `-` (or `+`), as an amount of `currency`.
+    /// Parses `text`, with an optional leading `-` (or `+`), as an amount of `currency`. One
+    /// sign at most: `+-5.00` is refused, never read as a debit.
     pub fn parse(text: &str, currency: Currency) -> Result<Adjustment, LedgerValueError> {
-        let text = text.strip_prefix('+').unwrap_or(text);
+        let text = match text.strip_prefix('+') {
+            Some(rest) if rest.starts_with('-') => return Err(MoneyError::Malformed.into()),
+            Some(rest) => rest,
+            None => text,
+        };
         Adjustment::new(Money::parse(text, currency)?)
     }
 
@@ -468,6 +473,13 @@ mod tests {
             Adjustment::parse("-0", usd).unwrap_err().code(),
             "amount.not_positive"
         );
+        for twice in ["+-5.00", "-+5.00", "--5.00", "++5.00"] {
+            assert_eq!(
+                Adjustment::parse(twice, usd).unwrap_err().code(),
+                "money.malformed",
+                "{twice}"
+            );
+        }
     }
 
     #[test]

@@ -514,6 +514,11 @@ impl<S: Store> Ledger<'_, S> {
             .await?
             .is_none()
         {
+            // A copy of this refund may have taken the remainder while this one waited for the
+            // order's lock: its committed row is visible now, and this is its replay.
+            if let Some(earlier) = tx.refund(account, refund.refund.as_str()).await? {
+                return replay_refund(&mut tx, refund, &earlier).await;
+            }
             let left = tx
                 .order(account, refund.order.as_str())
                 .await?
@@ -670,7 +675,18 @@ impl<S: Store> Ledger<'_, S> {
             return Err(LedgerError::SelfApproval(id));
         }
         let amount = Adjustment::new(row.amount)?;
-        let posted = post_adjustment(&mut tx, row.account_id, amount, at).await?;
+        let posted = match post_adjustment(&mut tx, row.account_id, amount, at).await {
+            Ok(posted) => posted,
+            Err(refused) => {
+                // Another approver may have posted it while this one waited for the account's
+                // lock (a debit it covered once): their commit is visible now.
+                let now = tx.adjustment(id).await?;
+                if now.is_some_and(|r| r.state != AdjustmentState::Pending) {
+                    return Err(LedgerError::NotPending(id));
+                }
+                return Err(refused);
+            }
+        };
         let principal = actor.principal();
         if !tx
             .decide_adjustment(

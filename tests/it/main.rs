@@ -11,5 +11,6 @@ mod hardening;
 mod helpers;
 mod issuance;
 mod jobs;
+mod ledger;
 mod retailers;
 mod store;
