@@ -72,14 +72,15 @@ CREATE TABLE refund (
 );
 
 -- A support adjustment: posted at once, or pending a second person's approval above the
--- approval threshold. requested_by holds the requester's principal (never the note after it).
+-- approval threshold (one the account cannot take stays pending). requested_by holds the
+-- requester's principal, never the note after it.
 CREATE TABLE adjustment (
     adjustment_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     account_id    BIGINT NOT NULL REFERENCES account (account_id),
     amount_minor  BIGINT NOT NULL CHECK (amount_minor <> 0),
     currency      TEXT NOT NULL CHECK (length(currency) = 3),
     reason        TEXT NOT NULL,
-    state         TEXT NOT NULL CHECK (state IN ('pending', 'posted', 'refused')),
+    state         TEXT NOT NULL CHECK (state IN ('pending', 'posted')),
     requested_by  TEXT NOT NULL,
     decided_by    TEXT,
     transfer_id   BIGINT REFERENCES transfer (transfer_id),

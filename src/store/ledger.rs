@@ -51,8 +51,6 @@ pub enum AdjustmentState {
     Pending,
     /// Its transfer is posted.
     Posted,
-    /// Approved, but the account could not take it (frozen, or a debit above the balance).
-    Refused,
 }
 
 impl AdjustmentState {
@@ -61,7 +59,6 @@ impl AdjustmentState {
         match self {
             AdjustmentState::Pending => "pending",
             AdjustmentState::Posted => "posted",
-            AdjustmentState::Refused => "refused",
         }
     }
 }

@@ -394,14 +394,10 @@ impl TryFrom<AdjustmentDbRow> for AdjustmentRow {
     type Error = StoreError;
 
     fn try_from(r: AdjustmentDbRow) -> StoreResult<AdjustmentRow> {
-        let state = [
-            AdjustmentState::Pending,
-            AdjustmentState::Posted,
-            AdjustmentState::Refused,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == r.state)
-        .ok_or_else(|| corrupt("adjustment state"))?;
+        let state = [AdjustmentState::Pending, AdjustmentState::Posted]
+            .into_iter()
+            .find(|s| s.as_str() == r.state)
+            .ok_or_else(|| corrupt("adjustment state"))?;
         Ok(AdjustmentRow {
             id: r.adjustment_id,
             account_id: AccountId(r.account_id),
