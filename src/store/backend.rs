@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::time::Duration;
 
 use sqlx::Pool;
 use sqlx::migrate::Migrator;
@@ -20,6 +21,14 @@ pub trait Backend: sqlx::Database + Sync {
     /// A consistent snapshot for reads that span statements. SQLite's deferred `BEGIN` gives
     /// one in WAL mode; PostgreSQL needs REPEATABLE READ for it.
     const BEGIN_READ: &'static str;
+    /// SQLite has one writer at a time, and a writer that finds the write lock taken waits in
+    /// SQLite's busy handler, which sleeps (1 ms, growing to 100 ms) and tries again: under a
+    /// steady stream of writers a sleeper keeps losing to writers that came after it, for
+    /// seconds. So this process's writers queue first come first served before `BEGIN
+    /// IMMEDIATE`, for at most this long (as long as the busy timeout), and only writers of
+    /// other processes meet the busy handler. PostgreSQL: `None`; writers run together and
+    /// row locks queue them.
+    const WRITER_QUEUE: Option<Duration>;
     /// PostgreSQL locks rows read-then-written with `FOR UPDATE`; SQLite has no such clause,
     /// and its write lock already serialises writers. See [`locking!`].
     const ROW_LOCKS: bool;

@@ -22,6 +22,7 @@ pub use sqlite::SQLITE_POOL_CONNECTIONS;
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sqlx::{Pool, Transaction};
@@ -142,6 +143,9 @@ pub enum DbPool {
 #[derive(Debug)]
 pub struct SqlStore<DB: sqlx::Database> {
     pool: Pool<DB>,
+    /// Where this process's writers wait their turn, first come first served, on a backend
+    /// with one writer at a time ([`Backend::WRITER_QUEUE`]).
+    writers: Arc<tokio::sync::Mutex<()>>,
 }
 
 // By hand: a derive would demand `DB: Clone`, which sqlx's database markers are not.
@@ -149,6 +153,7 @@ impl<DB: sqlx::Database> Clone for SqlStore<DB> {
     fn clone(&self) -> Self {
         SqlStore {
             pool: self.pool.clone(),
+            writers: Arc::clone(&self.writers),
         }
     }
 }
@@ -157,6 +162,8 @@ impl<DB: sqlx::Database> Clone for SqlStore<DB> {
 #[derive(Debug)]
 pub struct SqlTx<DB: sqlx::Database> {
     tx: Transaction<'static, DB>,
+    /// A write transaction's turn (SQLite), given up after the commit or when dropped.
+    turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 /// A database tender stores in: connect, migrate, open transactions.

@@ -40,6 +40,7 @@ pub(super) fn is_transient_code(code: &str) -> bool {
 impl Backend for Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const BEGIN_READ: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+    const WRITER_QUEUE: Option<Duration> = None;
     const ROW_LOCKS: bool = true;
     const OUTBOX_CLAIM_LOCKS_ROWS: bool = true;
 

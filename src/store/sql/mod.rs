@@ -15,6 +15,8 @@ mod ledger;
 mod outbox;
 mod retailer;
 
+use std::sync::Arc;
+
 use super::Db;
 use crate::store::{Backend, DbPool, SqlStore, SqlTx, Store, StoreError, StoreResult, Tx};
 
@@ -26,6 +28,7 @@ impl Store for SqlStore<Db> {
     async fn connect(url: &str) -> StoreResult<Self> {
         Ok(SqlStore {
             pool: <Db as Backend>::connect(url).await?,
+            writers: Default::default(),
         })
     }
 
@@ -58,14 +61,24 @@ impl Store for SqlStore<Db> {
     }
 
     async fn begin(&self) -> StoreResult<SqlTx<Db>> {
+        let turn = match <Db as Backend>::WRITER_QUEUE {
+            Some(wait) => Some(
+                tokio::time::timeout(wait, Arc::clone(&self.writers).lock_owned())
+                    .await
+                    .map_err(|_| StoreError::from(sqlx::Error::PoolTimedOut))?,
+            ),
+            None => None,
+        };
         Ok(SqlTx {
             tx: self.pool.begin_with(<Db as Backend>::BEGIN_WRITE).await?,
+            turn,
         })
     }
 
     async fn read(&self) -> StoreResult<SqlTx<Db>> {
         Ok(SqlTx {
             tx: self.pool.begin_with(<Db as Backend>::BEGIN_READ).await?,
+            turn: None,
         })
     }
 
@@ -80,6 +93,10 @@ impl Store for SqlStore<Db> {
 
 impl Tx for SqlTx<Db> {
     async fn commit(self) -> StoreResult<()> {
-        self.tx.commit().await.map_err(StoreError::from)
+        let SqlTx { tx, turn } = self;
+        let committed = tx.commit().await.map_err(StoreError::from);
+        // The next writer's turn only once the database's write lock is free.
+        drop(turn);
+        committed
     }
 }

@@ -1,0 +1,949 @@
+//! Ledger figures:
+//! `cargo bench --bench ledger -- [seconds] [sqlite|postgres|all] [transfers] [callers]`.
+//!
+//! Each backend gets one scratch database (SQLite as tender runs it, `synchronous=FULL`;
+//! PostgreSQL: TENDER_TEST_PG_URL, default postgres://postgres@127.0.0.1:5432/postgres, a
+//! database created and dropped here), holding 10,000 accounts, each funded by one adjustment.
+//!
+//! 1. `ledger check` over `transfers` (default 1,000,000) transfers: the 10,000 fundings and
+//!    spends of 1.00 spread evenly over the accounts, loaded in bulk by SQL with consistent
+//!    balances, balances-after and orders (spends one at a time would take an hour). Timed in
+//!    process (`services().ledger().check()`), then run as a separate `tender ledger check`
+//!    process under `/usr/bin/time -v` for its peak memory (maximum resident set size).
+//! 2. Spends per second through `services().ledger().spend`, `callers` (default 8) concurrent
+//!    callers (tokio tasks sharing one App) for `seconds` (default 15) after a 1-second warm-up,
+//!    each spend with its own order id: spread over the 10,000 accounts, then all on one hot account. With
+//!    CEIL_PG_TPCB_TPS and CEIL_SQLITE_REDEEM_FULL_TPS in the environment (from
+//!    `../shared/bench/ceilings`), also the ratio to pgbench's tpcb-like (8 clients) and to the
+//!    ceilings' redemption loop at `synchronous=FULL`. `ledger check` must pass afterwards.
+//! 3. SQL statements per spend, counted over 100 sequential spends on a fresh connection pool:
+//!    on PostgreSQL from the server's own statement log (`log_statement = 'all'` set on the
+//!    scratch database only; pg_stat_statements when it is preloaded is not assumed), and the
+//!    round trips through a counting TCP relay between tender and the server; on both backends
+//!    by counting sqlx's per-statement events in process.
+//!
+//! Database errors logged by tender (deadlocks, busy, serialization failures) and units of work
+//! run again are counted throughout and printed beside each run.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, Executor};
+use tender::app::{self, App};
+use tender::clock::{Clock, SystemClock};
+use tender::config::Settings;
+use tender::domain::Actor;
+use tender::error::Classify;
+use tender::keys::KeyNeeds;
+use tender::service::ledger::SpendForm;
+use tender::store::{DbPool, PgStore, SqliteStore, Store};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::field::{Field, Visit};
+use tracing::subscriber::Interest;
+use tracing::{Event, Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+/// Concurrent callers of the spend runs, unless the fourth argument says otherwise.
+const CALLERS: usize = 8;
+/// Every account's funding adjustment, in cents: 40,000.00.
+const FUND_MINOR: i64 = 4_000_000;
+/// Each bulk-loaded spend, in cents.
+const BULK_SPEND_MINOR: i64 = 100;
+/// Each measured spend: small, so the hot account never runs dry.
+const SPEND_AMOUNT: &str = "0.01";
+/// The spending service.
+const SERVICE: &str = "app-store";
+
+#[tokio::main]
+async fn main() {
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Counter))
+        .expect("no other subscriber");
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it, and
+    // then a small smoke run keeps the code exercised in a few seconds.
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let seconds: f64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(15.0);
+    let which = args.get(1).cloned().unwrap_or_else(|| "all".into());
+    let plan = if measuring {
+        let transfers: i64 = args
+            .get(2)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(1_000_000);
+        Plan {
+            accounts: 10_000,
+            spends_per_account: transfers / 10_000 - 1,
+            warm: Budget::Time(Duration::from_secs(1)),
+            run: Budget::Time(Duration::from_secs_f64(seconds)),
+            counted: 100,
+            callers: args.get(3).and_then(|a| a.parse().ok()).unwrap_or(CALLERS),
+        }
+    } else {
+        Plan {
+            accounts: 200,
+            spends_per_account: 9,
+            warm: Budget::Count(1),
+            run: Budget::Count(5),
+            counted: 10,
+            callers: CALLERS,
+        }
+    };
+    assert!(
+        plan.spends_per_account >= 1,
+        "at least 2 transfers an account"
+    );
+    if which == "all" || which == "sqlite" {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("tender.db").display());
+        let ceiling = ceiling("CEIL_SQLITE_REDEEM_FULL_TPS");
+        let app: Arc<App<SqliteStore>> = Arc::new(books("sqlite", &url, dir.path(), &plan).await);
+        spends(
+            "sqlite",
+            &app,
+            &plan,
+            ceiling.map(|c| ("sqlite_redeem_full", c)),
+        )
+        .await;
+        app.store().close().await;
+        count_sqlite(&url, dir.path(), &plan).await;
+    }
+    if which == "all" || which == "postgres" {
+        let admin = std::env::var("TENDER_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("tender_bench_ledger_{}", std::process::id());
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .expect("PostgreSQL is reachable");
+        let run = |sql: String| sqlx::query(sqlx::AssertSqlSafe(sql));
+        run(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        run(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+        let dir = tempfile::tempdir().unwrap();
+        let ceiling = ceiling("CEIL_PG_TPCB_TPS");
+        let app: Arc<App<PgStore>> = Arc::new(books("postgres", &url, dir.path(), &plan).await);
+        spends("postgres", &app, &plan, ceiling.map(|c| ("pg_tpcb", c))).await;
+        app.store().close().await;
+        count_postgres(&mut conn, &name, &url, dir.path(), &plan).await;
+        run(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+/// What one run does.
+struct Plan {
+    /// Customer accounts, each funded by one adjustment.
+    accounts: i64,
+    /// Bulk spends per account, so transfers = accounts × (1 + this).
+    spends_per_account: i64,
+    /// Each caller's untimed warm-up before a run.
+    warm: Budget,
+    /// Each caller's timed run.
+    run: Budget,
+    /// Sequential spends whose statements are counted.
+    counted: u64,
+    /// Concurrent callers of the spend runs.
+    callers: usize,
+}
+
+impl Plan {
+    fn transfers(&self) -> i64 {
+        self.accounts * (1 + self.spends_per_account)
+    }
+}
+
+/// How long each caller spends.
+#[derive(Clone, Copy)]
+enum Budget {
+    Time(Duration),
+    Count(u64),
+}
+
+fn ceiling(var: &str) -> Option<f64> {
+    std::env::var(var).ok().and_then(|v| v.parse().ok())
+}
+
+fn settings(url: &str, dir: &Path) -> Settings {
+    Settings {
+        database_url: Some(url.to_string()),
+        ..Settings::in_dir(dir)
+    }
+}
+
+async fn open<S: Store>(url: &str, dir: &Path) -> App<S> {
+    App::open(&settings(url, dir), SystemClock::shared(), KeyNeeds::ALL)
+        .await
+        .unwrap()
+}
+
+/// Initialises the database, loads the books in bulk, and times `ledger check` over them, in
+/// process and as its own process.
+async fn books<S: Store>(backend: &str, url: &str, dir: &Path, plan: &Plan) -> App<S> {
+    app::init(&settings(url, dir), SystemClock::shared(), &Actor::system())
+        .await
+        .unwrap();
+    let app: App<S> = open(url, dir).await;
+    let start = Instant::now();
+    load(&app.store().db_pool(), url, plan).await;
+    println!(
+        "{backend}_bulk_load_s {:.1} ({} transfers, {} accounts)",
+        start.elapsed().as_secs_f64(),
+        plan.transfers(),
+        plan.accounts
+    );
+    let start = Instant::now();
+    let report = app.services().ledger().check().await.unwrap();
+    let check = start.elapsed().as_secs_f64();
+    assert!(
+        report.discrepancy.is_none(),
+        "the loaded books hold: {:?}",
+        report.discrepancy
+    );
+    assert_eq!(report.transfers, plan.transfers());
+    assert_eq!(report.entries, 2 * plan.transfers());
+    println!(
+        "{backend}_check_s {check:.2} ({} transfers, {} entries, {} accounts)",
+        report.transfers, report.entries, report.accounts
+    );
+    match check_process(url, dir) {
+        Some((seconds, kib)) => println!(
+            "{backend}_check_process_s {seconds:.2} max_rss_mib {:.1}",
+            kib as f64 / 1024.0
+        ),
+        None => println!("{backend}_check_process unmeasured (no /usr/bin/time)"),
+    }
+    app
+}
+
+/// Runs `tender ledger check` against the database under `/usr/bin/time -v`: its wall time
+/// and maximum resident set size in KiB.
+fn check_process(url: &str, dir: &Path) -> Option<(f64, u64)> {
+    let time = Path::new("/usr/bin/time");
+    if !time.exists() {
+        return None;
+    }
+    let start = Instant::now();
+    let out = Command::new(time)
+        .arg("-v")
+        .arg(env!("CARGO_BIN_EXE_tender"))
+        .args(["ledger", "check"])
+        .env("TENDER_DATABASE_URL", url)
+        .env("TENDER_DATA_DIR", dir)
+        .output()
+        .expect("tender runs");
+    let seconds = start.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.starts_with("ledger balanced"),
+        "tender ledger check passes: {stdout}{stderr}"
+    );
+    let kib = stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|v| v.parse().ok())
+        .expect("time -v reports the maximum resident set size");
+    Some((seconds, kib))
+}
+
+/// Loads the books in one transaction: account `a` (1 to `accounts`) funded by adjustment
+/// transfer `a`, then spend `j` (from 0) of 1.00 from account `j % accounts + 1`, its
+/// `j / accounts + 1`-th, as transfer `accounts + 1 + j` with order `bulk-j`. Every balance,
+/// balance-after and refundable remainder follows, so `ledger check` finds nothing.
+async fn load(pool: &DbPool, url: &str, plan: &Plan) {
+    let (a, s) = (plan.accounts, plan.accounts * plan.spends_per_account);
+    let (f, p) = (FUND_MINOR, BULK_SPEND_MINOR);
+    let balance = f - plan.spends_per_account * p;
+    let postgres = matches!(pool, DbPool::Postgres(_));
+    // Identity columns take given values only when told to; the series is the server's own
+    // on PostgreSQL and a recursive CTE on SQLite.
+    let over = if postgres {
+        "OVERRIDING SYSTEM VALUE"
+    } else {
+        ""
+    };
+    let series = |n: i64| {
+        if postgres {
+            (
+                String::new(),
+                format!("generate_series(0, {n} - 1) AS s(j)"),
+            )
+        } else {
+            (
+                format!(
+                    "WITH RECURSIVE s(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM s WHERE j + 1 < {n}) "
+                ),
+                "s".to_string(),
+            )
+        }
+    };
+    let ((with_a, from_a), (with_s, from_s)) = (series(a), series(s));
+    let legs = "CROSS JOIN (SELECT 0 AS leg UNION ALL SELECT 1) l";
+    let statements = [
+        format!(
+            "{with_a}INSERT INTO account (account_id, region, currency, balance_minor, created_at) \
+             {over} SELECT j + 1, 'US', 'USD', {balance}, $1 FROM {from_a}"
+        ),
+        format!(
+            "{with_a}INSERT INTO transfer (transfer_id, kind, currency, reference, effective_at, \
+             recorded_at, effective_ms, recorded_ms) {over} \
+             SELECT j + 1, 'adjustment', 'USD', NULL, $1, $1, $2, $2 FROM {from_a}"
+        ),
+        format!(
+            "{with_a}INSERT INTO entry (transfer_id, leg, ledger_account, account_id, amount_minor, \
+             balance_after) \
+             SELECT j + 1, leg, CASE leg WHEN 0 THEN 'adjustment' ELSE 'customer:' || (j + 1) END, \
+             CASE leg WHEN 1 THEN j + 1 END, CASE leg WHEN 0 THEN -{f} ELSE {f} END, \
+             CASE leg WHEN 1 THEN {f} END FROM {from_a} {legs} ORDER BY j, leg"
+        ),
+        format!(
+            "{with_a}INSERT INTO adjustment (adjustment_id, account_id, amount_minor, currency, \
+             reason, state, requested_by, decided_by, transfer_id, requested_at, decided_at) \
+             {over} SELECT j + 1, j + 1, {f}, 'USD', 'goodwill', 'posted', 'cli:bench', \
+             'cli:bench', j + 1, $1, $1 FROM {from_a}"
+        ),
+        format!(
+            "{with_s}INSERT INTO transfer (transfer_id, kind, currency, reference, effective_at, \
+             recorded_at, effective_ms, recorded_ms) {over} \
+             SELECT {a} + 1 + j, 'spend', 'USD', 'bulk-' || j, $1, $1, $2, $2 FROM {from_s}"
+        ),
+        format!(
+            "{with_s}INSERT INTO entry (transfer_id, leg, ledger_account, account_id, amount_minor, \
+             balance_after) \
+             SELECT {a} + 1 + j, leg, \
+             CASE leg WHEN 0 THEN 'customer:' || (j % {a} + 1) ELSE 'spent:{SERVICE}' END, \
+             CASE leg WHEN 0 THEN j % {a} + 1 END, CASE leg WHEN 0 THEN -{p} ELSE {p} END, \
+             CASE leg WHEN 0 THEN {f} - (j / {a} + 1) * {p} END FROM {from_s} {legs} ORDER BY j, leg"
+        ),
+        format!(
+            "{with_s}INSERT INTO spend_order (account_id, order_ref, service, amount_minor, \
+             refundable_minor, transfer_id) \
+             SELECT j % {a} + 1, 'bulk-' || j, '{SERVICE}', {p}, {p}, {a} + 1 + j FROM {from_s}"
+        ),
+    ];
+    let at = SystemClock.now();
+    let ms = at.timestamp_millis();
+    match pool {
+        DbPool::Sqlite(pool) => {
+            let mut tx = pool.begin().await.unwrap();
+            for sql in statements {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(at)
+                    .bind(ms)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+            }
+            tx.commit().await.unwrap();
+            // As after any large write: the WAL folded into the database file.
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+        DbPool::Postgres(_) => {
+            // A connection of its own: the rows are consistent by construction, so a superuser
+            // skips the foreign key triggers (2 per entry and order) for the load.
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            let replica = conn
+                .execute("SET session_replication_role = replica")
+                .await
+                .is_ok();
+            let mut tx = conn.begin().await.unwrap();
+            for sql in statements {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(at)
+                    .bind(ms)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+            }
+            for (table, column) in [
+                ("account", "account_id"),
+                ("transfer", "transfer_id"),
+                ("adjustment", "adjustment_id"),
+            ] {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), \
+                     (SELECT max({column}) FROM {table}))"
+                )))
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            }
+            tx.commit().await.unwrap();
+            if replica {
+                conn.execute("SET session_replication_role = origin")
+                    .await
+                    .unwrap();
+            }
+            // As autovacuum would leave it: statistics, visibility map and hint bits set.
+            conn.execute("VACUUM ANALYZE").await.unwrap();
+            conn.close().await.unwrap();
+        }
+    }
+}
+
+/// The spend runs: spread, then hot; then `ledger check` must still pass.
+async fn spends<S: Store>(
+    backend: &str,
+    app: &Arc<App<S>>,
+    plan: &Plan,
+    ceiling: Option<(&str, f64)>,
+) {
+    let mut spent = 0;
+    for hot in [false, true] {
+        let shape = if hot { "hot" } else { "spread" };
+        run_spends(app, plan, hot, &format!("{shape}-warm"), plan.warm).await;
+        let before = COUNTS.snapshot();
+        let run = run_spends(app, plan, hot, shape, plan.run).await;
+        let after = COUNTS.snapshot();
+        let rate = run.done as f64 / run.seconds;
+        let name = format!("{backend}_{shape}");
+        println!(
+            "{name}_spends_per_s {rate:.0} ({} spends in {:.2} s, {} callers)",
+            run.done, run.seconds, plan.callers
+        );
+        if let Some((ceiling, value)) = ceiling {
+            println!("{name}_ratio_to_{ceiling}_tps {:.2}", rate / value);
+        }
+        println!(
+            "{name}_latency_ms p50 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}",
+            run.percentile(0.50),
+            run.percentile(0.99),
+            run.percentile(0.999),
+            run.percentile(1.0)
+        );
+        println!(
+            "{name}_failed_spends {} database_errors {} reruns {}",
+            run.failed.values().sum::<u64>(),
+            after.db_errors - before.db_errors,
+            after.reruns - before.reruns
+        );
+        for (code, n) in &run.failed {
+            println!("{name}_failed {code} {n}");
+        }
+        spent += run.done + run.warm_done;
+    }
+    let start = Instant::now();
+    let report = app.services().ledger().check().await.unwrap();
+    assert!(
+        report.discrepancy.is_none(),
+        "the books hold after the runs: {:?}",
+        report.discrepancy
+    );
+    let transfers = plan.transfers() + i64::try_from(spent).unwrap();
+    assert!(report.transfers >= transfers);
+    println!(
+        "{backend}_check_after_spends_s {:.2} ({} transfers, no discrepancy)",
+        start.elapsed().as_secs_f64(),
+        report.transfers
+    );
+    let errors = COUNTS.errors.lock().unwrap();
+    for error in errors.iter() {
+        println!("{backend}_database_error_seen {error}");
+    }
+}
+
+/// What one spend run did.
+struct Run {
+    done: u64,
+    warm_done: u64,
+    seconds: f64,
+    latencies_us: Vec<u64>,
+    failed: BTreeMap<&'static str, u64>,
+}
+
+impl Run {
+    /// A latency percentile in milliseconds.
+    fn percentile(&self, q: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let last = self.latencies_us.len() - 1;
+        let i = ((last as f64) * q).round() as usize;
+        self.latencies_us[i.min(last)] as f64 / 1000.0
+    }
+}
+
+/// `plan.callers` tasks spending for `budget`, each with its own order ids (`tag-caller-i`).
+async fn run_spends<S: Store>(
+    app: &Arc<App<S>>,
+    plan: &Plan,
+    hot: bool,
+    tag: &str,
+    budget: Budget,
+) -> Run {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for caller in 0..plan.callers {
+        let app = Arc::clone(app);
+        let tag = tag.to_string();
+        let accounts = plan.accounts;
+        tasks.push(tokio::spawn(async move {
+            let actor = Actor::cli("bench", None).unwrap();
+            // xorshift64, a different stream per caller.
+            let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ ((caller as u64 + 1) << 17);
+            let mut latencies = Vec::new();
+            let mut failed: BTreeMap<&'static str, u64> = BTreeMap::new();
+            for i in 0u64.. {
+                let more = match budget {
+                    Budget::Time(d) => start.elapsed() < d,
+                    Budget::Count(n) => i < n,
+                };
+                if !more {
+                    break;
+                }
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let account = if hot {
+                    1
+                } else {
+                    i64::try_from(x % u64::try_from(accounts).unwrap()).unwrap() + 1
+                };
+                let form = SpendForm {
+                    account: account.to_string(),
+                    amount: SPEND_AMOUNT.into(),
+                    currency: "USD".into(),
+                    order: format!("{tag}-{caller}-{i}"),
+                    service: SERVICE.into(),
+                    effective_at: None,
+                };
+                let began = Instant::now();
+                match app.services().ledger().spend(&form, &actor).await {
+                    Ok(posted) => {
+                        assert!(!posted.replayed, "every order id is new");
+                        latencies.push(u64::try_from(began.elapsed().as_micros()).unwrap());
+                    }
+                    Err(e) => *failed.entry(e.code()).or_default() += 1,
+                }
+            }
+            (latencies, failed)
+        }));
+    }
+    let mut run = Run {
+        done: 0,
+        warm_done: 0,
+        seconds: 0.0,
+        latencies_us: Vec::new(),
+        failed: BTreeMap::new(),
+    };
+    for task in tasks {
+        let (latencies, failed) = task.await.unwrap();
+        run.latencies_us.extend(latencies);
+        for (code, n) in failed {
+            *run.failed.entry(code).or_default() += n;
+        }
+    }
+    // The last spend to finish ends the run.
+    run.seconds = start.elapsed().as_secs_f64();
+    run.done = run.latencies_us.len() as u64;
+    run.latencies_us.sort_unstable();
+    run
+}
+
+/// `plan.counted` sequential spends on `app`, one caller, with sqlx's statement events counted:
+/// how many of each statement sqlx ran for them (by the start of its SQL).
+async fn counted<S: Store>(app: &App<S>, plan: &Plan, tag: &str) -> BTreeMap<String, u64> {
+    let actor = Actor::cli("bench", None).unwrap();
+    let accounts = u64::try_from(plan.accounts).unwrap();
+    let before = COUNTS.snapshot();
+    COUNTS.statements.lock().unwrap().clear();
+    COUNTING.store(true, Ordering::SeqCst);
+    for i in 0..plan.counted {
+        let form = SpendForm {
+            account: (i % accounts + 1).to_string(),
+            amount: SPEND_AMOUNT.into(),
+            currency: "USD".into(),
+            order: format!("{tag}-{i}"),
+            service: SERVICE.into(),
+            effective_at: None,
+        };
+        let posted = app.services().ledger().spend(&form, &actor).await.unwrap();
+        assert!(!posted.replayed);
+    }
+    COUNTING.store(false, Ordering::SeqCst);
+    let after = COUNTS.snapshot();
+    assert_eq!(after.reruns, before.reruns, "no unit of work ran twice");
+    std::mem::take(&mut *COUNTS.statements.lock().unwrap())
+}
+
+/// The statements counted in process, per spend. sqlx reports each statement it runs for tender
+/// and, on PostgreSQL, the COMMIT; not the BEGIN, nor (on SQLite) the COMMIT. A new SQLite
+/// connection's setup (PRAGMA …) and a ROLLBACK sqlx owes from before are counted apart.
+fn print_in_process(backend: &str, statements: &BTreeMap<String, u64>, plan: &Plan) {
+    let n = plan.counted as f64;
+    let apart = |sql: &str| {
+        ["\"BEGIN", "\"COMMIT", "\"ROLLBACK", "\"PRAGMA"]
+            .iter()
+            .any(|p| sql.starts_with(p))
+    };
+    let ours: u64 = statements
+        .iter()
+        .filter(|(sql, _)| !apart(sql))
+        .map(|(_, n)| n)
+        .sum();
+    if statements.is_empty() {
+        println!("{backend}_statements_per_spend_in_process unmeasured (sqlx's events disabled)");
+        return;
+    }
+    println!(
+        "{backend}_statements_per_spend_in_process {:.2} (sqlx's statement events over {} sequential spends, BEGIN, COMMIT and connection setup apart)",
+        ours as f64 / n,
+        plan.counted
+    );
+    for (sql, count) in statements.iter().filter(|(sql, _)| apart(sql)) {
+        println!("{backend}_in_process_apart {count} {sql}");
+    }
+    if backend == "sqlite" {
+        for (sql, count) in statements.iter().filter(|(sql, _)| !apart(sql)) {
+            println!("{backend}_spend_statement {:.2} {sql}", *count as f64 / n);
+        }
+    }
+}
+
+/// SQLite: the statements counted in process, on a fresh App.
+async fn count_sqlite(url: &str, dir: &Path, plan: &Plan) {
+    let app: App<SqliteStore> = open(url, dir).await;
+    let statements = counted(&app, plan, "sqlite-counted").await;
+    app.store().close().await;
+    print_in_process("sqlite", &statements, plan);
+}
+
+/// PostgreSQL: the statements as the server logs them (`log_statement = 'all'` on the scratch
+/// database, read from the server's log file), the round trips through a counting relay, and
+/// the statements counted in process, all over the same sequential spends on a fresh App.
+async fn count_postgres(
+    admin: &mut sqlx::PgConnection,
+    name: &str,
+    url: &str,
+    dir: &Path,
+    plan: &Plan,
+) {
+    let (available, preloaded): (bool, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements'), \
+         current_setting('shared_preload_libraries') LIKE '%pg_stat_statements%'",
+    )
+    .fetch_one(&mut *admin)
+    .await
+    .unwrap();
+    println!(
+        "postgres_pg_stat_statements available {available} preloaded {preloaded} (counted from the statement log instead, which needs no restart)"
+    );
+    let alter = |setting: &str| {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE {name} {setting}"
+        )))
+    };
+    alter("SET log_statement = 'all'")
+        .execute(&mut *admin)
+        .await
+        .unwrap();
+    let log = server_log();
+    let relay = Relay::start(url).await;
+    let app_url = relay.as_ref().map_or(url, |r| r.url.as_str());
+    // A fresh pool: its sessions start after the setting, so each logs its statements.
+    let app: App<PgStore> = open(app_url, dir).await;
+    let offset = log
+        .as_ref()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len());
+    let turns_before = relay.as_ref().map(|r| r.turns.load(Ordering::SeqCst));
+    let statements = counted(&app, plan, "postgres-counted").await;
+    let turns = relay
+        .as_ref()
+        .zip(turns_before)
+        .map(|(r, before)| r.turns.load(Ordering::SeqCst) - before);
+    app.store().close().await;
+    alter("RESET log_statement")
+        .execute(&mut *admin)
+        .await
+        .unwrap();
+    let n = plan.counted as f64;
+    match log.zip(offset).and_then(|(p, o)| read_from(&p, o)) {
+        Some(text) => {
+            let (begins, commits, rollbacks, others) = logged_statements(&text, name);
+            let total: u64 = others.values().sum();
+            println!(
+                "postgres_statements_per_spend_server_log {:.2} (the server's log_statement lines over {} sequential spends, BEGIN and COMMIT apart)",
+                total as f64 / n,
+                plan.counted
+            );
+            println!(
+                "postgres_begin_commit_per_spend {:.2} {:.2}",
+                begins as f64 / n,
+                commits as f64 / n
+            );
+            println!(
+                "postgres_rollbacks {rollbacks} (in all; App::open leaves its read transaction to sqlx to roll back)"
+            );
+            for (sql, count) in &others {
+                println!("postgres_spend_statement {:.2} {sql}", *count as f64 / n);
+            }
+        }
+        None => println!(
+            "postgres_statements_per_spend_server_log unmeasured (no readable server log; set TENDER_BENCH_PG_LOG)"
+        ),
+    }
+    match turns {
+        Some(turns) => println!(
+            "postgres_round_trips_per_spend {:.2} (turns of the conversation through a counting TCP relay: BEGIN, statements, COMMIT, and what sqlx adds: a ping when a connection is taken from the pool and another when it is given back, each statement's first prepare on a connection)",
+            turns as f64 / n
+        ),
+        None => println!("postgres_round_trips_per_spend unmeasured (not a TCP URL)"),
+    }
+    print_in_process("postgres", &statements, plan);
+}
+
+/// The server's log file: TENDER_BENCH_PG_LOG, or the newest of Debian's
+/// `/var/log/postgresql/postgresql-*-main.log`.
+fn server_log() -> Option<PathBuf> {
+    if let Ok(path) = std::env::var("TENDER_BENCH_PG_LOG") {
+        return Some(PathBuf::from(path));
+    }
+    std::fs::read_dir("/var/log/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("postgresql-") && name.ends_with("-main.log")
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max()
+        .map(|(_, path)| path)
+}
+
+fn read_from(path: &Path, offset: u64) -> Option<String> {
+    let mut file = std::fs::File::open(path).ok()?;
+    file.seek(SeekFrom::Start(offset)).ok()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The statement lines the server logged for database `name`: BEGINs, COMMITs, ROLLBACKs, and
+/// every other statement by its text (its first 72 characters).
+fn logged_statements(text: &str, name: &str) -> (u64, u64, u64, BTreeMap<String, u64>) {
+    let marker = format!("@{name} LOG:  ");
+    let (mut begins, mut commits, mut rollbacks, mut others) = (0, 0, 0, BTreeMap::new());
+    for line in text.lines() {
+        let Some((_, logged)) = line.split_once(&marker) else {
+            continue;
+        };
+        // Simple queries log as `statement: SQL`, extended ones as `execute NAME: SQL`.
+        let sql = if let Some(sql) = logged.strip_prefix("statement: ") {
+            sql
+        } else if let Some(rest) = logged.strip_prefix("execute ") {
+            rest.split_once(": ").map_or(rest, |(_, sql)| sql)
+        } else {
+            continue;
+        };
+        match sql.trim() {
+            "BEGIN" => begins += 1,
+            "COMMIT" => commits += 1,
+            // Left by App::open's read (dropped, not committed): sqlx sends it when the
+            // connection is next used, at the first spend.
+            "ROLLBACK" => rollbacks += 1,
+            sql => *others.entry(sql.chars().take(72).collect()).or_default() += 1,
+        }
+    }
+    (begins, commits, rollbacks, others)
+}
+
+/// A TCP relay between tender and the server that counts the conversation's turns: each time
+/// the client speaks after the server did is one round trip.
+struct Relay {
+    url: String,
+    turns: Arc<AtomicU64>,
+}
+
+impl Relay {
+    async fn start(url: &str) -> Option<Relay> {
+        let options: sqlx::postgres::PgConnectOptions = url.parse().ok()?;
+        let host = options.get_host();
+        if host.starts_with('/') {
+            return None;
+        }
+        let target = format!("{host}:{}", options.get_port());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.ok()?;
+        let port = listener.local_addr().ok()?.port();
+        let turns = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&turns);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(relay(client, target.clone(), Arc::clone(&counter)));
+            }
+        });
+        let (scheme, rest) = url.split_once("://")?;
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let user = authority
+            .rsplit_once('@')
+            .map_or(String::new(), |(user, _)| format!("{user}@"));
+        let local: SocketAddr = ([127, 0, 0, 1], port).into();
+        Some(Relay {
+            url: format!("{scheme}://{user}{local}/{path}"),
+            turns,
+        })
+    }
+}
+
+async fn relay(client: tokio::net::TcpStream, target: String, turns: Arc<AtomicU64>) {
+    let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let server_spoke = Arc::new(AtomicBool::new(true));
+    let spoke = Arc::clone(&server_spoke);
+    let up = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n @ 1..) = client_read.read(&mut buf).await {
+            if spoke.swap(false, Ordering::SeqCst) {
+                turns.fetch_add(1, Ordering::SeqCst);
+            }
+            if server_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = server_write.shutdown().await;
+    };
+    let down = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n @ 1..) = server_read.read(&mut buf).await {
+            // Set before the client can have the answer, so its next message counts.
+            server_spoke.store(true, Ordering::SeqCst);
+            if client_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = client_write.shutdown().await;
+    };
+    tokio::join!(up, down);
+}
+
+/// Whether sqlx's statement events are counted now (they cost a parse of the SQL each).
+static COUNTING: AtomicBool = AtomicBool::new(false);
+
+/// What the subscriber counted.
+struct Counts {
+    /// sqlx's statement events while [`COUNTING`], by the start of their SQL.
+    statements: Mutex<BTreeMap<String, u64>>,
+    /// tender's "database error" events (each failed statement: deadlock, busy, …).
+    db_errors: AtomicU64,
+    /// tender's "running it again" events (a transient failure's unit of work rerun).
+    reruns: AtomicU64,
+    /// The first few distinct database errors.
+    errors: Mutex<Vec<String>>,
+}
+
+static COUNTS: Counts = Counts {
+    statements: Mutex::new(BTreeMap::new()),
+    db_errors: AtomicU64::new(0),
+    reruns: AtomicU64::new(0),
+    errors: Mutex::new(Vec::new()),
+};
+
+#[derive(Clone, Copy)]
+struct Snapshot {
+    db_errors: u64,
+    reruns: u64,
+}
+
+impl Counts {
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            db_errors: self.db_errors.load(Ordering::SeqCst),
+            reruns: self.reruns.load(Ordering::SeqCst),
+        }
+    }
+}
+
+/// Counts sqlx's statement events and tender's own error and rerun events; prints nothing.
+struct Counter;
+
+const SQLX_QUERY: &str = "sqlx::query";
+
+impl<S: Subscriber> Layer<S> for Counter {
+    fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
+        let target = metadata.target();
+        // Any kind, not only events: sqlx first asks through an `enabled!` hint callsite.
+        if !metadata.is_span() && (target == SQLX_QUERY || target.starts_with("tender::")) {
+            // Asked again at each event, so the statement count can be switched.
+            Interest::sometimes()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>, _: Context<'_, S>) -> bool {
+        match metadata.target() {
+            SQLX_QUERY => COUNTING.load(Ordering::Relaxed),
+            target => target.starts_with("tender::"),
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let target = event.metadata().target();
+        if target == SQLX_QUERY {
+            let mut fields = Fields::default();
+            event.record(&mut fields);
+            let mut statements = COUNTS.statements.lock().unwrap();
+            *statements.entry(fields.summary).or_default() += 1;
+            return;
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        match fields.message.as_str() {
+            "database error" => {
+                COUNTS.db_errors.fetch_add(1, Ordering::SeqCst);
+                let mut errors = COUNTS.errors.lock().unwrap();
+                if errors.len() < 5 && !errors.contains(&fields.error) {
+                    errors.push(fields.error);
+                }
+            }
+            "unit of work failed; running it again" => {
+                COUNTS.reruns.fetch_add(1, Ordering::SeqCst);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    error: String,
+    summary: String,
+}
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "message" => self.message = format!("{value:?}"),
+            "error" => self.error = format!("{value:?}"),
+            "summary" => self.summary = format!("{value:?}"),
+            _ => {}
+        }
+    }
+}
