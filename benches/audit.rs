@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
-use sqlx::Connection;
 use tender::app::{self, App};
 use tender::audit::{AuditEvent, AuditRecord, AuditSigner, CHAIN_COUNT, ChainHead, GENESIS};
 use tender::clock::{Clock, SystemClock};
@@ -26,6 +25,10 @@ use tender::domain::{Actor, PageRows};
 use tender::keys::{KeyId, KeyNeeds, KeyPurpose, KeyRing, SealKey};
 use tender::service::trail::VerifyRequest;
 use tender::store::{AuditRepo, DbPool, PgStore, SqliteStore, Store, Tx};
+
+mod support;
+
+use support::ScratchPg;
 
 #[tokio::main]
 async fn main() {
@@ -47,26 +50,10 @@ async fn main() {
         trail::<SqliteStore>("sqlite", &url, dir.path(), records, measuring).await;
     }
     if which == "all" || which == "postgres" {
-        let admin = std::env::var("TENDER_TEST_PG_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!("tender_bench_audit_{}", std::process::id());
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-        let run = |sql: String| sqlx::query(sqlx::AssertSqlSafe(sql));
-        run(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        run(format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+        let mut pg = ScratchPg::create("audit").await;
         let dir = tempfile::tempdir().unwrap();
-        trail::<PgStore>("postgres", &url, dir.path(), records, measuring).await;
-        run(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        trail::<PgStore>("postgres", &pg.url, dir.path(), records, measuring).await;
+        pg.drop_database().await;
     }
 }
 

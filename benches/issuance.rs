@@ -22,7 +22,6 @@ use hmac::{Hmac, Mac};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use sha2::Sha256;
-use sqlx::Connection;
 use tender::app::{self, App};
 use tender::clock::SystemClock;
 use tender::codegen::{CodeGenerator, CodeSource, Digester};
@@ -32,6 +31,10 @@ use tender::jobs::Catalog;
 use tender::keys::{KeyId, KeyNeeds, KeyPurpose, KeyRing, SecretKey};
 use tender::service::batches::BatchForm;
 use tender::store::{DbPool, PgStore, SqliteStore, Store};
+
+mod support;
+
+use support::ScratchPg;
 
 #[tokio::main]
 async fn main() {
@@ -218,31 +221,15 @@ async fn sqlite(cards: u64, synchronous: &str) {
 }
 
 async fn postgres(cards: u64, terse: bool) {
-    let admin = std::env::var("TENDER_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("tender_bench_{}", std::process::id());
-    let mut conn = sqlx::PgConnection::connect(&admin)
-        .await
-        .expect("PostgreSQL is reachable");
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    let mut pg = ScratchPg::create("issuance").await;
     if terse {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "ALTER DATABASE {name} SET log_error_verbosity = terse"
-        )))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+        pg.exec(&format!(
+            "ALTER DATABASE {} SET log_error_verbosity = terse",
+            pg.name
+        ))
+        .await;
     }
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let url = pg.url.clone();
     let dir = tempfile::tempdir().unwrap();
     let app: App<PgStore> = open(&url, dir.path()).await;
     let empty = issue(&app, cards).await;
@@ -282,12 +269,7 @@ async fn postgres(cards: u64, terse: bool) {
         bytes as f64 / (2.0 * cards as f64) * 1e6,
     );
     pool.close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    pg.drop_database().await;
 }
 
 fn report(backend: &str, cards: u64, empty: f64, full: f64, raw: f64, bytes_per_million: f64) {

@@ -60,6 +60,10 @@ const SPEND_AMOUNT: &str = "0.01";
 /// The spending service.
 const SERVICE: &str = "app-store";
 
+mod support;
+
+use support::ScratchPg;
+
 #[tokio::main]
 async fn main() {
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Counter))
@@ -116,32 +120,15 @@ async fn main() {
         count_sqlite(&url, dir.path(), &plan).await;
     }
     if which == "all" || which == "postgres" {
-        let admin = std::env::var("TENDER_TEST_PG_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!("tender_bench_ledger_{}", std::process::id());
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .expect("PostgreSQL is reachable");
-        let run = |sql: String| sqlx::query(sqlx::AssertSqlSafe(sql));
-        run(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        run(format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+        let mut pg = ScratchPg::create("ledger").await;
+        let (name, url) = (pg.name.clone(), pg.url.clone());
         let dir = tempfile::tempdir().unwrap();
         let ceiling = ceiling("CEIL_PG_TPCB_TPS");
         let app: Arc<App<PgStore>> = Arc::new(books("postgres", &url, dir.path(), &plan).await);
         spends("postgres", &app, &plan, ceiling.map(|c| ("pg_tpcb", c))).await;
         app.store().close().await;
-        count_postgres(&mut conn, &name, &url, dir.path(), &plan).await;
-        run(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        count_postgres(&mut pg.admin, &name, &url, dir.path(), &plan).await;
+        pg.drop_database().await;
     }
 }
 
