@@ -5,7 +5,7 @@ use chrono::TimeDelta;
 
 use super::generation::GenerateBatch;
 use super::keys::KeyUseError;
-use super::{JobPayload, Rerun, Services};
+use super::{JobPayload, Services};
 use crate::audit::events;
 use crate::domain::{
     Actor, Batch, BatchError, BatchId, BatchRequest, CardValue, Currency, Money, MoneyError,
@@ -201,13 +201,7 @@ impl<S: Store> Batches<'_, S> {
         actor: &Actor,
     ) -> Result<Batch, RequestBatchError> {
         let request = form.parse()?;
-        let mut rerun = Rerun::new();
-        loop {
-            match self.request_once(&request, actor).await {
-                Err(e) if rerun.after(&e).await => {}
-                done => return done,
-            }
-        }
+        rerun!(self.request_once(&request, actor))
     }
 
     async fn request_once(
@@ -264,13 +258,7 @@ impl<S: Store> Batches<'_, S> {
     /// exist only in a printer file that can no longer be finished, which the operator must
     /// destroy) and queues its generation again.
     pub async fn restart(&self, id: BatchId, actor: &Actor) -> Result<Batch, RestartBatchError> {
-        let mut rerun = Rerun::new();
-        loop {
-            match self.restart_once(id, actor).await {
-                Err(e) if rerun.after(&e).await => {}
-                done => return done,
-            }
-        }
+        rerun!(self.restart_once(id, actor))
     }
 
     async fn restart_once(&self, id: BatchId, actor: &Actor) -> Result<Batch, RestartBatchError> {

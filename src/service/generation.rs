@@ -170,13 +170,7 @@ impl<S: Store> Generation<'_, S> {
         }
         let mac = self.mac(&batch, file.path())?;
         drop(file);
-        let mut rerun = Rerun::new();
-        loop {
-            match self.complete(id, &token, &mac, actor).await {
-                Err(e) if rerun.after(&e).await => {}
-                done => return done,
-            }
-        }
+        rerun!(self.complete(id, &token, &mac, actor))
     }
 
     /// Hands the batch to this run and opens its printer file, cut back to the committed

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{Rerun, Services};
+use super::Services;
 use crate::audit::{AuditSigner, events};
 use crate::codegen::Digester;
 use crate::domain::Actor;
@@ -431,13 +431,7 @@ impl<S: Store> KeyAdmin<'_, S> {
         id: KeyId,
         actor: &Actor,
     ) -> Result<bool, KeyAdminError> {
-        let mut rerun = Rerun::new();
-        loop {
-            match self.activate_once(purpose, id, actor).await {
-                Err(e) if rerun.after(&e).await => {}
-                done => return done,
-            }
-        }
+        rerun!(self.activate_once(purpose, id, actor))
     }
 
     async fn activate_once(

@@ -11,8 +11,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::Services;
 use super::keys::KeyUseError;
-use super::{Rerun, Services};
 use crate::audit::events;
 use crate::domain::{
     Account, AccountId, Actor, Adjustment, Amount, Currency, HistoryLine, LedgerAccount,
@@ -259,19 +259,6 @@ pub struct CheckReport {
 /// Ledger use cases.
 #[derive(Debug)]
 pub struct Ledger<'a, S>(pub(super) &'a Services<S>);
-
-/// Runs a unit of work again while it fails as transient.
-macro_rules! rerun {
-    ($body:expr) => {{
-        let mut rerun = Rerun::new();
-        loop {
-            match $body.await {
-                Err(e) if rerun.after(&e).await => {}
-                done => break done,
-            }
-        }
-    }};
-}
 
 impl<S: Store> Ledger<'_, S> {
     /// Creates an account with a zero balance.

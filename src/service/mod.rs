@@ -3,6 +3,20 @@
 //! serialization failure) runs again whole. The HTTP API, the CLI and the jobs are thin callers
 //! of these, and reads go through them too.
 
+/// Runs a unit of work (a future returning a `Result` classified by `Classify`) again while
+/// it fails as transient and runs remain; evaluates to its last outcome.
+macro_rules! rerun {
+    ($body:expr) => {{
+        let mut rerun = $crate::service::Rerun::new();
+        loop {
+            match $body.await {
+                Err(e) if rerun.after(&e).await => {}
+                done => break done,
+            }
+        }
+    }};
+}
+
 pub mod batches;
 pub mod generation;
 pub mod keys;

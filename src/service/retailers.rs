@@ -1,7 +1,7 @@
 //! Retailers: who sells and activates cards, and the commission settlement deducts.
 
+use super::Services;
 use super::keys::KeyUseError;
-use super::{Rerun, Services};
 use crate::audit::events;
 use crate::domain::{
     Actor, CommissionRate, NewRetailer, PageRows, Retailer, RetailerError, RetailerName,
@@ -62,13 +62,7 @@ impl<S: Store> Retailers<'_, S> {
             name: RetailerName::parse(name)?,
             commission: CommissionRate::parse_percent(commission_percent)?,
         };
-        let mut rerun = Rerun::new();
-        loop {
-            match self.add_once(&new, actor).await {
-                Err(e) if rerun.after(&e).await => {}
-                done => return done,
-            }
-        }
+        rerun!(self.add_once(&new, actor))
     }
 
     async fn add_once(

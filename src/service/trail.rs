@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::Duration;
 
-use super::{Rerun, Services};
+use super::Services;
 use crate::audit::witness::{Witness, WitnessError, WitnessWriter};
 use crate::audit::{
     AuditSigner, AuditVerifier, CHAIN_COUNT, ChainCursor, GENESIS, Problem, Seal, VerifyInputs,
@@ -171,13 +171,7 @@ impl<S: Store> Trail<'_, S> {
     pub async fn seal(&self, key: &SealKey, witness: &Path) -> Result<Sealed, TrailError> {
         // Held until the seal is witnessed: this host's witness lists its seals in order.
         let mut writer = WitnessWriter::open(witness, &key.public())?;
-        let mut rerun = Rerun::new();
-        let (seal, new_records) = loop {
-            match self.seal_once(key).await {
-                Err(e) if rerun.after(&e).await => {}
-                done => break done?,
-            }
-        };
+        let (seal, new_records) = rerun!(self.seal_once(key))?;
         writer
             .append(&seal)
             .map_err(|source| TrailError::Unwitnessed {
