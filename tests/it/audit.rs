@@ -100,6 +100,14 @@ async fn batch_trail<S: Store>(env: &TestApp<S>) -> (u32, i64) {
     (chain, last)
 }
 
+/// A sealing host, a batch's records (its chain and last sequence number), and a seal over them.
+async fn sealed_trail<S: Store>(env: &TestApp<S>) -> (Sealer, u32, i64) {
+    let sealer = Sealer::new(env);
+    let (chain, last) = batch_trail(env).await;
+    sealer.seal(&env.app).await;
+    (sealer, chain, last)
+}
+
 async fn records_of<S: Store>(env: &TestApp<S>, chain: u32) -> Vec<AuditRecord> {
     let mut tx = env.store().read().await.unwrap();
     tx.chain_page(chain, 0, PageRows::MAX).await.unwrap()
@@ -159,9 +167,7 @@ both_backends!(
 );
 
 async fn a_modified_record_is_named_by_its_hash_even_when_rehashed<S: Store>(env: TestApp<S>) {
-    let sealer = Sealer::new(&env);
-    let (chain, last) = batch_trail(&env).await;
-    sealer.seal(&env.app).await;
+    let (sealer, chain, last) = sealed_trail(&env).await;
     let records = records_of(&env, chain).await;
     env.exec(&format!(
         "UPDATE audit_record SET details = replace(details, '10', '11') WHERE chain = {chain} AND seq = 3"
@@ -199,9 +205,7 @@ both_backends!(
 );
 
 async fn a_deleted_record_is_named<S: Store>(env: TestApp<S>) {
-    let sealer = Sealer::new(&env);
-    let (chain, _) = batch_trail(&env).await;
-    sealer.seal(&env.app).await;
+    let (sealer, chain, _) = sealed_trail(&env).await;
     env.exec(&format!(
         "DELETE FROM audit_record WHERE chain = {chain} AND seq = 2"
     ))
@@ -220,9 +224,7 @@ async fn a_deleted_record_is_named<S: Store>(env: TestApp<S>) {
 both_backends!(audit_deleted, a_deleted_record_is_named);
 
 async fn an_inserted_record_is_named<S: Store>(env: TestApp<S>) {
-    let sealer = Sealer::new(&env);
-    let (chain, _) = batch_trail(&env).await;
-    sealer.seal(&env.app).await;
+    let (sealer, chain, _) = sealed_trail(&env).await;
     // Make room at 3 (in two steps, around the primary key), then copy record 2 into it.
     env.exec(&format!(
         "UPDATE audit_record SET seq = seq + 1000 WHERE chain = {chain} AND seq >= 3"
@@ -247,9 +249,7 @@ async fn an_inserted_record_is_named<S: Store>(env: TestApp<S>) {
 both_backends!(audit_inserted, an_inserted_record_is_named);
 
 async fn reordered_records_are_named<S: Store>(env: TestApp<S>) {
-    let sealer = Sealer::new(&env);
-    let (chain, _) = batch_trail(&env).await;
-    sealer.seal(&env.app).await;
+    let (sealer, chain, _) = sealed_trail(&env).await;
     for sql in [
         "UPDATE audit_record SET seq = 1000000 WHERE chain = {c} AND seq = 2",
         "UPDATE audit_record SET seq = 2 WHERE chain = {c} AND seq = 3",
@@ -267,9 +267,7 @@ both_backends!(audit_reordered, reordered_records_are_named);
 /// A record appended after the newest seal by someone without the audit key: its hash is right
 /// (anyone can compute one), its tag cannot be.
 async fn a_forged_record_is_named_by_its_tag_and_unprovable_without_it<S: Store>(env: TestApp<S>) {
-    let sealer = Sealer::new(&env);
-    let (chain, last) = batch_trail(&env).await;
-    sealer.seal(&env.app).await;
+    let (sealer, chain, last) = sealed_trail(&env).await;
     let records = records_of(&env, chain).await;
     let mut forged = records.last().unwrap().clone();
     forged.seq = last + 1;
@@ -308,9 +306,7 @@ both_backends!(
 );
 
 async fn the_newest_records_deleted_are_caught_by_the_seal<S: Store>(env: TestApp<S>) {
-    let sealer = Sealer::new(&env);
-    let (chain, last) = batch_trail(&env).await;
-    sealer.seal(&env.app).await;
+    let (sealer, chain, last) = sealed_trail(&env).await;
     // Cut the chain's tail and make the head row agree: the head row is not evidence.
     env.exec(&format!(
         "DELETE FROM audit_record WHERE chain = {chain} AND seq > {}",
