@@ -5,7 +5,8 @@ use serde_json::json;
 
 use super::AuditEvent;
 use crate::domain::{
-    Account, AccountId, Actor, Batch, BatchId, Money, Retailer, TransferId, TransferKind,
+    Account, AccountId, Actor, Batch, BatchId, CardAction, Money, RetailStore, Retailer, Serial,
+    SerialRange, TransferId, TransferKind,
 };
 use crate::keys::{KeyId, KeyPurpose, RecordedKey};
 
@@ -192,6 +193,8 @@ pub fn transfer_posted(
         TransferKind::Spend => "ledger.spent",
         TransferKind::Refund => "ledger.refunded",
         TransferKind::Adjustment => "ledger.adjusted",
+        TransferKind::Activation => "ledger.activated",
+        TransferKind::Void => "ledger.voided",
     };
     AuditEvent::new(
         actor,
@@ -214,5 +217,84 @@ pub fn adjustment_requested(
         "adjustment.requested",
         format!("account:{account}"),
         json!({ "adjustment_id": id, "amount": amount, "reason": reason }),
+    )
+}
+
+/// A retailer's store was added, with the jurisdiction whose expiry law its sales follow.
+pub fn store_added(actor: &Actor, store: &RetailStore) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "store.added",
+        format!("retailer:{}", store.retailer_id),
+        json!({ "store": store.code, "jurisdiction": store.jurisdiction }),
+    )
+}
+
+/// What one activation request did: the serials it activated (as runs of consecutive
+/// serials), the transfer that carried their value, and those accepted for review.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ActivationAudit<'a> {
+    /// The POS request.
+    pub request_id: i64,
+    /// The retailer.
+    pub retailer_id: i64,
+    /// The store.
+    pub store: &'a str,
+    /// The terminal.
+    pub terminal: &'a str,
+    /// The POS transaction.
+    pub pos_txn: &'a str,
+    /// The serials asked for.
+    pub range: SerialRange,
+    /// The serials activated, as `[first, last]` runs.
+    pub activated: Vec<[Serial; 2]>,
+    /// Each card's value.
+    pub value: Money,
+    /// The transfer.
+    pub transfer_id: TransferId,
+    /// Exposed cards accepted from an offline sale, for review.
+    pub review: Vec<Serial>,
+}
+
+/// Cards were sold at a store.
+pub fn cards_activated(actor: &Actor, audit: &ActivationAudit<'_>) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "card.activated",
+        format!("pos:{}", audit.request_id),
+        audit,
+    )
+}
+
+/// A card's sale was voided by the store.
+pub fn card_voided(
+    actor: &Actor,
+    serial: Serial,
+    request_id: i64,
+    transfer: TransferId,
+) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "card.voided",
+        format!("card:{serial}"),
+        json!({ "request_id": request_id, "transfer_id": transfer }),
+    )
+}
+
+/// A card was blocked, unblocked, marked exposed or cleared of exposure, with a reason code.
+pub fn card_flagged(actor: &Actor, serial: Serial, action: CardAction, reason: &str) -> AuditEvent {
+    let action = match action {
+        CardAction::Blocked => "card.blocked",
+        CardAction::Unblocked => "card.unblocked",
+        CardAction::Exposed => "card.exposed",
+        CardAction::ExposureCleared => "card.exposure_cleared",
+        CardAction::Activated => "card.activated",
+        CardAction::Voided => "card.voided",
+    };
+    AuditEvent::new(
+        actor,
+        action,
+        format!("card:{serial}"),
+        json!({ "reason": reason }),
     )
 }

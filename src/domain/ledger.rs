@@ -5,10 +5,12 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::money::{Currency, Money, MoneyError};
 use super::region::Region;
+use super::retailer::RetailerId;
+use super::serial::Serial;
 use crate::error::{Classify, Kind};
 
 /// The largest amount one transfer moves, in major units of a 2-decimal currency: ten times a
@@ -190,7 +192,7 @@ impl fmt::Display for AccountId {
 }
 
 /// A transfer's id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct TransferId(pub i64);
 
@@ -266,6 +268,14 @@ pub enum LedgerAccount {
     Spent(Name),
     /// The support desk's corrections and goodwill: `adjustment`.
     Adjustment,
+    /// The value an active card carries: `card:{serial}`. Like a customer's balance, a
+    /// liability; its legs name the serial.
+    Card(Serial),
+    /// What a retailer owes for the cards it sold, net of its commission:
+    /// `receivable:{retailer id}`.
+    Receivable(RetailerId),
+    /// The commission retailers keep on the cards they sell: `commission`.
+    Commission,
 }
 
 impl LedgerAccount {
@@ -275,6 +285,17 @@ impl LedgerAccount {
             LedgerAccount::Customer(id) => format!("customer:{id}"),
             LedgerAccount::Spent(service) => format!("spent:{service}"),
             LedgerAccount::Adjustment => "adjustment".to_string(),
+            LedgerAccount::Card(serial) => format!("card:{serial}"),
+            LedgerAccount::Receivable(retailer) => format!("receivable:{retailer}"),
+            LedgerAccount::Commission => "commission".to_string(),
+        }
+    }
+
+    /// The card, where it is one.
+    pub fn card(&self) -> Option<Serial> {
+        match self {
+            LedgerAccount::Card(serial) => Some(*serial),
+            _ => None,
         }
     }
 
@@ -297,6 +318,11 @@ pub enum TransferKind {
     Refund,
     /// The support desk credited or debited an account.
     Adjustment,
+    /// A store sold cards: each card credited its value, the retailer's receivable and the
+    /// commission debited.
+    Activation,
+    /// A store took back an unredeemed card: its activation reversed.
+    Void,
 }
 
 impl TransferKind {
@@ -306,6 +332,8 @@ impl TransferKind {
             TransferKind::Spend => "spend",
             TransferKind::Refund => "refund",
             TransferKind::Adjustment => "adjustment",
+            TransferKind::Activation => "activation",
+            TransferKind::Void => "void",
         }
     }
 
@@ -315,6 +343,8 @@ impl TransferKind {
             TransferKind::Spend,
             TransferKind::Refund,
             TransferKind::Adjustment,
+            TransferKind::Activation,
+            TransferKind::Void,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == text)
@@ -330,8 +360,8 @@ pub struct Leg {
     pub amount_minor: i64,
 }
 
-/// A transfer about to be posted. Its only constructor moves one amount from one account to
-/// another, so every transfer balances by construction.
+/// A transfer about to be posted. Its constructors ([`Posting::transfer`] here, the card
+/// postings in `card.rs`) only build legs that sum to zero, so every transfer balances.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Posting {
     /// What it is for.
@@ -342,8 +372,8 @@ pub struct Posting {
     pub reference: Option<String>,
     /// When it happened in the world.
     pub effective_at: DateTime<Utc>,
-    /// The legs: the debit first, then the credit.
-    pub legs: [Leg; 2],
+    /// The legs: debits first, then credits; none is zero.
+    pub legs: Vec<Leg>,
 }
 
 impl Posting {
@@ -361,7 +391,7 @@ impl Posting {
             currency: amount.currency(),
             reference,
             effective_at,
-            legs: [
+            legs: vec![
                 Leg {
                     account: from,
                     amount_minor: -amount.minor(),

@@ -1,5 +1,6 @@
-//! The domain layer: gift card codes, card serials, money, regions, retailers, batches, and
-//! the actors the audit trail records.
+//! The domain layer: gift card codes, card serials, money, regions, retailers, batches, cards
+//! and the point of sale, jurisdictions and their expiry law, the ledger's values, and the
+//! actors the audit trail records.
 //!
 //! These types depend on nothing else in the crate, and on no database,
 //! job queue or file format (no sqlx, apalis or csv): they only parse,
@@ -8,11 +9,14 @@
 
 mod actor;
 mod batch;
+mod card;
 mod code;
 mod digits;
+mod jurisdiction;
 mod ledger;
 mod money;
 mod page;
+mod pos;
 mod region;
 mod retailer;
 mod serial;
@@ -22,7 +26,9 @@ pub use batch::{
     Batch, BatchError, BatchId, BatchRequest, BatchState, CardValue, MAX_CARDS_PER_BATCH,
     MAX_EXPIRY_DAYS, max_card_value,
 };
+pub use card::{CardAction, CardSale, CardState};
 pub use code::{Code, CodeError};
+pub use jurisdiction::{EXPIRY_LAW, ExpiryRule, Jurisdiction, JurisdictionError};
 pub use ledger::{
     Account, AccountId, Adjustment, Amount, HistoryLine, LedgerAccount, LedgerValueError, Leg,
     NAME_MAX_CHARS, Name, NewAccount, Posting, REFERENCE_MAX_CHARS, Reference, TransferId,
@@ -30,6 +36,10 @@ pub use ledger::{
 };
 pub use money::{Currency, Money, MoneyError};
 pub use page::{PAGE_ROWS_MAX, PageRows, PageRowsError};
+pub use pos::{
+    POS_CLOCK_AHEAD_MAX, POS_ID_MAX_CHARS, POS_OFFLINE_MAX, PosError, PosTxnId, RANGE_CARDS_MAX,
+    RetailStore, SerialRange, StoreCode, TerminalId, check_pos_time,
+};
 pub use region::{Region, RegionError};
 pub use retailer::{
     CommissionRate, NewRetailer, RETAILER_NAME_MAX_CHARS, Retailer, RetailerError, RetailerId,

@@ -193,6 +193,13 @@ impl CommissionRate {
     pub fn percent(self) -> Decimal {
         Decimal::new(i64::from(self.0), 2)
     }
+
+    /// The commission on a sale of `value_minor` minor units, rounded to the nearest minor
+    /// unit, halves up: per card, so voiding one card gives back exactly what its sale took.
+    pub fn of(self, value_minor: i64) -> i64 {
+        let scaled = i128::from(value_minor) * i128::from(self.0);
+        i64::try_from((scaled + 5_000) / 10_000).expect("a commission is at most the value")
+    }
 }
 
 /// A retailer to add.
@@ -220,6 +227,17 @@ pub struct Retailer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_commission_rounds_to_the_nearest_minor_unit_halves_up() {
+        let rate = |bp| CommissionRate::from_basis_points(bp).unwrap();
+        assert_eq!(rate(250).of(5_000), 125);
+        assert_eq!(rate(250).of(1_010), 25);
+        assert_eq!(rate(250).of(1_020), 26);
+        assert_eq!(rate(0).of(5_000), 0);
+        assert_eq!(rate(10_000).of(5_000), 5_000);
+        assert_eq!(rate(1).of(50), 0);
+    }
 
     #[test]
     fn commissions_parse_exactly_or_not_at_all() {

@@ -422,7 +422,7 @@ impl<S: Store> Ledger<'_, S> {
             spend.effective_at.unwrap_or(at),
         );
         let transfer_id = tx
-            .insert_transfer(&posting, [Some(balance_after), None], at)
+            .insert_transfer(&posting, &[Some(balance_after), None], at)
             .await?;
         let order = OrderRow {
             account_id: spend.account,
@@ -529,7 +529,7 @@ impl<S: Store> Ledger<'_, S> {
             refund.effective_at.unwrap_or(at),
         );
         let transfer_id = tx
-            .insert_transfer(&posting, [None, Some(balance_after)], at)
+            .insert_transfer(&posting, &[None, Some(balance_after)], at)
             .await?;
         let row = RefundRow {
             account_id: account,
@@ -763,7 +763,7 @@ async fn post_adjustment<T: LedgerRepo>(
         )
     };
     let posting = Posting::transfer(TransferKind::Adjustment, from, to, amount.size(), None, at);
-    let transfer_id = tx.insert_transfer(&posting, after, at).await?;
+    let transfer_id = tx.insert_transfer(&posting, &after, at).await?;
     Ok(Posted {
         transfer_id,
         balance_after: Money::from_minor(balance_after, currency),

@@ -18,6 +18,7 @@ macro_rules! rerun {
 }
 
 pub mod batches;
+pub mod cards;
 pub mod generation;
 pub mod keys;
 pub mod ledger;
@@ -75,6 +76,11 @@ impl<S: Store> Services<S> {
     /// Accounts, spends, refunds, adjustments, history and `ledger check`.
     pub fn ledger(&self) -> ledger::Ledger<'_, S> {
         ledger::Ledger(self)
+    }
+
+    /// Stores, and cards at the point of sale: activation, void, block, exposure, support view.
+    pub fn cards(&self) -> cards::Cards<'_, S> {
+        cards::Cards(self)
     }
 
     /// Adding and listing retailers.

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::StoreResult;
 use crate::domain::{
-    Account, AccountId, HistoryLine, Money, NewAccount, PageRows, Posting, TransferId,
+    Account, AccountId, CardState, HistoryLine, Money, NewAccount, PageRows, Posting, Serial,
+    TransferId,
 };
 
 /// An order a spend paid for.
@@ -129,6 +130,21 @@ pub enum Discrepancy {
         /// The order.
         order_ref: String,
     },
+    /// A card's entries do not sum to what its state says it carries: its face value while
+    /// active, nothing otherwise; or a voided card's activation names no void (or the reverse).
+    CardDrift {
+        /// The card.
+        serial: Serial,
+        /// Its state.
+        state: CardState,
+        /// The sum of its entries, in minor units.
+        summed_minor: i64,
+    },
+    /// A card past issued without an activation, or with entries but no activation.
+    CardWithoutActivation {
+        /// The card.
+        serial: Serial,
+    },
 }
 
 impl std::fmt::Display for Discrepancy {
@@ -170,6 +186,19 @@ impl std::fmt::Display for Discrepancy {
             } => write!(
                 f,
                 "order {order_ref} of account {account_id} has a refundable remainder other than what it spent less its refunds"
+            ),
+            Discrepancy::CardDrift {
+                serial,
+                state,
+                summed_minor,
+            } => write!(
+                f,
+                "card {serial} is {} but its entries sum to {summed_minor} minor units",
+                state.as_str()
+            ),
+            Discrepancy::CardWithoutActivation { serial } => write!(
+                f,
+                "card {serial} has left issued or has entries, but no activation"
             ),
         }
     }
@@ -224,12 +253,12 @@ pub trait LedgerRepo {
         delta: Money,
     ) -> impl Future<Output = StoreResult<Option<i64>>> + Send;
 
-    /// Posts a transfer and its entries; `balances_after` is each leg's customer balance after
-    /// it (for customer legs). Returns its id.
+    /// Posts a transfer and its entries; `balances_after` holds, leg by leg, the customer's
+    /// balance after it (`None` for every other leg). Returns its id.
     fn insert_transfer(
         &mut self,
         posting: &Posting,
-        balances_after: [Option<i64>; 2],
+        balances_after: &[Option<i64>],
         at: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<TransferId>> + Send;
 

@@ -3,7 +3,7 @@
 //! A service opens a transaction with [`Store::begin`] (a write) or [`Store::read`] (a
 //! consistent snapshot), calls repository steps on it, one trait per aggregate
 //! ([`RetailerRepo`], [`BatchRepo`], [`CardRepo`], [`AuditRepo`], [`OutboxRepo`],
-//! [`KeyRepo`], [`LedgerRepo`]), and commits.
+//! [`KeyRepo`], [`LedgerRepo`], [`PosRepo`]), and commits.
 //!
 //! Every SQL statement is written once, in `store/sql/`, with `$N` placeholders, and compiled
 //! for each backend with that backend's concrete types (`sqlite.rs` and `postgres.rs` each
@@ -12,12 +12,14 @@
 
 mod backend;
 pub mod ledger;
+pub mod pos;
 mod postgres;
 mod rows;
 mod sqlite;
 
 pub use backend::Backend;
 pub use ledger::LedgerRepo;
+pub use pos::PosRepo;
 pub use sqlite::SQLITE_POOL_CONNECTIONS;
 
 use std::collections::HashSet;
@@ -177,6 +179,7 @@ pub trait Store: Clone + Send + Sync + 'static {
         + OutboxRepo
         + KeyRepo
         + LedgerRepo
+        + PosRepo
         + Send;
 
     /// Whether [`OutboxRepo::claim_outbox`] holds row locks until the transaction ends
@@ -226,6 +229,12 @@ pub trait RetailerRepo {
     fn retailer_by_name(
         &mut self,
         name: &RetailerName,
+    ) -> impl Future<Output = StoreResult<Option<Retailer>>> + Send;
+
+    /// The retailer with this id.
+    fn retailer(
+        &mut self,
+        id: RetailerId,
     ) -> impl Future<Output = StoreResult<Option<Retailer>>> + Send;
 
     /// Retailers by id, at most `rows`.

@@ -8,12 +8,13 @@ use super::{StoreError, StoreResult, StoredCard};
 use crate::audit::{AuditRecord, ChainHead, Seal, decode_heads};
 use crate::codegen::CodeDigest;
 use crate::domain::{
-    Account, AccountId, Batch, BatchId, BatchState, CardValue, CommissionRate, Currency,
-    HistoryLine, Money, Region, Retailer, RetailerId, RetailerName, Serial, TransferId,
-    TransferKind,
+    Account, AccountId, Batch, BatchId, BatchState, CardAction, CardState, CardValue,
+    CommissionRate, Currency, HistoryLine, Jurisdiction, Money, Region, RetailStore, Retailer,
+    RetailerId, RetailerName, Serial, SerialRange, StoreCode, TransferId, TransferKind,
 };
 use crate::keys::KeyId;
 use crate::store::ledger::{AdjustmentRow, AdjustmentState, OrderRow, RefundRow};
+use crate::store::pos::{ActivationRow, CardEventRow, CardStatus, PosRequestRow};
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::corrupt(what)
@@ -408,6 +409,164 @@ impl TryFrom<AdjustmentDbRow> for AdjustmentRow {
             decided_by: r.decided_by,
             transfer_id: r.transfer_id.map(TransferId),
             requested_at: r.requested_at,
+        })
+    }
+}
+
+/// A serial as stored: its sequence number.
+pub(super) fn serial(sequence: i64) -> StoreResult<Serial> {
+    Serial::from_sequence(count(sequence, "card serial")?).map_err(|_| corrupt("card serial"))
+}
+
+/// A `retail_store` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct StoreRow {
+    retailer_id: i64,
+    store_code: String,
+    jurisdiction: String,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<StoreRow> for RetailStore {
+    type Error = StoreError;
+
+    fn try_from(r: StoreRow) -> StoreResult<RetailStore> {
+        Ok(RetailStore {
+            retailer_id: RetailerId(r.retailer_id),
+            code: StoreCode::parse(&r.store_code).map_err(|_| corrupt("store code"))?,
+            jurisdiction: Jurisdiction::parse(&r.jurisdiction)
+                .map_err(|_| corrupt("store jurisdiction"))?,
+            created_at: r.created_at,
+        })
+    }
+}
+
+/// A card's state and flags.
+#[derive(sqlx::FromRow)]
+pub(super) struct CardStatusRow {
+    serial: i64,
+    batch_id: i64,
+    state: i16,
+    blocked_reason: Option<String>,
+    exposed_ms: Option<i64>,
+}
+
+impl TryFrom<CardStatusRow> for CardStatus {
+    type Error = StoreError;
+
+    fn try_from(r: CardStatusRow) -> StoreResult<CardStatus> {
+        Ok(CardStatus {
+            serial: serial(r.serial)?,
+            batch_id: r.batch_id,
+            state: CardState::from_code(r.state).ok_or_else(|| corrupt("card state"))?,
+            blocked_reason: r.blocked_reason,
+            exposed_ms: r.exposed_ms,
+        })
+    }
+}
+
+/// A `pos_request` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct PosRequestDbRow {
+    request_id: i64,
+    retailer_id: i64,
+    store_code: String,
+    terminal: String,
+    pos_txn: String,
+    first_serial: i64,
+    last_serial: i64,
+    operation: String,
+    value_minor: Option<i64>,
+    pos_time_ms: Option<i64>,
+    result: String,
+    actor: String,
+    recorded_at: DateTime<Utc>,
+}
+
+impl TryFrom<PosRequestDbRow> for PosRequestRow {
+    type Error = StoreError;
+
+    fn try_from(r: PosRequestDbRow) -> StoreResult<PosRequestRow> {
+        Ok(PosRequestRow {
+            request_id: r.request_id,
+            retailer_id: RetailerId(r.retailer_id),
+            store_code: r.store_code,
+            terminal: r.terminal,
+            pos_txn: r.pos_txn,
+            range: SerialRange {
+                first: serial(r.first_serial)?,
+                last: serial(r.last_serial)?,
+            },
+            operation: r.operation,
+            value_minor: r.value_minor,
+            pos_time_ms: r.pos_time_ms,
+            result: r.result,
+            actor: r.actor,
+            recorded_at: r.recorded_at,
+        })
+    }
+}
+
+/// A `card_activation` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct ActivationDbRow {
+    serial: i64,
+    request_id: i64,
+    value_minor: i64,
+    commission_minor: i64,
+    currency: String,
+    jurisdiction: String,
+    activated_at: DateTime<Utc>,
+    funds_expire_at: Option<DateTime<Utc>>,
+    transfer_id: i64,
+    review: Option<String>,
+    void_request_id: Option<i64>,
+    void_transfer_id: Option<i64>,
+}
+
+impl TryFrom<ActivationDbRow> for ActivationRow {
+    type Error = StoreError;
+
+    fn try_from(r: ActivationDbRow) -> StoreResult<ActivationRow> {
+        Ok(ActivationRow {
+            serial: serial(r.serial)?,
+            request_id: r.request_id,
+            value_minor: r.value_minor,
+            commission_minor: r.commission_minor,
+            currency: r.currency,
+            jurisdiction: r.jurisdiction,
+            activated_at: r.activated_at,
+            funds_expire_at: r.funds_expire_at,
+            transfer_id: TransferId(r.transfer_id),
+            review: r.review,
+            void_request_id: r.void_request_id,
+            void_transfer_id: r.void_transfer_id.map(TransferId),
+        })
+    }
+}
+
+/// A `card_event` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct CardEventDbRow {
+    serial: i64,
+    action: String,
+    reason: Option<String>,
+    request_id: Option<i64>,
+    actor: String,
+    at: DateTime<Utc>,
+}
+
+impl TryFrom<CardEventDbRow> for CardEventRow {
+    type Error = StoreError;
+
+    fn try_from(r: CardEventDbRow) -> StoreResult<CardEventRow> {
+        Ok(CardEventRow {
+            serial: serial(r.serial)?,
+            action: CardAction::parse(&r.action).ok_or_else(|| corrupt("card event action"))?,
+            reason: r.reason,
+            request_id: r.request_id,
+            actor: r.actor,
+            at: r.at,
         })
     }
 }

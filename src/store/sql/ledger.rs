@@ -2,16 +2,19 @@
 //! negative whatever runs beside; which transfers a change posts is the service's.
 
 use chrono::{DateTime, Utc};
+use sqlx::QueryBuilder;
 
 use super::Db;
 use crate::domain::{
-    Account, AccountId, HistoryLine, Money, NewAccount, PageRows, Posting, TransferId,
+    Account, AccountId, CardState, HistoryLine, Money, NewAccount, PageRows, Posting, TransferId,
 };
 use crate::store::ledger::{
     AdjustmentRow, AdjustmentState, Discrepancy, LedgerRepo, OrderRow, RefundRow, SystemBalance,
 };
-use crate::store::rows::{AccountRow, AdjustmentDbRow, HistoryRow, OrderDbRow, RefundDbRow, all};
-use crate::store::{SqlTx, StoreResult};
+use crate::store::rows::{
+    AccountRow, AdjustmentDbRow, HistoryRow, OrderDbRow, RefundDbRow, all, int, serial,
+};
+use crate::store::{SqlTx, StoreError, StoreResult};
 
 impl LedgerRepo for SqlTx<Db> {
     async fn insert_account(
@@ -79,7 +82,7 @@ impl LedgerRepo for SqlTx<Db> {
     async fn insert_transfer(
         &mut self,
         posting: &Posting,
-        balances_after: [Option<i64>; 2],
+        balances_after: &[Option<i64>],
         at: DateTime<Utc>,
     ) -> StoreResult<TransferId> {
         let id = sqlx::query_scalar::<Db, i64>(
@@ -96,23 +99,27 @@ impl LedgerRepo for SqlTx<Db> {
         .bind(at.timestamp_millis())
         .fetch_one(&mut *self.tx)
         .await?;
-        let [debit, credit] = &posting.legs;
-        sqlx::query::<Db>(
-            "INSERT INTO entry \
-             (transfer_id, leg, ledger_account, account_id, amount_minor, balance_after) \
-             VALUES ($1, 0, $2, $3, $4, $5), ($1, 1, $6, $7, $8, $9)",
-        )
-        .bind(id)
-        .bind(debit.account.key())
-        .bind(debit.account.customer().map(|a| a.0))
-        .bind(debit.amount_minor)
-        .bind(balances_after[0])
-        .bind(credit.account.key())
-        .bind(credit.account.customer().map(|a| a.0))
-        .bind(credit.amount_minor)
-        .bind(balances_after[1])
-        .execute(&mut *self.tx)
-        .await?;
+        debug_assert_eq!(posting.legs.len(), balances_after.len());
+        let mut legs = Vec::with_capacity(posting.legs.len());
+        for (n, (leg, after)) in posting.legs.iter().zip(balances_after).enumerate() {
+            let card = leg.account.card().map(|s| int(s.sequence())).transpose()?;
+            let n = i16::try_from(n).map_err(|_| StoreError::corrupt("a transfer's leg count"))?;
+            legs.push((n, leg, card, *after));
+        }
+        let mut insert = QueryBuilder::<Db>::new(
+            "INSERT INTO entry (transfer_id, leg, ledger_account, account_id, serial, \
+             amount_minor, balance_after) ",
+        );
+        insert.push_values(legs, |mut row, (n, leg, card, after)| {
+            row.push_bind(id)
+                .push_bind(n)
+                .push_bind(leg.account.key())
+                .push_bind(leg.account.customer().map(|a| a.0))
+                .push_bind(card)
+                .push_bind(leg.amount_minor)
+                .push_bind(after);
+        });
+        insert.build().execute(&mut *self.tx).await?;
         Ok(TransferId(id))
     }
 
@@ -364,12 +371,53 @@ impl LedgerRepo for SqlTx<Db> {
         )
         .fetch_optional(&mut *self.tx)
         .await?;
-        Ok(
-            refundable.map(|(account_id, order_ref)| Discrepancy::RefundableDrift {
+        if let Some((account_id, order_ref)) = refundable {
+            return Ok(Some(Discrepancy::RefundableDrift {
                 account_id: AccountId(account_id),
                 order_ref,
-            }),
+            }));
+        }
+        // A sold card carries its face value while active and nothing in any other state; a
+        // card is voided exactly when its activation names a void.
+        let card = sqlx::query_as::<Db, (i64, i16, i64)>(
+            "SELECT a.serial, c.state, CAST(COALESCE(e.summed, 0) AS BIGINT) \
+             FROM card_activation a JOIN card c ON c.serial = a.serial LEFT JOIN \
+             (SELECT serial, SUM(amount_minor) AS summed FROM entry \
+              WHERE serial IS NOT NULL GROUP BY serial) e ON e.serial = a.serial \
+             WHERE COALESCE(e.summed, 0) <> CASE WHEN c.state = $1 THEN a.value_minor ELSE 0 END \
+             OR c.state = $2 OR (c.state = $3) <> (a.void_request_id IS NOT NULL) \
+             ORDER BY a.serial LIMIT 1",
         )
+        .bind(CardState::Active.code())
+        .bind(CardState::Issued.code())
+        .bind(CardState::Voided.code())
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        if let Some((card, state, summed_minor)) = card {
+            return Ok(Some(Discrepancy::CardDrift {
+                serial: serial(card)?,
+                state: CardState::from_code(state)
+                    .ok_or_else(|| StoreError::corrupt("card state"))?,
+                summed_minor,
+            }));
+        }
+        // `state <> 0` (issued) written out, so both databases use the partial index on it.
+        let orphan = sqlx::query_scalar::<Db, i64>(
+            "SELECT serial FROM (SELECT c.serial FROM card c WHERE c.state <> 0 \
+              AND NOT EXISTS (SELECT 1 FROM card_activation a WHERE a.serial = c.serial) \
+             UNION ALL SELECT e.serial FROM entry e WHERE e.serial IS NOT NULL \
+              AND NOT EXISTS (SELECT 1 FROM card_activation a WHERE a.serial = e.serial)) o \
+             ORDER BY serial LIMIT 1",
+        )
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        orphan
+            .map(|card| {
+                Ok(Discrepancy::CardWithoutActivation {
+                    serial: serial(card)?,
+                })
+            })
+            .transpose()
     }
 
     async fn system_balances(&mut self) -> StoreResult<Vec<SystemBalance>> {

@@ -13,6 +13,7 @@ mod card;
 mod keys;
 mod ledger;
 mod outbox;
+mod pos;
 mod retailer;
 
 use std::sync::Arc;

@@ -43,6 +43,15 @@ impl RetailerRepo for SqlTx<Db> {
         .transpose()
     }
 
+    async fn retailer(&mut self, id: RetailerId) -> StoreResult<Option<Retailer>> {
+        sqlx::query_as::<Db, RetailerRow>("SELECT * FROM retailer WHERE retailer_id = $1")
+            .bind(id.0)
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .map(Retailer::try_from)
+            .transpose()
+    }
+
     async fn retailers(&mut self, rows: PageRows) -> StoreResult<Vec<Retailer>> {
         all(sqlx::query_as::<Db, RetailerRow>(
             "SELECT * FROM retailer ORDER BY retailer_id LIMIT $1",
