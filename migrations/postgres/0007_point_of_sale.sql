@@ -15,11 +15,16 @@ CREATE TABLE retail_store (
 
 -- card.state: 0 issued, 1 active, 2 redeemed, 3 voided, 4 expired (domain `CardState`).
 -- A blocked card keeps its state and carries the block's reason code; an exposed card carries
--- the Unix milliseconds of the first attempt on its code before activation. Both are NULL on
--- every card issued so far, so adding them rewrites no row.
+-- the Unix milliseconds of the first attempt on its code before activation. A sold card carries
+-- its funds-expiry in Unix milliseconds (NULL: never), on the row every change of the card
+-- guards, so a redemption compares it in the same update. All are NULL on every card issued so
+-- far, so adding them rewrites no row.
 ALTER TABLE card ADD COLUMN blocked_reason TEXT;
 ALTER TABLE card ADD COLUMN exposed_ms BIGINT;
+ALTER TABLE card ADD COLUMN funds_expire_ms BIGINT;
 CREATE INDEX card_not_issued ON card (serial) WHERE state <> 0;
+-- The expiry job's scan: active cards by funds-expiry.
+CREATE INDEX card_funds_expiry ON card (funds_expire_ms) WHERE state = 1;
 
 -- One POS request (an activation of a serial or a range, or a void), by its natural key
 -- (retailer, store, terminal, POS transaction, serials), kept forever: a retry with the same key
@@ -55,7 +60,6 @@ CREATE TABLE card_activation (
     jurisdiction     TEXT NOT NULL,
     activated_at     TIMESTAMPTZ NOT NULL,
     funds_expire_at  TIMESTAMPTZ,
-    funds_expire_ms  BIGINT,
     transfer_id      BIGINT NOT NULL REFERENCES transfer (transfer_id),
     review           TEXT,
     void_request_id  BIGINT REFERENCES pos_request (request_id),

@@ -529,12 +529,17 @@ impl<S: Store> Cards<'_, S> {
             return replay(&mut tx, &request).await;
         };
         let sold_at = origin.pos_time.unwrap_or(at);
+        let funds_expire_at = sale
+            .store
+            .jurisdiction
+            .funds_expiry(sale.batch.expires_at, sold_at);
         let moved = tx
             .transition_range(
                 range,
                 CardState::Issued,
                 CardState::Active,
                 sold_at.timestamp_millis(),
+                funds_expire_at,
             )
             .await?;
         let mut results = Vec::with_capacity(range.cards() as usize);
@@ -562,10 +567,6 @@ impl<S: Store> Cards<'_, S> {
         let transfer_id = tx
             .insert_transfer(&posting, &vec![None; posting.legs.len()], at)
             .await?;
-        let funds_expire_at = sale
-            .store
-            .jurisdiction
-            .funds_expiry(sale.batch.expires_at, sold_at);
         let mut activations = Vec::with_capacity(moved.len());
         let mut history = Vec::with_capacity(moved.len());
         for (card, (serial, exposed)) in sales.iter().zip(&moved) {

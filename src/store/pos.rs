@@ -177,14 +177,16 @@ pub trait PosRepo {
         result: &str,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
-    /// Moves every unblocked card of `range` in state `from` to `to`, except those exposed at or
-    /// before `exposed_after_ms`; returns each moved card with its exposure time.
+    /// Moves every unblocked card of `range` in state `from` to `to` with `funds_expire` as its
+    /// funds-expiry, except those exposed at or before `exposed_after_ms`; returns each moved
+    /// card with its exposure time.
     fn transition_range(
         &mut self,
         range: SerialRange,
         from: CardState,
         to: CardState,
         exposed_after_ms: i64,
+        funds_expire: Option<DateTime<Utc>>,
     ) -> impl Future<Output = StoreResult<Vec<(Serial, Option<i64>)>>> + Send;
 
     /// Moves one unblocked card from `from` to `to`; whether it moved.

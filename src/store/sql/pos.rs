@@ -2,6 +2,7 @@
 //! whose condition names the state it must be in; a miss comes back as `false` or as a card
 //! missing from the returned list, and the service reads why.
 
+use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 
 use super::Db;
@@ -140,9 +141,11 @@ impl PosRepo for SqlTx<Db> {
         from: CardState,
         to: CardState,
         exposed_after_ms: i64,
+        funds_expire: Option<DateTime<Utc>>,
     ) -> StoreResult<Vec<(Serial, Option<i64>)>> {
         let rows = sqlx::query_as::<Db, (i64, Option<i64>)>(
-            "UPDATE card SET state = $1 WHERE serial BETWEEN $2 AND $3 AND state = $4 \
+            "UPDATE card SET state = $1, funds_expire_ms = $6 \
+             WHERE serial BETWEEN $2 AND $3 AND state = $4 \
              AND blocked_reason IS NULL AND (exposed_ms IS NULL OR exposed_ms > $5) \
              RETURNING serial, exposed_ms",
         )
@@ -151,6 +154,7 @@ impl PosRepo for SqlTx<Db> {
         .bind(seq(range.last)?)
         .bind(from.code())
         .bind(exposed_after_ms)
+        .bind(funds_expire.map(|t| t.timestamp_millis()))
         .fetch_all(&mut *self.tx)
         .await?;
         let mut moved = rows
@@ -248,8 +252,7 @@ impl PosRepo for SqlTx<Db> {
         }
         let mut insert = QueryBuilder::<Db>::new(
             "INSERT INTO card_activation (serial, request_id, value_minor, commission_minor, \
-             currency, jurisdiction, activated_at, funds_expire_at, funds_expire_ms, transfer_id, \
-             review) ",
+             currency, jurisdiction, activated_at, funds_expire_at, transfer_id, review) ",
         );
         let mut values = Vec::with_capacity(rows.len());
         for row in rows {
@@ -264,7 +267,6 @@ impl PosRepo for SqlTx<Db> {
                 .push_bind(row.jurisdiction.clone())
                 .push_bind(row.activated_at)
                 .push_bind(row.funds_expire_at)
-                .push_bind(row.funds_expire_at.map(|t| t.timestamp_millis()))
                 .push_bind(row.transfer_id.0)
                 .push_bind(row.review.clone());
         });
