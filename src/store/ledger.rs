@@ -204,10 +204,15 @@ impl std::fmt::Display for Discrepancy {
     }
 }
 
+/// The one line that stands for every card's account in [`SystemBalance`]: a line per card
+/// would grow with the cards sold.
+pub const ALL_CARDS: &str = "card:*";
+
 /// One system account's aggregate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SystemBalance {
-    /// The account (`spent:app-store`, `adjustment`, …).
+    /// The account (`spent:app-store`, `adjustment`, …), or [`ALL_CARDS`] for every card
+    /// together.
     pub ledger_account: String,
     /// Its currency.
     pub currency: String,
@@ -336,7 +341,7 @@ pub trait LedgerRepo {
         &mut self,
     ) -> impl Future<Output = StoreResult<Option<Discrepancy>>> + Send;
 
-    /// Every system account's balance, by account and currency.
+    /// Every system account's balance, by account and currency; the cards' together.
     fn system_balances(&mut self) -> impl Future<Output = StoreResult<Vec<SystemBalance>>> + Send;
 
     /// How many transfers, entries and accounts there are.

@@ -9,7 +9,8 @@ use crate::domain::{
     Account, AccountId, CardState, HistoryLine, Money, NewAccount, PageRows, Posting, TransferId,
 };
 use crate::store::ledger::{
-    AdjustmentRow, AdjustmentState, Discrepancy, LedgerRepo, OrderRow, RefundRow, SystemBalance,
+    ALL_CARDS, AdjustmentRow, AdjustmentState, Discrepancy, LedgerRepo, OrderRow, RefundRow,
+    SystemBalance,
 };
 use crate::store::rows::{
     AccountRow, AdjustmentDbRow, HistoryRow, OrderDbRow, RefundDbRow, all, int, serial,
@@ -422,11 +423,14 @@ impl LedgerRepo for SqlTx<Db> {
 
     async fn system_balances(&mut self) -> StoreResult<Vec<SystemBalance>> {
         let rows = sqlx::query_as::<Db, (String, String, i64)>(
-            "SELECT e.ledger_account, t.currency, CAST(SUM(e.amount_minor) AS BIGINT) \
-             FROM entry e JOIN transfer t ON t.transfer_id = e.transfer_id \
-             WHERE e.account_id IS NULL GROUP BY e.ledger_account, t.currency \
-             ORDER BY e.ledger_account, t.currency",
+            "SELECT s.ledger_account, s.currency, CAST(SUM(s.amount_minor) AS BIGINT) \
+             FROM (SELECT CASE WHEN e.serial IS NULL THEN e.ledger_account ELSE $1 END \
+              AS ledger_account, t.currency, e.amount_minor \
+              FROM entry e JOIN transfer t ON t.transfer_id = e.transfer_id \
+              WHERE e.account_id IS NULL) s \
+             GROUP BY s.ledger_account, s.currency ORDER BY s.ledger_account, s.currency",
         )
+        .bind(ALL_CARDS)
         .fetch_all(&mut *self.tx)
         .await?;
         Ok(rows
