@@ -4,6 +4,7 @@
 
 mod audit;
 mod batch;
+mod cards;
 mod demo;
 mod jobs;
 mod keys;
@@ -121,6 +122,8 @@ enum Command {
     /// Check the books.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
+    #[command(flatten)]
+    Cards(cards::CardsCommand),
     /// Run the whole flow on a fresh SQLite database in a new directory and print a summary.
     Demo(demo::DemoArgs),
 }
@@ -257,6 +260,7 @@ impl Launch for Dispatch {
             Command::Retailer(command) => command.needs(),
             Command::Work { .. } => KeyNeeds::ALL,
             Command::Audit(command) => command.needs(),
+            Command::Cards(command) => command.needs(),
             // Reads load no key; every change records an audit event.
             Command::Account(ledger::AccountCommand::Show { .. })
             | Command::Balance(_)
@@ -289,6 +293,7 @@ impl Launch for Dispatch {
             Command::Ledger(command) => {
                 ledger::run(&app, ctx, ledger::Command::Ledger(command)).await
             }
+            Command::Cards(command) => cards::run(&app, ctx, command).await,
             Command::Init | Command::Demo(_) => {
                 unreachable!("run() handles these before the app opens")
             }

@@ -6,6 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;
+use tender::domain::Serial;
 
 use crate::helpers::TestDb;
 
@@ -658,6 +659,7 @@ fn read_commands_load_no_key(db: TestDb) {
         &["retailer", "list"],
         &["jobs", "list"],
         &["keys", "list"],
+        &["store", "list"],
     ] {
         ok(&db, args);
     }
@@ -796,6 +798,9 @@ fn rows_in(db: &TestDb, table: &str) -> u64 {
         "entry" => "SELECT CAST(count(*) AS TEXT) FROM entry",
         "audit_record" => "SELECT CAST(count(*) AS TEXT) FROM audit_record",
         "adjustment" => "SELECT CAST(count(*) AS TEXT) FROM adjustment",
+        "pos_request" => "SELECT CAST(count(*) AS TEXT) FROM pos_request",
+        "card_activation" => "SELECT CAST(count(*) AS TEXT) FROM card_activation",
+        "card_event" => "SELECT CAST(count(*) AS TEXT) FROM card_event",
         other => panic!("no count for {other}"),
     };
     sql(db, query, &[])[0].parse().unwrap()
@@ -1028,3 +1033,289 @@ fn the_ledger_refuses_from_the_command_line(db: TestDb) {
     assert_eq!(report["discrepancy"]["summed_minor"], 5_000);
 }
 both_backends_cli!(the_ledger_refuses_from_the_command_line);
+
+const POS_TABLES: [&str; 5] = [
+    "pos_request",
+    "card_activation",
+    "card_event",
+    "transfer",
+    "audit_record",
+];
+
+/// The serials of batch `id`'s first `n` cards.
+fn serials(db: &TestDb, id: u64, n: u64) -> Vec<String> {
+    let first: Serial = batch_json(db, id)["first_serial"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (0..n)
+        .map(|i| {
+            Serial::from_sequence(first.sequence() + i)
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// A POS request from Acme's `store`, till-1, as transaction `pos_txn`, for `serial`.
+fn at_till<'a>(
+    command: &'a str,
+    store: &'a str,
+    pos_txn: &'a str,
+    serial: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        command,
+        "--retailer",
+        "Acme",
+        "--store",
+        store,
+        "--terminal",
+        "till-1",
+        "--pos-txn",
+        pos_txn,
+        "--serial",
+        serial,
+    ]
+}
+
+/// A store's POS and the support desk, from the command line. A store is added; a POS time
+/// that is not RFC 3339 and a store never added are refused with their codes, writing nothing.
+/// One card is sold alone, then the box it is in: one line per card, the card sold before
+/// refused with its code and reason, the others activated in one transfer, and the retry
+/// replays the answer and writes nothing. One card is voided, another blocked (a blocked card
+/// cannot be voided), a third marked exposed (a live sale of it is refused) and cleared. `card
+/// show` reads as a support agent needs it, in text and JSON; no output holds a code, and
+/// `ledger check` shows every card's balance as one line.
+fn cards_at_the_point_of_sale_from_the_command_line(db: TestDb) {
+    setup(&db, 1000);
+    ok(
+        &db,
+        &[
+            "batch",
+            "create",
+            "--retailer",
+            "Acme",
+            "--count",
+            "10",
+            "--value",
+            "25.00",
+            "--currency",
+            "USD",
+            "--region",
+            "US",
+            "--expires-in-days",
+            "365",
+        ],
+    );
+    ok(&db, &["work", "--drain"]);
+    let s = serials(&db, 1, 6);
+    let mut printed = String::new();
+    // Every output is kept, to be searched for codes at the end.
+    let mut run_ok = |args: &[&str]| {
+        let out = ok(&db, args);
+        printed.push_str(&out);
+        out
+    };
+    let added = run_ok(&[
+        "store",
+        "add",
+        "--retailer",
+        "Acme",
+        "--id",
+        "S-1",
+        "--jurisdiction",
+        "us-tx",
+    ]);
+    assert_eq!(
+        added,
+        "store S-1 of retailer 1 added in US-TX: card funds sold here expire no sooner than 5 \
+         years after the sale\n"
+    );
+    let listed = run_ok(&["store", "list", "--retailer", "Acme"]);
+    let row: Vec<&str> = listed.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[..3], ["1", "S-1", "US-TX"], "{listed}");
+
+    let before = POS_TABLES.map(|t| rows_in(&db, t));
+    let late = [
+        &at_till("activate", "S-1", "t-0", &s[0])[..],
+        &["--pos-time", "yesterday"],
+    ];
+    let stderr = refused(&db, &late.concat(), "pos.time_malformed");
+    assert!(stderr.contains("RFC 3339"), "{stderr}");
+    let stderr = refused(
+        &db,
+        &at_till("activate", "S-9", "t-0", &s[0]),
+        "pos.unknown_store",
+    );
+    assert!(stderr.contains("has no store S-9"), "{stderr}");
+    assert_eq!(POS_TABLES.map(|t| rows_in(&db, t)), before);
+
+    let single = run_ok(&at_till("activate", "S-1", "t-0", &s[2]));
+    assert!(
+        single.ends_with("activated 1 of 1 card in transfer 1\n"),
+        "{single}"
+    );
+    let range = [
+        &at_till("activate", "S-1", "t-1", &s[0])[..],
+        &["--to-serial", &s[4]],
+    ]
+    .concat();
+    let sold = run_ok(&range);
+    let lines: Vec<&str> = sold.lines().collect();
+    assert_eq!(
+        lines.len(),
+        7,
+        "a header, a line per card, a summary: {sold}"
+    );
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["serial", "outcome", "value", "funds", "expire", "review"]
+    );
+    for (line, serial) in lines[1..6].iter().zip(&s) {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cells[0], serial, "{sold}");
+        if *serial == s[2] {
+            assert_eq!(cells[1], "card.already_active", "{sold}");
+            assert!(
+                line.ends_with(&format!("card {serial} is already active")),
+                "{sold}"
+            );
+        } else {
+            assert_eq!(cells[1..4], ["activated", "25.00", "USD"], "{sold}");
+            assert_ne!(cells[4], "never", "Texas lets funds expire: {sold}");
+        }
+    }
+    assert_eq!(lines[6], "activated 4 of 5 cards in transfer 2");
+    let written = POS_TABLES.map(|t| rows_in(&db, t));
+    let again = run_ok(&range);
+    assert_eq!(
+        again,
+        sold.replace(
+            "in transfer 2\n",
+            "in transfer 2 (replayed: the first answer to this POS transaction; nothing new \
+             was written)\n"
+        )
+    );
+    assert_eq!(POS_TABLES.map(|t| rows_in(&db, t)), written);
+
+    let voided = run_ok(&at_till("void", "S-1", "r-1", &s[0]));
+    assert_eq!(
+        voided,
+        format!("card {} voided: transfer 3 reverses its sale\n", s[0])
+    );
+    let blocked = run_ok(&["block", "--serial", &s[1], "--reason", "lost_in_transit"]);
+    assert_eq!(
+        blocked,
+        format!("card {} blocked (lost_in_transit); it is active\n", s[1])
+    );
+    let before = POS_TABLES.map(|t| rows_in(&db, t));
+    refused(&db, &at_till("void", "S-1", "r-2", &s[1]), "card.blocked");
+    let exposed = run_ok(&["card", "expose", &s[5], "--reason", "code_on_social_media"]);
+    assert_eq!(
+        exposed,
+        format!(
+            "card {} marked exposed (code_on_social_media); it is issued\n",
+            s[5]
+        )
+    );
+    let stderr = refused(
+        &db,
+        &at_till("activate", "S-1", "t-2", &s[5]),
+        "card.exposed",
+    );
+    assert!(stderr.contains("take it off the shelf"), "{stderr}");
+    run_ok(&["card", "clear-exposure", &s[5], "--reason", "reprinted"]);
+    let after = POS_TABLES.map(|t| rows_in(&db, t));
+    let [requests, activations, events, transfers, records] = before;
+    assert_eq!(
+        after,
+        [requests, activations, events + 2, transfers, records + 2],
+        "only the exposure and its clearing were written"
+    );
+
+    let shown = run_ok(&["card", "show", &s[1]]);
+    let (fields, history) = shown.split_once("history, oldest first:\n").unwrap();
+    let fields: Vec<&str> = fields.lines().collect();
+    assert_eq!(fields[0], format!("card {}", s[1]));
+    for expected in [
+        "  state         active (blocked: lost_in_transit)",
+        "  retailer      1 Acme (2.50% commission)",
+        "  store         S-1 in US-TX",
+        "  terminal      till-1",
+        "  POS txn       t-1",
+        "  value         25.00 USD (transfer 2)",
+        "  commission    0.63 USD",
+        "  review        none",
+    ] {
+        assert!(fields.contains(&expected), "{expected:?} in {shown}");
+    }
+    assert!(
+        fields
+            .iter()
+            .any(|f| f.starts_with("  batch         1: 25.00 USD, region US, printed expiry 20")),
+        "{shown}"
+    );
+    let events: Vec<Vec<&str>> = history
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let actor = format!("cli:{}", os_user());
+    assert_eq!(events[0], ["time", "action", "reason", "actor"]);
+    assert_eq!(events[1][1..], ["activated", actor.as_str()]);
+    assert_eq!(
+        events[2][1..],
+        ["blocked", "lost_in_transit", actor.as_str()]
+    );
+    assert_eq!(events.len(), 3, "{shown}");
+
+    let card: serde_json::Value =
+        serde_json::from_str(&run_ok(&["card", "show", &s[0], "--format", "json"])).unwrap();
+    assert_eq!(card["serial"], s[0].as_str());
+    assert_eq!(card["state"], "voided");
+    assert_eq!(card["blocked"], serde_json::Value::Null);
+    assert_eq!(card["batch"]["id"], 1);
+    assert_eq!(card["retailer"]["name"], "Acme");
+    let sale = &card["activation"];
+    assert_eq!(sale["store"], "S-1");
+    assert_eq!(sale["jurisdiction"], "US-TX");
+    assert_eq!(sale["pos_txn"], "t-1");
+    assert_eq!(sale["value"]["amount"], "25.00");
+    assert_eq!(sale["commission"]["amount"], "0.63");
+    assert_eq!(sale["void_pos_txn"], "r-1");
+    assert_eq!(sale["void_transfer_id"], 3);
+    let time =
+        |v: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    // Printed a year out, sold in Texas: the federal five years from the sale win.
+    assert_eq!(
+        time(&sale["funds_expire_at"]),
+        time(&sale["activated_at"])
+            .checked_add_months(chrono::Months::new(60))
+            .unwrap()
+    );
+    let actions: Vec<&str> = card["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["activated", "voided"]);
+
+    let checked = run_ok(&["ledger", "check"]);
+    for line in [
+        "  card:* USD: 10000\n",
+        "  commission USD: -252\n",
+        "  receivable:1 USD: -9748\n",
+    ] {
+        assert!(checked.contains(line), "{line:?} in {checked}");
+    }
+    assert!(
+        !checked.contains("card:0"),
+        "one line for all cards: {checked}"
+    );
+    run_ok(&["audit", "verify"]);
+    let codes = printer_codes(&export_path(&db, 1));
+    assert_eq!(codes_found_in(printed.as_bytes(), &codes), 0, "{printed}");
+}
+both_backends_cli!(cards_at_the_point_of_sale_from_the_command_line);
