@@ -7,15 +7,17 @@ use std::time::Instant;
 use clap::Args;
 
 use super::CliError;
+use super::cards::{expiry, expiry_law, print_card, transfer};
 use super::output::{progress_bars, visible};
 use crate::app::{self, App, Launch};
 use crate::clock::SystemClock;
 use crate::config::Settings;
-use crate::domain::{Actor, PageRows};
+use crate::domain::{Actor, Batch, PageRows};
 use crate::formats::printer_file;
 use crate::jobs::{Catalog, RunMode};
 use crate::keys::{KeyNeeds, KeyPurpose, SealKey};
 use crate::service::batches::BatchForm;
+use crate::service::cards::{ActivateForm, PosForm, StoreForm, VoidForm};
 use crate::service::ledger::{AccountForm, AdjustForm, Adjusted, RefundForm, SpendForm};
 use crate::service::trail::VerifyRequest;
 use crate::store::Store;
@@ -25,10 +27,15 @@ pub(super) struct DemoArgs {
     /// The new directory (default: tender-demo-<timestamp>).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Cards in the demo batch.
+    /// Cards in the demo batch (at least 5: it sells the first five).
     #[arg(long, default_value_t = 10_000)]
     cards: u64,
 }
+
+/// Cards the demo sells, as one box at one till.
+const DEMO_SOLD: u64 = 5;
+/// The demo retailer's one store.
+const DEMO_STORE: &str = "S-0001";
 
 pub(super) async fn run(args: DemoArgs, actor: Actor) -> Result<(), CliError> {
     let clock = SystemClock::shared();
@@ -38,6 +45,12 @@ pub(super) async fn run(args: DemoArgs, actor: Actor) -> Result<(), CliError> {
             clock.now().format("%Y%m%d-%H%M%S")
         ))
     });
+    if args.cards < DEMO_SOLD {
+        return Err(CliError::new(
+            "demo.too_few_cards",
+            format!("the demo sells {DEMO_SOLD} cards, so its batch holds at least {DEMO_SOLD}"),
+        ));
+    }
     if dir.exists() {
         return Err(CliError::new(
             "demo.dir_exists",
@@ -138,6 +151,8 @@ impl Launch for Demo {
             check.rows,
             &check.mac[..16]
         );
+        self.point_of_sale(&app, &batch, retailer.name.as_str())
+            .await?;
         self.money_moves(&app).await?;
         let settings = app.settings();
         let seal_key = SealKey::create_files(&settings.key_dir())?;
@@ -161,7 +176,7 @@ impl Launch for Demo {
             ));
         }
         println!(
-            "8. audit trail sealed under seal key {} (seal {}, witnessed in {}) and verified: {} records in {} chains, every record's hash and tag, the seal's signature and the witness checked",
+            "11. audit trail sealed under seal key {} (seal {}, witnessed in {}) and verified: {} records in {} chains, every record's hash and tag, the seal's signature and the witness checked",
             seal_key.public().short(),
             sealed.seal.seal_id,
             sealed.witness.display(),
@@ -173,6 +188,63 @@ impl Launch for Demo {
 }
 
 impl Demo {
+    /// A store sells the batch's first cards as one box; one is voided, another blocked, and
+    /// the support desk's view of the blocked one is printed.
+    async fn point_of_sale<S: Store>(
+        &self,
+        app: &App<S>,
+        batch: &Batch,
+        retailer: &str,
+    ) -> Result<(), CliError> {
+        let pos = app.services().cards();
+        let form = StoreForm {
+            retailer: retailer.into(),
+            store: DEMO_STORE.into(),
+            jurisdiction: "US-TX".into(),
+        };
+        let store = pos.add_store(&form, &self.actor).await?;
+        let till = |pos_txn: &str| PosForm {
+            retailer: retailer.into(),
+            store: DEMO_STORE.into(),
+            terminal: "till-1".into(),
+            pos_txn: pos_txn.into(),
+            pos_time: None,
+        };
+        let (first, last) = (batch.first_serial, batch.serial_at(DEMO_SOLD - 1));
+        let sale = ActivateForm {
+            pos: till("sale-1"),
+            serial: first.to_string(),
+            to_serial: Some(last.to_string()),
+            value: None,
+        };
+        let sold = pos.activate(&sale, &self.actor).await?;
+        let activated: Vec<_> = sold.cards.iter().filter(|c| c.message.is_none()).collect();
+        println!(
+            "5. store {DEMO_STORE} added in {} ({}); cards {first} to {last} sold there as one box: {} of {} activated at {} each in transfer {}, funds expire {}",
+            store.jurisdiction,
+            expiry_law(&store),
+            activated.len(),
+            sold.cards.len(),
+            batch.value,
+            transfer(&sold),
+            expiry(activated.first().and_then(|c| c.funds_expire_at)),
+        );
+        let void = VoidForm {
+            pos: till("return-1"),
+            serial: first.to_string(),
+        };
+        let voided = pos.void(&void, &self.actor).await?;
+        let blocked = batch.serial_at(1).to_string();
+        pos.block(&blocked, "lost_in_transit", &self.actor).await?;
+        println!(
+            "6. card {first} returned and voided (transfer {} reverses its sale); card {blocked} blocked (lost_in_transit)",
+            transfer(&voided),
+        );
+        println!("7. the support desk's view (`tender card show {blocked}`):");
+        print_card(&pos.show(&blocked).await?);
+        Ok(())
+    }
+
     /// Two accounts; one credited by an adjustment that a second (in-process) person
     /// approves; a spend and a partial refund; balance, history and the ledger check.
     async fn money_moves<S: Store>(&self, app: &App<S>) -> Result<(), CliError> {
@@ -203,7 +275,7 @@ impl Demo {
         let supervisor = Actor::demo("supervisor");
         ledger.approve(adjustment_id, &supervisor).await?;
         println!(
-            "5. accounts {} and {} created; adjustment {adjustment_id} of 150.00 USD to account {} requested by {} and approved by {}",
+            "8. accounts {} and {} created; adjustment {adjustment_id} of 150.00 USD to account {} requested by {} and approved by {}",
             alice.id, bob.id, alice.id, self.actor, supervisor
         );
         let spend = SpendForm {
@@ -225,7 +297,7 @@ impl Demo {
         };
         let after = ledger.refund(&refund, &self.actor).await?;
         println!(
-            "6. account {} spent 39.99 USD at app-store and got 9.99 USD back: balance {}; its history, newest first:",
+            "9. account {} spent 39.99 USD at app-store and got 9.99 USD back: balance {}; its history, newest first:",
             alice.id, after.balance_after
         );
         let id = alice.id.to_string();
@@ -246,7 +318,7 @@ impl Demo {
             ));
         }
         println!(
-            "7. ledger check: {} transfers balance, {} account balances equal their entries",
+            "10. ledger check: {} transfers balance, {} account balances equal their entries, every card's state agrees with its entries",
             check.transfers, check.accounts
         );
         Ok(())

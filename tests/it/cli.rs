@@ -1319,3 +1319,36 @@ fn cards_at_the_point_of_sale_from_the_command_line(db: TestDb) {
     assert_eq!(codes_found_in(printed.as_bytes(), &codes), 0, "{printed}");
 }
 both_backends_cli!(cards_at_the_point_of_sale_from_the_command_line);
+
+/// The demo runs the whole flow on a fresh directory, the point of sale included, and ends with
+/// the ledger checked and the audit trail verified; a batch too small to sell a box is refused.
+#[test]
+fn the_demo_runs_the_whole_flow() {
+    let db = TestDb::sqlite();
+    let dir = db.path().join("demo");
+    let demo = |cards: &str| {
+        tender(&db)
+            .args(["demo", "--dir", dir.to_str().unwrap(), "--cards", cards])
+            .output()
+            .unwrap()
+    };
+    let out = demo("4");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).ends_with("[demo.too_few_cards]\n"));
+    assert!(!dir.exists(), "nothing was created");
+    let out = demo("5");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}");
+    for expected in [
+        "cards 000000000013 to 000000000059 sold there as one box: 5 of 5 activated",
+        "card 000000000013 returned and voided",
+        "card 000000000021 blocked (lost_in_transit)",
+        "  state         active (blocked: lost_in_transit)\n",
+        "10. ledger check:",
+        "11. audit trail sealed",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} in {stdout}");
+    }
+    let codes = printer_codes(&dir.join("exports/batch-1.csv"));
+    assert_eq!(codes_found_in(stdout.as_bytes(), &codes), 0, "{stdout}");
+}
