@@ -415,6 +415,16 @@ struct Origin {
     pos_time: Option<DateTime<Utc>>,
 }
 
+impl Origin {
+    /// Checks a new request's POS time against tender's clock `now`.
+    fn check_pos_time(&self, now: DateTime<Utc>) -> Result<(), CardError> {
+        if let Some(pos_time) = self.pos_time {
+            check_pos_time(pos_time, now)?;
+        }
+        Ok(())
+    }
+}
+
 /// The retailer, store and batch a request names, checked against each other.
 struct Sale {
     retailer: Retailer,
@@ -528,6 +538,8 @@ impl<S: Store> Cards<'_, S> {
         let Some(request_id) = tx.claim_request(&request).await? else {
             return replay(&mut tx, &request).await;
         };
+        // A new request only: the claim rolls back with the refusal.
+        origin.check_pos_time(at)?;
         let sold_at = origin.pos_time.unwrap_or(at);
         let funds_expire_at = sale
             .store
@@ -660,6 +672,8 @@ impl<S: Store> Cards<'_, S> {
         let Some(request_id) = tx.claim_request(&request).await? else {
             return replay(&mut tx, &request).await;
         };
+        // A new request only: the claim rolls back with the refusal.
+        origin.check_pos_time(at)?;
         if !tx
             .transition(serial, CardState::Active, CardState::Voided)
             .await?
@@ -861,10 +875,9 @@ impl<S: Store> Cards<'_, S> {
         })
     }
 
+    /// The request's origin, parsed. Its POS time is checked once the request is known to be
+    /// new ([`Origin::check_pos_time`]): a retry is answered however old its POS time has grown.
     fn origin(&self, form: &PosForm) -> Result<Origin, CardError> {
-        if let Some(pos_time) = form.pos_time {
-            check_pos_time(pos_time, self.0.clock.now())?;
-        }
         Ok(Origin {
             retailer: RetailerName::parse(&form.retailer)?,
             store: StoreCode::parse(&form.store)?,

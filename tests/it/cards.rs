@@ -535,6 +535,45 @@ async fn a_conflicting_retry_is_refused<S: Store>(env: TestApp<S>) {
 }
 both_backends!(conflicting_retry, a_conflicting_retry_is_refused);
 
+/// The key is kept forever, so a till that retries a store-and-forward sale (or a void) after
+/// its POS time has aged past the seven days a new sale may lag gets the first answer, not
+/// `pos.time_stale`: the sale is recorded and must not be entered again. A new request with
+/// that POS time is still refused.
+async fn a_retry_is_answered_after_the_offline_window<S: Store>(env: TestApp<S>) {
+    let batch = shelf(&env, 20).await;
+    let (one, two) = (card(&batch, 0), card(&batch, 1));
+    let at_the_till = epoch() - TimeDelta::days(6);
+    let sale = offline(sell(one, "sale-1"), at_the_till);
+    let first = activate(&env, &sale).await.unwrap();
+    activate(&env, &sell(two, "sale-2")).await.unwrap();
+    let void_at_the_till = VoidForm {
+        pos: PosForm {
+            pos_time: Some(epoch()),
+            ..pos("Acme", STORE, "void-2")
+        },
+        ..void_form(two, "void-2")
+    };
+    let voided = void(&env, &void_at_the_till).await.unwrap();
+
+    env.clock.advance(TimeDelta::days(8));
+    let before = rows(&env).await;
+    let retry = activate(&env, &sale).await.unwrap();
+    assert!(retry.replayed);
+    assert_eq!(first_answer(&retry), first);
+    let retry = void(&env, &void_at_the_till).await.unwrap();
+    assert!(retry.replayed);
+    assert_eq!(first_answer(&retry), voided);
+    assert_eq!(rows(&env).await, before);
+
+    let new_sale = offline(sell(card(&batch, 2), "sale-3"), at_the_till);
+    assert_eq!(code_of(activate(&env, &new_sale).await), "pos.time_stale");
+    assert_eq!(rows(&env).await, before);
+}
+both_backends!(
+    retry_after_offline_window,
+    a_retry_is_answered_after_the_offline_window
+);
+
 // ---------------------------------------------------------------------------------------------
 // Refusals: each with its own code, none writing anything.
 
