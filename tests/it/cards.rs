@@ -478,6 +478,52 @@ async fn a_range_answers_card_by_card<S: Store>(env: TestApp<S>) {
 }
 both_backends!(range_card_by_card, a_range_answers_card_by_card);
 
+/// The largest box a request may name, 1,000 cards, is one request on both backends (within
+/// each database's limit of bound parameters): one transfer of 1,002 legs, one history line
+/// and one activation per card sold, the one blocked card in it refused, the books whole.
+async fn the_largest_box_is_one_request<S: Store>(env: TestApp<S>) {
+    let batch = shelf(&env, 1_000).await;
+    let frozen = card(&batch, 500);
+    env.app
+        .services()
+        .cards()
+        .block(&frozen.to_string(), "fraud", &alice())
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let answer = activate(
+        &env,
+        &sell_range(card(&batch, 0), card(&batch, 999), "case"),
+    )
+    .await
+    .unwrap();
+    eprintln!("a 1,000-card box activated in {:?}", started.elapsed());
+    assert_eq!(answer.cards.len(), 1_000);
+    let refused: Vec<(Serial, &str)> = outcomes(&answer)
+        .into_iter()
+        .filter(|(_, outcome)| *outcome != "activated")
+        .collect();
+    assert_eq!(refused, [(frozen, "card.blocked")]);
+    assert_eq!(legs(&env, answer.transfer_id.unwrap()).await.len(), 2 + 999);
+    assert_eq!(env.count("SELECT count(*) FROM card_activation").await, 999);
+    assert_eq!(env.count("SELECT count(*) FROM card_event").await, 1 + 999);
+    assert_eq!(
+        account_sum(&env, "commission").await,
+        -999 * 63,
+        "the commission is rounded per card"
+    );
+    let retry = activate(
+        &env,
+        &sell_range(card(&batch, 0), card(&batch, 999), "case"),
+    )
+    .await
+    .unwrap();
+    assert!(retry.replayed);
+    assert_eq!(first_answer(&retry), answer);
+    assert_books_hold(&env).await;
+}
+both_backends!(largest_box, the_largest_box_is_one_request);
+
 /// The same key (retailer, store, terminal, POS transaction, serials) with a different value,
 /// POS time or operation is refused as a conflict and writes nothing; the same request again is
 /// answered as the first time. Another range under the same POS transaction is another key.
@@ -881,6 +927,89 @@ async fn a_void_reverses_its_activation_exactly<S: Store>(env: TestApp<S>) {
     assert_books_hold(&env).await;
 }
 both_backends!(void_reverses, a_void_reverses_its_activation_exactly);
+
+/// Every change is refused with its own code from every state it is not allowed from, and the
+/// refusal writes nothing: a sale of a card that is active, redeemed, voided or expired; a void
+/// of one that is issued, redeemed, voided or expired; a block of one that is redeemed, voided
+/// or expired. (Redemption and expiry come later; the cards are moved there by hand, as those
+/// jobs will.)
+async fn every_state_refuses_what_it_does_not_allow<S: Store>(env: TestApp<S>) {
+    let batch = shelf(&env, 10).await;
+    let (issued, active, redeemed, voided, expired) = (
+        card(&batch, 0),
+        card(&batch, 1),
+        card(&batch, 2),
+        card(&batch, 3),
+        card(&batch, 4),
+    );
+    activate(&env, &sell_range(active, expired, "box"))
+        .await
+        .unwrap();
+    void(&env, &void_form(voided, "void-0")).await.unwrap();
+    for (serial, state) in [
+        (redeemed, CardState::Redeemed),
+        (expired, CardState::Expired),
+    ] {
+        env.exec(&format!(
+            "UPDATE card SET state = {} WHERE serial = {}",
+            state.code(),
+            serial.sequence()
+        ))
+        .await;
+    }
+    let cards = env.app.services().cards();
+    let before = rows(&env).await;
+    let expected = [
+        (issued, None, Some("card.not_active"), None),
+        (active, Some("card.already_active"), None, None),
+        (
+            redeemed,
+            Some("card.already_redeemed"),
+            Some("card.already_redeemed"),
+            Some("card.already_redeemed"),
+        ),
+        (
+            voided,
+            Some("card.voided"),
+            Some("card.voided"),
+            Some("card.voided"),
+        ),
+        (
+            expired,
+            Some("card.expired"),
+            Some("card.expired"),
+            Some("card.expired"),
+        ),
+    ];
+    for (serial, on_sale, on_void, on_block) in expected {
+        if let Some(code) = on_sale {
+            let refused = activate(&env, &sell(serial, &format!("sale-{serial}"))).await;
+            assert_eq!(code_of(refused), code, "a sale of {serial}");
+        }
+        if let Some(code) = on_void {
+            let refused = void(&env, &void_form(serial, &format!("void-{serial}"))).await;
+            assert_eq!(code_of(refused), code, "a void of {serial}");
+        }
+        if let Some(code) = on_block {
+            let refused = cards.block(&serial.to_string(), "fraud", &alice()).await;
+            assert_eq!(code_of(refused), code, "a block of {serial}");
+        }
+        let refused = cards
+            .unblock(&serial.to_string(), "cleared", &alice())
+            .await;
+        assert_eq!(
+            code_of(refused),
+            "card.not_blocked",
+            "an unblock of {serial}"
+        );
+        assert_eq!(
+            rows(&env).await,
+            before,
+            "a refusal about {serial} wrote something"
+        );
+    }
+}
+both_backends!(state_refusals, every_state_refuses_what_it_does_not_allow);
 
 // ---------------------------------------------------------------------------------------------
 // Block and unblock.
@@ -1689,13 +1818,18 @@ async fn the_support_view_shows_everything_but_the_code<S: Store>(env: TestApp<S
         code_of(cards.show(&beyond.to_string()).await),
         "card.not_found"
     );
+    assert_eq!(
+        code_of(cards.block(&beyond.to_string(), "fraud", &alice()).await),
+        "card.not_found"
+    );
 }
 both_backends!(support_view, the_support_view_shows_everything_but_the_code);
 
 /// Eight tills sell overlapping boxes of the same twenty cards at once, each under its own POS
 /// transaction: every card is sold exactly once (one activation row, one credit), each box
 /// answers card by card, a card sold by another box is `card.already_active`. Then eight tills
-/// void the same card at once: one void, seven `card.voided`.
+/// void the same card at once: one void, seven `card.voided`; and one till's void arrives eight
+/// times at once: one void, seven replays.
 async fn overlapping_sales_and_voids_move_each_card_once<S: Store>(env: TestApp<S>) {
     let batch = shelf(&env, 20).await;
     let boxes = (0..8).map(|i| {
@@ -1748,12 +1882,33 @@ async fn overlapping_sales_and_voids_move_each_card_once<S: Store>(env: TestApp<
         }
     }
     assert_eq!(voided, 1);
+
+    // Eight copies of one void (one till retrying): one void, seven replays of its answer.
+    let other = card(&batch, 8);
+    let copies = (0..8).map(|_| {
+        let app = env.app.clone();
+        let form = void_form(other, "void-again");
+        tokio::spawn(async move { app.services().cards().void(&form, &actor()).await })
+    });
+    let answers: Vec<PosResult> = futures::future::join_all(copies)
+        .await
+        .into_iter()
+        .map(|a| a.unwrap().unwrap())
+        .collect();
+    assert_eq!(answers.iter().filter(|a| a.replayed).count(), 7);
+    let first = first_answer(&answers[0]);
+    assert!(
+        answers.iter().all(|a| first_answer(a) == first),
+        "{answers:?}"
+    );
+    assert_eq!(outcomes(&first), [(other, "voided")]);
     assert_eq!(
         env.count("SELECT count(*) FROM transfer WHERE kind = 'void'")
             .await,
-        1
+        2
     );
     assert_eq!(card_balance(&env, one).await, 0);
+    assert_eq!(card_balance(&env, other).await, 0);
     assert_books_hold(&env).await;
     assert_trail_intact(&env).await;
 }
