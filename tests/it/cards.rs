@@ -1481,6 +1481,18 @@ async fn funds_expire_by_the_stores_law<S: Store>(env: TestApp<S>) {
         let sale = view.activation.unwrap();
         assert_eq!(sale.funds_expire_at, expected, "{what}");
         assert_eq!(sale.jurisdiction, jurisdiction, "{what}");
+        // The card's own row carries it too, for a redemption's guarded update.
+        let on_the_card = env
+            .count(&format!(
+                "SELECT COALESCE(funds_expire_ms, -1) FROM card WHERE serial = {}",
+                view.serial.sequence()
+            ))
+            .await;
+        assert_eq!(
+            on_the_card,
+            expected.map_or(-1, |t| t.timestamp_millis()),
+            "{what}"
+        );
     }
     assert_ne!(years(epoch(), 5), printed);
     assert!(long.expires_at.unwrap() > years(epoch(), 5));
