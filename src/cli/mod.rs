@@ -74,7 +74,7 @@ struct Global {
     /// a ticket number.
     #[arg(long, global = true, env = "TENDER_ACTOR", value_name = "NOTE")]
     actor: Option<String>,
-    /// Output format of read commands.
+    /// Output format: text for people, JSON for scripts.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     format: Format,
 }

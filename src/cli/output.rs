@@ -16,7 +16,7 @@ use crate::domain::{Batch, BatchId};
 use crate::formats::printer_file;
 use crate::jobs::ProgressFn;
 
-/// Output format of read commands.
+/// Output format: text for people, JSON for scripts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(super) enum Format {
     Text,

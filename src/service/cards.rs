@@ -54,7 +54,7 @@ pub enum CardError {
     #[error(transparent)]
     Reason(#[from] LedgerValueError),
     /// No retailer has this name.
-    #[error("there is no retailer named {0}")]
+    #[error("no retailer is named {0}")]
     UnknownRetailer(RetailerName),
     /// The retailer has no store with this id.
     #[error("retailer {retailer} has no store {store}; add it with `tender store add`")]
