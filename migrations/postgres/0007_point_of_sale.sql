@@ -26,6 +26,9 @@ CREATE INDEX card_not_issued ON card (serial) WHERE state <> 0;
 -- The expiry job's scan: active cards by funds-expiry.
 CREATE INDEX card_funds_expiry ON card (funds_expire_ms) WHERE state = 1;
 
+-- Which batch holds a serial: the batch starting at or before it, found by one index probe.
+CREATE INDEX batch_by_first_sequence ON batch (first_sequence);
+
 -- One POS request (an activation of a serial or a range, or a void), by its natural key
 -- (retailer, store, terminal, POS transaction, serials), kept forever: a retry with the same key
 -- and the same request is answered with `result`, the first answer, and writes nothing.

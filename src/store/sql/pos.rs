@@ -67,14 +67,18 @@ impl PosRepo for SqlTx<Db> {
     }
 
     async fn batch_of(&mut self, serial: Serial) -> StoreResult<Option<Batch>> {
-        sqlx::query_as::<Db, BatchRow>(
-            "SELECT * FROM batch WHERE first_sequence <= $1 AND first_sequence + card_count > $1",
+        // Batches' serial ranges never overlap, so the one starting nearest before holds it
+        // if any does: an index probe, not a scan of every batch.
+        let batch = sqlx::query_as::<Db, BatchRow>(
+            "SELECT * FROM batch WHERE first_sequence <= $1 \
+             ORDER BY first_sequence DESC LIMIT 1",
         )
         .bind(seq(serial)?)
         .fetch_optional(&mut *self.tx)
         .await?
         .map(Batch::try_from)
-        .transpose()
+        .transpose()?;
+        Ok(batch.filter(|b| serial.sequence() < b.first_serial.sequence() + b.count))
     }
 
     async fn claim_request(&mut self, r: &PosRequestRow) -> StoreResult<Option<i64>> {
