@@ -329,9 +329,10 @@ impl<S: Store> Redemption<'_, S> {
         windows: &[(Window, u32)],
     ) -> Result<Option<DateTime<Utc>>, RedeemError> {
         let mut tx = self.0.store.begin().await?;
+        let now_ms = self.0.clock.now().timestamp_millis();
         let mut retry_ms = None;
         for (window, limit) in windows {
-            if !tx.take_slot(window, *limit).await? {
+            let Some(used) = tx.take_slot(window, *limit).await? else {
                 let ends = window.start_ms + window.span_ms;
                 retry_ms = retry_ms.max(Some(ends));
                 if window.subject.starts_with("caller:") {
@@ -343,6 +344,12 @@ impl<S: Store> Redemption<'_, S> {
                         "redemption caller throttled"
                     );
                 }
+                continue;
+            };
+            if used == 1 && window.span_ms == DAY_MS {
+                // A subject's first attempt of a day: its windows that have ended count nothing
+                // any more, so they go (once a day per subject, not on every attempt).
+                tx.prune_windows(&window.subject, now_ms).await?;
             }
         }
         if let Some(ms) = retry_ms {

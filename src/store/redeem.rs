@@ -120,12 +120,19 @@ pub trait RedeemRepo {
     ) -> impl Future<Output = StoreResult<Option<RedemptionRow>>> + Send;
 
     /// Takes one slot of `window` if fewer than `limit` are used, in one conditional upsert;
-    /// whether it was taken.
+    /// the slots used after it, or `None` when the window is full.
     fn take_slot(
         &mut self,
         window: &Window,
         limit: u32,
-    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    ) -> impl Future<Output = StoreResult<Option<i64>>> + Send;
+
+    /// Deletes a subject's windows that ended at or before `ended_ms`.
+    fn prune_windows(
+        &mut self,
+        subject: &str,
+        ended_ms: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Gives a slot of `window` back.
     fn give_slot(&mut self, window: &Window) -> impl Future<Output = StoreResult<()>> + Send;

@@ -521,6 +521,16 @@ async fn guessing_is_limited_per_account<S: Store>(env: TestApp<S>) {
     let redeemed = redeem(&env, &alice, &valid, None).await.unwrap();
     assert_eq!(redeemed.balance_after.to_string(), "25.00 USD");
     assert_books_hold(&env).await;
+
+    // A day on, the first attempt clears the windows that ended: only today's hour and day
+    // remain, for the account and for the caller.
+    assert_eq!(env.count("SELECT count(*) FROM redeem_window").await, 6);
+    env.clock.advance(TimeDelta::days(1));
+    assert_eq!(
+        refusal(redeem(&env, &alice, "7000 0000 0000 0001", None).await),
+        "redeem.not_found"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM redeem_window").await, 4);
 }
 both_backends!(guessing, guessing_is_limited_per_account);
 

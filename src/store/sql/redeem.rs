@@ -98,7 +98,7 @@ impl RedeemRepo for SqlTx<Db> {
         .transpose()
     }
 
-    async fn take_slot(&mut self, window: &Window, limit: u32) -> StoreResult<bool> {
+    async fn take_slot(&mut self, window: &Window, limit: u32) -> StoreResult<Option<i64>> {
         // One statement: the row lock is taken before the condition is evaluated, so two
         // callers never both see the last free slot.
         let taken = sqlx::query_scalar::<Db, i64>(
@@ -112,7 +112,18 @@ impl RedeemRepo for SqlTx<Db> {
         .bind(i64::from(limit))
         .fetch_optional(&mut *self.tx)
         .await?;
-        Ok(taken.is_some())
+        Ok(taken)
+    }
+
+    async fn prune_windows(&mut self, subject: &str, ended_ms: i64) -> StoreResult<()> {
+        sqlx::query::<Db>(
+            "DELETE FROM redeem_window WHERE subject = $1 AND start_ms + span_ms <= $2",
+        )
+        .bind(subject)
+        .bind(ended_ms)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
     }
 
     async fn give_slot(&mut self, window: &Window) -> StoreResult<()> {
