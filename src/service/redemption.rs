@@ -264,6 +264,13 @@ impl<S: Store> Redemption<'_, S> {
         let now = self.0.clock.now();
         let windows = self.windows(attempt, now);
         if let Some(retry_at) = rerun!(self.take_slots(&windows))? {
+            // A copy of this attempt under the same key may have succeeded since the pre-check:
+            // its answer is owed, never a refusal.
+            if attempt.key.is_some()
+                && let Some(replayed) = rerun!(self.precheck(attempt))?
+            {
+                return Ok(replayed);
+            }
             return Err(RedeemError::RateLimited {
                 retry_at,
                 retry_after_secs: (retry_at - now).num_seconds().max(1),

@@ -21,6 +21,7 @@ use tender::service::cards::{ActivateForm, PosForm, StoreForm, VoidForm};
 use tender::service::ledger::AccountForm;
 use tender::service::redemption::{RedeemError, Redeemed};
 use tender::store::Store;
+use tender::store::ledger::Discrepancy;
 
 use crate::helpers::{TestApp, actor, both_backends, usd_form};
 
@@ -452,7 +453,24 @@ async fn one_key_twenty_times_credits_once<S: Store>(env: TestApp<S>) {
             .await,
         0
     );
+    assert_eq!(
+        env.count("SELECT count(*) FROM audit_record WHERE action = 'card.redeemed'")
+            .await,
+        1
+    );
     assert_books_hold(&env).await;
+
+    // `ledger check` proves a redeemed card by its redemption: without it, the card drifts.
+    env.exec("DELETE FROM redemption").await;
+    let report = env.app.services().ledger().check().await.unwrap();
+    assert_eq!(
+        report.discrepancy,
+        Some(Discrepancy::CardDrift {
+            serial,
+            state: CardState::Redeemed,
+            summed_minor: 0,
+        })
+    );
 }
 both_backends!(one_key, one_key_twenty_times_credits_once);
 
@@ -620,3 +638,39 @@ async fn a_code_tried_before_the_sale_blocks_the_live_sale<S: Store>(env: TestAp
     assert_books_hold(&env).await;
 }
 both_backends!(exposure, a_code_tried_before_the_sale_blocks_the_live_sale);
+
+/// A retry under a key that already succeeded is answered even while the account's limit
+/// holds: it evaluates no new code, so it needs no slot.
+async fn a_retry_is_answered_while_the_limit_holds<S: Store>(env: TestApp<S>) {
+    let batch = shelf(&env, 1).await;
+    let serial = card(&batch, 0);
+    sell(&env, serial).await;
+    let alice = account(&env, "US", "USD").await;
+    let code = code_of(&env, &batch, serial);
+    let first = redeem(&env, &alice, &code, Some("k-1")).await.unwrap();
+    for n in 0..5 {
+        let guess = format!("7000 0000 0000 000{n}");
+        assert_eq!(
+            refusal(redeem(&env, &alice, &guess, None).await),
+            "redeem.not_found"
+        );
+    }
+    assert_eq!(
+        refusal(redeem(&env, &alice, "7000 0000 0000 0009", None).await),
+        "redeem.rate_limited"
+    );
+    let again = redeem(&env, &alice, &code, Some("k-1")).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(
+        Redeemed {
+            replayed: false,
+            ..again
+        },
+        first
+    );
+    assert_eq!(balance(&env, &alice).await, "25.00 USD");
+}
+both_backends!(
+    retry_when_limited,
+    a_retry_is_answered_while_the_limit_holds
+);
