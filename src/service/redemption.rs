@@ -58,7 +58,7 @@ pub enum RedeemError {
     /// The text is not a well-formed code.
     #[error("{0}")]
     InvalidFormat(CodeError),
-    /// The account id, or a serial given to the attempt log, was refused.
+    /// The account id was refused.
     #[error(transparent)]
     Invalid(#[from] LedgerValueError),
     /// A serial given to the attempt log was refused.
@@ -499,17 +499,16 @@ impl<S: Store> Redemption<'_, S> {
         let services = self.0;
         let mut tx = services.store.begin().await?;
         let at = services.clock.now();
-        let serial = error.serial();
         tx.insert_attempt(&AttemptRow {
             attempt_id: 0,
             account_id: attempt.account,
             caller: attempt.caller.clone(),
-            serial,
+            serial: error.serial(),
             outcome: error.code().to_string(),
             at,
         })
         .await?;
-        if let (RedeemError::NotActivated(serial), true) = (error, serial.is_some())
+        if let RedeemError::NotActivated(serial) = error
             && tx.expose_card(*serial, at.timestamp_millis()).await?
         {
             tx.insert_card_events(&[CardEventRow {
