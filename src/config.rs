@@ -27,6 +27,8 @@ pub struct Settings {
     pub seal_age_max: SealAgeMax,
     /// The largest support adjustment posted without a second person's approval.
     pub approval_over: ApprovalThreshold,
+    /// How many redemption attempts an account and a caller may make per hour and per day.
+    pub redeem_limits: RedeemLimits,
 }
 
 impl Settings {
@@ -41,6 +43,7 @@ impl Settings {
             witness_file: None,
             seal_age_max: SealAgeMax::default(),
             approval_over: ApprovalThreshold::default(),
+            redeem_limits: RedeemLimits::default(),
         }
     }
 
@@ -177,6 +180,74 @@ impl std::str::FromStr for ApprovalThreshold {
     }
 }
 
+/// Attempts allowed in an hour and in a day (fixed windows aligned to the Unix epoch, UTC),
+/// written `HOURLY/DAILY` (`5/20`); each from 1 to 1,000,000, the daily at least the hourly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowLimits {
+    /// Attempts per hour.
+    pub hour: u32,
+    /// Attempts per day.
+    pub day: u32,
+}
+
+impl WindowLimits {
+    const MAX: u32 = 1_000_000;
+
+    /// Parses `HOURLY/DAILY`.
+    pub fn parse(text: &str) -> Result<WindowLimits, ConfigError> {
+        let bad = || ConfigError::BadWindowLimits(text.chars().take(32).collect());
+        let (hour, day) = text.split_once('/').ok_or_else(bad)?;
+        let number = |t: &str| -> Result<u32, ConfigError> {
+            let plain = !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+            let n: u32 = plain.then(|| t.parse().ok()).flatten().ok_or_else(bad)?;
+            (1..=Self::MAX).contains(&n).then_some(n).ok_or_else(bad)
+        };
+        let (hour, day) = (number(hour)?, number(day)?);
+        if day < hour {
+            return Err(bad());
+        }
+        Ok(WindowLimits { hour, day })
+    }
+}
+
+impl std::str::FromStr for WindowLimits {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        WindowLimits::parse(text)
+    }
+}
+
+/// The guessing limits on redemption (security.md 1.3): every attempt with a well-formed code
+/// takes a slot in its account's windows and in its caller's, and a success gives it back, so
+/// the limits count failures. An account is one customer: 5 an hour and 20 a day leave room for
+/// typos and make guessing a 16-digit code hopeless. A caller (`cli:<user>`, later an API key or
+/// the store's redeem service) may serve many customers, so it gets far more: it is throttled,
+/// never a global lockout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedeemLimits {
+    /// Per customer account.
+    pub account: WindowLimits,
+    /// Per caller.
+    pub caller: WindowLimits,
+}
+
+impl RedeemLimits {
+    /// The default per account: 5 an hour, 20 a day.
+    pub const ACCOUNT_DEFAULT_TEXT: &'static str = "5/20";
+    /// The default per caller: 1,000 an hour, 10,000 a day.
+    pub const CALLER_DEFAULT_TEXT: &'static str = "1000/10000";
+}
+
+impl Default for RedeemLimits {
+    fn default() -> Self {
+        RedeemLimits {
+            account: WindowLimits::parse(Self::ACCOUNT_DEFAULT_TEXT).expect("the default parses"),
+            caller: WindowLimits::parse(Self::CALLER_DEFAULT_TEXT).expect("the default parses"),
+        }
+    }
+}
+
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Database {
@@ -212,6 +283,11 @@ pub enum ConfigError {
         "seal age bound {0:?} is not a number and a unit (s, m, h, d) from 1 minute to 366 days"
     )]
     BadSealAgeMax(String),
+    /// A redemption limit is not `HOURLY/DAILY` within its range.
+    #[error(
+        "redemption limit {0:?} is not HOURLY/DAILY, each from 1 to 1000000 and the daily at least the hourly"
+    )]
+    BadWindowLimits(String),
 }
 
 impl Classify for ConfigError {
@@ -220,6 +296,7 @@ impl Classify for ConfigError {
             ConfigError::UnknownScheme => "config.unknown_scheme",
             ConfigError::BadSealAgeMax(_) => "config.bad_seal_age_max",
             ConfigError::BadApprovalThreshold(_) => "config.bad_approval_threshold",
+            ConfigError::BadWindowLimits(_) => "config.bad_redeem_limit",
         }
     }
 
@@ -330,6 +407,31 @@ mod tests {
         ] {
             assert!(SealAgeMax::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn redemption_limits_are_hourly_over_daily_within_range() {
+        assert_eq!(
+            WindowLimits::parse("5/20").unwrap(),
+            WindowLimits { hour: 5, day: 20 }
+        );
+        for bad in [
+            "5",
+            "0/20",
+            "20/5",
+            "5/",
+            "/20",
+            "+5/20",
+            "5/2000001",
+            "5 /20",
+        ] {
+            assert_eq!(
+                WindowLimits::parse(bad).unwrap_err().code(),
+                "config.bad_redeem_limit",
+                "{bad}"
+            );
+        }
+        assert_eq!(RedeemLimits::default().account.hour, 5);
     }
 
     #[test]

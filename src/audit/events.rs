@@ -195,6 +195,7 @@ pub fn transfer_posted(
         TransferKind::Adjustment => "ledger.adjusted",
         TransferKind::Activation => "ledger.activated",
         TransferKind::Void => "ledger.voided",
+        TransferKind::Redemption => "ledger.redeemed",
     };
     AuditEvent::new(
         actor,
@@ -281,6 +282,23 @@ pub fn card_voided(
     )
 }
 
+/// A card's whole value was redeemed into a customer account. Never the code or its digest:
+/// the serial names the card.
+pub fn card_redeemed(
+    actor: &Actor,
+    serial: Serial,
+    account: AccountId,
+    transfer: TransferId,
+    amount: Money,
+) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "card.redeemed",
+        format!("card:{serial}"),
+        json!({ "account_id": account, "transfer_id": transfer, "amount": amount }),
+    )
+}
+
 /// A card was blocked, unblocked, marked exposed or cleared of exposure, with a reason code.
 pub fn card_flagged(actor: &Actor, serial: Serial, action: CardAction, reason: &str) -> AuditEvent {
     let action = match action {
@@ -290,6 +308,7 @@ pub fn card_flagged(actor: &Actor, serial: Serial, action: CardAction, reason: &
         CardAction::ExposureCleared => "card.exposure_cleared",
         CardAction::Activated => "card.activated",
         CardAction::Voided => "card.voided",
+        CardAction::Redeemed => "card.redeemed",
     };
     AuditEvent::new(
         actor,

@@ -10,6 +10,7 @@ mod jobs;
 mod keys;
 mod ledger;
 mod output;
+mod redeem;
 mod retailer;
 
 use std::fmt;
@@ -20,7 +21,10 @@ use nix::unistd::{Uid, User};
 
 use crate::app::{self, App, Launch};
 use crate::clock::SystemClock;
-use crate::config::{ApprovalThreshold, DEFAULT_DATA_DIR, SealAgeMax, Settings, redact_url};
+use crate::config::{
+    ApprovalThreshold, DEFAULT_DATA_DIR, RedeemLimits, SealAgeMax, Settings, WindowLimits,
+    redact_url,
+};
 use crate::domain::Actor;
 use crate::error::Classify;
 use crate::keys::KeyNeeds;
@@ -69,6 +73,12 @@ struct Global {
     /// units of the account's currency (0 to 1000000).
     #[arg(long, global = true, env = "TENDER_APPROVAL_OVER", default_value = ApprovalThreshold::DEFAULT_TEXT)]
     approval_over: ApprovalThreshold,
+    /// Redemption attempts allowed per customer account, as HOURLY/DAILY.
+    #[arg(long, global = true, env = "TENDER_REDEEM_ACCOUNT_LIMIT", default_value = RedeemLimits::ACCOUNT_DEFAULT_TEXT)]
+    redeem_account_limit: WindowLimits,
+    /// Redemption attempts allowed per caller (this OS user, an API key), as HOURLY/DAILY.
+    #[arg(long, global = true, env = "TENDER_REDEEM_CALLER_LIMIT", default_value = RedeemLimits::CALLER_DEFAULT_TEXT)]
+    redeem_caller_limit: WindowLimits,
     /// A note the audit trail records after the user, as cli:<user>/<NOTE> (the user is always
     /// this process's, from the passwd file): 1 to 32 characters from A-Z a-z 0-9 . _ -, such as
     /// a ticket number.
@@ -122,6 +132,11 @@ enum Command {
     /// Check the books.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
+    /// Redeem a gift card into an account: the code is read from standard input or typed at
+    /// a prompt, never given as an argument.
+    Redeem(redeem::RedeemArgs),
+    /// Refused redemption attempts on an account or a card, newest first, for support.
+    Attempts(redeem::AttemptsArgs),
     #[command(flatten)]
     Cards(cards::CardsCommand),
     /// Run the whole flow on a fresh SQLite database in a new directory and print a summary.
@@ -196,6 +211,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         witness_file: cli.global.witness_file,
         seal_age_max: cli.global.seal_age_max,
         approval_over: cli.global.approval_over,
+        redeem_limits: RedeemLimits {
+            account: cli.global.redeem_account_limit,
+            caller: cli.global.redeem_caller_limit,
+        },
     };
     // Before anything opens: a refused actor leaves no trace.
     let ctx = Ctx {
@@ -265,7 +284,9 @@ impl Launch for Dispatch {
             Command::Account(ledger::AccountCommand::Show { .. })
             | Command::Balance(_)
             | Command::History(_)
-            | Command::Ledger(_) => KeyNeeds::NONE,
+            | Command::Ledger(_)
+            | Command::Attempts(_) => KeyNeeds::NONE,
+            Command::Redeem(_) => KeyNeeds::ALL,
             Command::Account(_) | Command::Spend(_) | Command::Refund(_) | Command::Adjust(_) => {
                 KeyNeeds::AUDIT
             }
@@ -294,6 +315,8 @@ impl Launch for Dispatch {
                 ledger::run(&app, ctx, ledger::Command::Ledger(command)).await
             }
             Command::Cards(command) => cards::run(&app, ctx, command).await,
+            Command::Redeem(args) => redeem::redeem(&app, ctx, args).await,
+            Command::Attempts(args) => redeem::attempts(&app, ctx, args).await,
             Command::Init | Command::Demo(_) => {
                 unreachable!("run() handles these before the app opens")
             }

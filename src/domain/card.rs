@@ -72,6 +72,8 @@ pub enum CardAction {
     Activated,
     /// The store took it back.
     Voided,
+    /// Its value moved to a customer account.
+    Redeemed,
     /// Frozen for fraud or loss, with a reason code.
     Blocked,
     /// The freeze lifted.
@@ -88,6 +90,7 @@ impl CardAction {
         match self {
             CardAction::Activated => "activated",
             CardAction::Voided => "voided",
+            CardAction::Redeemed => "redeemed",
             CardAction::Blocked => "blocked",
             CardAction::Unblocked => "unblocked",
             CardAction::Exposed => "exposed",
@@ -100,6 +103,7 @@ impl CardAction {
         [
             CardAction::Activated,
             CardAction::Voided,
+            CardAction::Redeemed,
             CardAction::Blocked,
             CardAction::Unblocked,
             CardAction::Exposed,

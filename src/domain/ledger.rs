@@ -323,6 +323,8 @@ pub enum TransferKind {
     Activation,
     /// A store took back an unredeemed card: its activation reversed.
     Void,
+    /// A customer redeemed a card: its whole value moved from the card to the account.
+    Redemption,
 }
 
 impl TransferKind {
@@ -334,6 +336,7 @@ impl TransferKind {
             TransferKind::Adjustment => "adjustment",
             TransferKind::Activation => "activation",
             TransferKind::Void => "void",
+            TransferKind::Redemption => "redemption",
         }
     }
 
@@ -345,6 +348,7 @@ impl TransferKind {
             TransferKind::Adjustment,
             TransferKind::Activation,
             TransferKind::Void,
+            TransferKind::Redemption,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == text)

@@ -82,6 +82,15 @@ impl Serial {
     pub fn check_digit(&self) -> u8 {
         (self.0 % 10) as u8
     }
+
+    /// The serial masked but for its last 4 digits (`••••••••3459`), as a customer's history
+    /// shows the card a redemption came from: enough to tell cards apart, not to name one.
+    #[must_use]
+    pub fn masked(&self) -> String {
+        let text = self.to_string();
+        let shown = &text[SERIAL_DIGITS - 4..];
+        format!("{}{shown}", "•".repeat(SERIAL_DIGITS - 4))
+    }
 }
 
 impl FromStr for Serial {

@@ -811,8 +811,8 @@ impl<S: Store> Cards<'_, S> {
             CardAction::Unblocked => tx.unblock_card(serial).await?,
             CardAction::Exposed => tx.expose_card(serial, at.timestamp_millis()).await?,
             CardAction::ExposureCleared => tx.clear_exposure(serial).await?,
-            CardAction::Activated | CardAction::Voided => {
-                unreachable!("sales and voids are POS requests")
+            CardAction::Activated | CardAction::Voided | CardAction::Redeemed => {
+                unreachable!("sales, voids and redemptions have their own use cases")
             }
         };
         let status = card_status(&mut tx, serial).await?;

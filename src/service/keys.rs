@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use super::Services;
 use crate::audit::{AuditSigner, events};
-use crate::codegen::Digester;
-use crate::domain::Actor;
+use crate::codegen::{CodeDigest, Digester};
+use crate::domain::{Actor, Code};
 use crate::error::{Classify, Kind};
 use crate::keys::{
     KeyError, KeyFileLock, KeyId, KeyNeeds, KeyPurpose, KeyRing, KeyState, Keychain, RecordedKey,
@@ -139,6 +139,35 @@ impl<S: Store> Services<S> {
             .ring_holding(&ids)
             .map_err(|id| KeyUseError::Stale { purpose, id })?;
         Ok(Digester::new(&ring, current, &ids).expect("the ring holds every key"))
+    }
+
+    /// `code`'s digests under every lookup key codes may have been issued under (each key the
+    /// database records but a pending one), as the database records them in this transaction.
+    pub(crate) async fn lookup_digests(
+        &self,
+        tx: &mut S::Tx,
+        code: &Code,
+    ) -> Result<Vec<(KeyId, CodeDigest)>, KeyUseError> {
+        let purpose = KeyPurpose::Lookup;
+        let chain = self.keys.get(purpose)?;
+        let ids: Vec<KeyId> = tx
+            .recorded_keys(purpose)
+            .await?
+            .into_iter()
+            .filter(|key| key.state != KeyState::Pending)
+            .map(|key| key.id)
+            .collect();
+        let Some(&first) = ids.first() else {
+            return Err(KeyUseError::NoActiveKey(purpose));
+        };
+        let ring = chain
+            .ring_holding(&ids)
+            .map_err(|id| KeyUseError::Stale { purpose, id })?;
+        let digester = Digester::new(&ring, first, &ids).expect("the ring holds every key");
+        Ok(ids
+            .iter()
+            .filter_map(|&id| digester.digest_under(id, code).map(|d| (id, d)))
+            .collect())
     }
 
     /// The loaded lookup ring as a whole, for checking codes issued under any of its keys.

@@ -23,6 +23,7 @@ pub mod generation;
 pub mod keys;
 pub mod ledger;
 pub mod printer_check;
+pub mod redemption;
 pub mod retailers;
 pub mod trail;
 
@@ -34,7 +35,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::clock::SharedClock;
-use crate::config::ApprovalThreshold;
+use crate::config::{ApprovalThreshold, RedeemLimits};
 use crate::error::{Classify, Kind};
 use crate::store::{OutboxJob, Store};
 
@@ -52,6 +53,7 @@ pub struct Services<S> {
     keys: keys::Keychains,
     export_dir: PathBuf,
     approval_over: ApprovalThreshold,
+    redeem_limits: RedeemLimits,
 }
 
 impl<S: Store> Services<S> {
@@ -64,6 +66,7 @@ impl<S: Store> Services<S> {
             keys,
             export_dir,
             approval_over: ApprovalThreshold::default(),
+            redeem_limits: RedeemLimits::default(),
         }
     }
 
@@ -71,6 +74,17 @@ impl<S: Store> Services<S> {
     pub fn with_approval_over(mut self, threshold: ApprovalThreshold) -> Self {
         self.approval_over = threshold;
         self
+    }
+
+    /// The same, with `limits` on redemption attempts.
+    pub fn with_redeem_limits(mut self, limits: RedeemLimits) -> Self {
+        self.redeem_limits = limits;
+        self
+    }
+
+    /// Redeeming codes into account balances, and the attempt log.
+    pub fn redemption(&self) -> redemption::Redemption<'_, S> {
+        redemption::Redemption(self)
     }
 
     /// Accounts, spends, refunds, adjustments, history and `ledger check`.

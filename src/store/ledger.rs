@@ -131,7 +131,8 @@ pub enum Discrepancy {
         order_ref: String,
     },
     /// A card's entries do not sum to what its state says it carries: its face value while
-    /// active, nothing otherwise; or a voided card's activation names no void (or the reverse).
+    /// active, nothing otherwise; or a voided card's activation names no void, or a redeemed
+    /// card has no redemption (or the reverse of either).
     CardDrift {
         /// The card.
         serial: Serial,

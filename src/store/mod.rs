@@ -3,7 +3,7 @@
 //! A service opens a transaction with [`Store::begin`] (a write) or [`Store::read`] (a
 //! consistent snapshot), calls repository steps on it, one trait per aggregate
 //! ([`RetailerRepo`], [`BatchRepo`], [`CardRepo`], [`AuditRepo`], [`OutboxRepo`],
-//! [`KeyRepo`], [`LedgerRepo`], [`PosRepo`]), and commits.
+//! [`KeyRepo`], [`LedgerRepo`], [`PosRepo`], [`RedeemRepo`]), and commits.
 //!
 //! Every SQL statement is written once, in `store/sql/`, with `$N` placeholders, and compiled
 //! for each backend with that backend's concrete types (`sqlite.rs` and `postgres.rs` each
@@ -14,12 +14,14 @@ mod backend;
 pub mod ledger;
 pub mod pos;
 mod postgres;
+pub mod redeem;
 mod rows;
 mod sqlite;
 
 pub use backend::Backend;
 pub use ledger::LedgerRepo;
 pub use pos::PosRepo;
+pub use redeem::RedeemRepo;
 pub use sqlite::SQLITE_POOL_CONNECTIONS;
 
 use std::collections::HashSet;
@@ -180,6 +182,7 @@ pub trait Store: Clone + Send + Sync + 'static {
         + KeyRepo
         + LedgerRepo
         + PosRepo
+        + RedeemRepo
         + Send;
 
     /// Whether [`OutboxRepo::claim_outbox`] holds row locks until the transaction ends

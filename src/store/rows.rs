@@ -15,6 +15,7 @@ use crate::domain::{
 use crate::keys::KeyId;
 use crate::store::ledger::{AdjustmentRow, AdjustmentState, OrderRow, RefundRow};
 use crate::store::pos::{ActivationRow, CardEventRow, CardStatus, PosRequestRow};
+use crate::store::redeem::{AttemptRow, CardMatch, RedemptionRow};
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::corrupt(what)
@@ -566,6 +567,92 @@ impl TryFrom<CardEventDbRow> for CardEventRow {
             reason: r.reason,
             request_id: r.request_id,
             actor: r.actor,
+            at: r.at,
+        })
+    }
+}
+
+/// A card found by digest.
+#[derive(sqlx::FromRow)]
+pub(super) struct CardMatchRow {
+    serial: i64,
+    batch_id: i64,
+    lookup_key_id: i16,
+    digest: Vec<u8>,
+    state: i16,
+    blocked_reason: Option<String>,
+    funds_expire_ms: Option<i64>,
+}
+
+impl TryFrom<CardMatchRow> for CardMatch {
+    type Error = StoreError;
+
+    fn try_from(r: CardMatchRow) -> StoreResult<CardMatch> {
+        Ok(CardMatch {
+            serial: serial(r.serial)?,
+            batch_id: r.batch_id,
+            key_id: key_id(r.lookup_key_id)?,
+            digest: CodeDigest(bytes32(r.digest)?),
+            state: CardState::from_code(r.state).ok_or_else(|| corrupt("card state"))?,
+            blocked_reason: r.blocked_reason,
+            funds_expire_ms: r.funds_expire_ms,
+        })
+    }
+}
+
+/// A `redemption` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct RedemptionDbRow {
+    serial: i64,
+    account_id: i64,
+    caller: String,
+    idem_key: Option<String>,
+    value_minor: i64,
+    currency: String,
+    transfer_id: i64,
+    actor: String,
+    redeemed_at: DateTime<Utc>,
+}
+
+impl TryFrom<RedemptionDbRow> for RedemptionRow {
+    type Error = StoreError;
+
+    fn try_from(r: RedemptionDbRow) -> StoreResult<RedemptionRow> {
+        Ok(RedemptionRow {
+            serial: serial(r.serial)?,
+            account_id: AccountId(r.account_id),
+            caller: r.caller,
+            idem_key: r.idem_key,
+            value_minor: r.value_minor,
+            currency: r.currency,
+            transfer_id: TransferId(r.transfer_id),
+            actor: r.actor,
+            redeemed_at: r.redeemed_at,
+        })
+    }
+}
+
+/// A `redeem_attempt` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct AttemptDbRow {
+    attempt_id: i64,
+    account_id: i64,
+    caller: String,
+    serial: Option<i64>,
+    outcome: String,
+    at: DateTime<Utc>,
+}
+
+impl TryFrom<AttemptDbRow> for AttemptRow {
+    type Error = StoreError;
+
+    fn try_from(r: AttemptDbRow) -> StoreResult<AttemptRow> {
+        Ok(AttemptRow {
+            attempt_id: r.attempt_id,
+            account_id: AccountId(r.account_id),
+            caller: r.caller,
+            serial: r.serial.map(serial).transpose()?,
+            outcome: r.outcome,
             at: r.at,
         })
     }

@@ -1352,3 +1352,101 @@ fn the_demo_runs_the_whole_flow() {
     let codes = printer_codes(&dir.join("exports/batch-1.csv"));
     assert_eq!(codes_found_in(stdout.as_bytes(), &codes), 0, "{stdout}");
 }
+
+/// `tender redeem` with the code on standard input, as a script pipes it: the card's value lands
+/// in the account; a wrong code exits 1 with its code and one sentence, and `tender attempts`
+/// shows it to support. No output holds a code.
+fn redeeming_from_the_command_line(db: TestDb) {
+    setup(&db, 1000);
+    create(&db, 2);
+    ok(&db, &["work", "--drain"]);
+    let s = serials(&db, 1, 1);
+    ok(
+        &db,
+        &[
+            "store",
+            "add",
+            "--retailer",
+            "Acme",
+            "--id",
+            "S-1",
+            "--jurisdiction",
+            "US-TX",
+        ],
+    );
+    ok(&db, &at_till("activate", "S-1", "t-0", &s[0]));
+    ok(
+        &db,
+        &["account", "create", "--region", "US", "--currency", "USD"],
+    );
+    let codes = printer_codes(&export_path(&db, 1));
+    let piped = |args: &[&str], input: &str| -> Output {
+        let mut child = tender(&db)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let code = &codes[0];
+    let out = piped(
+        &["redeem", "--account", "1", "--idempotency-key", "r-1"],
+        &format!("{code}\n"),
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last4 = &s[0][8..];
+    assert_eq!(
+        stdout,
+        format!(
+            "redeemed 25.00 USD from card ••••••••{last4} into account 1: balance 25.00 USD \
+             (transfer 2)\n"
+        )
+    );
+    let again = piped(
+        &["redeem", "--account", "1", "--idempotency-key", "r-1"],
+        &format!("{code}\n"),
+    );
+    assert!(
+        String::from_utf8(again.stdout)
+            .unwrap()
+            .ends_with("(already done: the first answer)\n")
+    );
+    assert!(ok(&db, &["balance", "--account", "1"]).contains("25.00 USD"));
+
+    let wrong = piped(&["redeem", "--account", "1"], "7000 0000 0000 0001\n");
+    let stderr = String::from_utf8(wrong.stderr).unwrap();
+    assert_eq!(wrong.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        "error: no gift card has this code; check it and try again [redeem.not_found]\n"
+    );
+    let malformed = piped(&["redeem", "--account", "1"], "1234\n");
+    let stderr = String::from_utf8(malformed.stderr).unwrap();
+    assert!(stderr.ends_with("[redeem.invalid_format]\n"), "{stderr}");
+    // The code is never an argument.
+    let out = run(&db, &["redeem", "--account", "1", code]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let attempts = ok(&db, &["attempts", "--account", "1"]);
+    assert!(attempts.contains("redeem.not_found"), "{attempts}");
+    assert_eq!(attempts.lines().count(), 2, "{attempts}");
+    ok(&db, &["ledger", "check"]);
+    for printed in [&stdout, &attempts] {
+        assert_eq!(codes_found_in(printed.as_bytes(), &codes), 0);
+    }
+}
+both_backends_cli!(redeeming_from_the_command_line);

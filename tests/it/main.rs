@@ -13,5 +13,6 @@ mod helpers;
 mod issuance;
 mod jobs;
 mod ledger;
+mod redeem;
 mod retailers;
 mod store;

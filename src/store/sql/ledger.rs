@@ -379,7 +379,8 @@ impl LedgerRepo for SqlTx<Db> {
             }));
         }
         // A sold card carries its face value while active and nothing in any other state; a
-        // card is voided exactly when its activation names a void.
+        // card is voided exactly when its activation names a void, and redeemed exactly when
+        // it has its redemption.
         let card = sqlx::query_as::<Db, (i64, i16, i64)>(
             "SELECT a.serial, c.state, CAST(COALESCE(e.summed, 0) AS BIGINT) \
              FROM card_activation a JOIN card c ON c.serial = a.serial LEFT JOIN \
@@ -387,11 +388,13 @@ impl LedgerRepo for SqlTx<Db> {
               WHERE serial IS NOT NULL GROUP BY serial) e ON e.serial = a.serial \
              WHERE COALESCE(e.summed, 0) <> CASE WHEN c.state = $1 THEN a.value_minor ELSE 0 END \
              OR c.state = $2 OR (c.state = $3) <> (a.void_request_id IS NOT NULL) \
+             OR (c.state = $4) <> EXISTS (SELECT 1 FROM redemption r WHERE r.serial = a.serial) \
              ORDER BY a.serial LIMIT 1",
         )
         .bind(CardState::Active.code())
         .bind(CardState::Issued.code())
         .bind(CardState::Voided.code())
+        .bind(CardState::Redeemed.code())
         .fetch_optional(&mut *self.tx)
         .await?;
         if let Some((card, state, summed_minor)) = card {

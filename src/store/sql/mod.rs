@@ -14,6 +14,7 @@ mod keys;
 mod ledger;
 mod outbox;
 mod pos;
+mod redeem;
 mod retailer;
 
 use std::sync::Arc;

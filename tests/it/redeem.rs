@@ -1,0 +1,676 @@
+//! Redeeming a code into an account balance, on both backends.
+//!
+//! - A code redeems its card's whole value into an account once: the card is debited, the
+//!   account credited, the card moves to redeemed, and the history shows the card masked but
+//!   for its last 4 digits. `ledger check` and `audit verify` hold afterwards.
+//! - Every refusal has its code; a code tried on a card never sold (or voided) marks the card
+//!   exposed, so a live sale of it is refused `card.exposed`.
+//! - However many callers race for one code, one account gets the value; one account retrying
+//!   with one idempotency key is credited once and always answered with the first success.
+//! - Guessing limits: with the default 5 an hour per account, 50 parallel wrong codes give
+//!   exactly 5 `not_found` and 45 `rate_limited`, and a valid code is refused too until the
+//!   window ends. A malformed code takes no slot and writes nothing.
+
+use chrono::TimeDelta;
+use tender::clock::Clock;
+use tender::codegen::CodeGenerator;
+use tender::config::{RedeemLimits, Settings, WindowLimits};
+use tender::domain::{Batch, CardState, Serial};
+use tender::error::Classify;
+use tender::service::cards::{ActivateForm, PosForm, StoreForm, VoidForm};
+use tender::service::ledger::AccountForm;
+use tender::service::redemption::{RedeemError, Redeemed};
+use tender::store::Store;
+use tender::store::ledger::Discrepancy;
+
+use crate::helpers::{TestApp, actor, both_backends, usd_form};
+
+/// Acme's store in Texas, where every card here is sold.
+const STORE: &str = "S1";
+
+fn pos(txn: &str) -> PosForm {
+    PosForm {
+        retailer: "Acme".into(),
+        store: STORE.into(),
+        terminal: "till-1".into(),
+        pos_txn: txn.into(),
+        pos_time: None,
+    }
+}
+
+/// `count` generated 25.00 USD cards for the US, with Acme and its Texas store.
+async fn shelf<S: Store>(env: &TestApp<S>, count: u64) -> Batch {
+    let services = env.app.services();
+    services
+        .retailers()
+        .add("Acme", "2.5", &actor())
+        .await
+        .unwrap();
+    let batch = services
+        .batches()
+        .request(&usd_form(count), &actor())
+        .await
+        .unwrap();
+    let batch = env
+        .generate(batch.id, &mut CodeGenerator::from_os_rng(), count as usize)
+        .await;
+    let store = StoreForm {
+        retailer: "Acme".into(),
+        store: STORE.into(),
+        jurisdiction: "US-TX".into(),
+    };
+    services.cards().add_store(&store, &actor()).await.unwrap();
+    batch
+}
+
+/// The `n`th card of a batch, from 0.
+fn card(batch: &Batch, n: u64) -> Serial {
+    Serial::from_sequence(batch.first_serial.sequence() + n).unwrap()
+}
+
+/// The code the printer file holds for `serial`, as printed (grouped).
+fn code_of<S: Store>(env: &TestApp<S>, batch: &Batch, serial: Serial) -> String {
+    let mut reader = csv::Reader::from_path(env.export_file(batch.id)).unwrap();
+    for record in reader.records() {
+        let record = record.unwrap();
+        if Serial::parse(&record[0]).unwrap() == serial {
+            return record[1].to_string();
+        }
+    }
+    panic!("{serial} is not in the printer file");
+}
+
+async fn sell<S: Store>(env: &TestApp<S>, serial: Serial) {
+    let form = ActivateForm {
+        pos: pos(&format!("sale-{serial}")),
+        serial: serial.to_string(),
+        to_serial: None,
+        value: None,
+    };
+    env.app
+        .services()
+        .cards()
+        .activate(&form, &actor())
+        .await
+        .unwrap();
+}
+
+/// A new account, `region` and `currency`; returns its id as text.
+async fn account<S: Store>(env: &TestApp<S>, region: &str, currency: &str) -> String {
+    let form = AccountForm {
+        region: region.into(),
+        currency: currency.into(),
+        external_id: None,
+    };
+    let account = env
+        .app
+        .services()
+        .ledger()
+        .create_account(&form, &actor())
+        .await
+        .unwrap();
+    account.id.to_string()
+}
+
+async fn redeem<S: Store>(
+    env: &TestApp<S>,
+    account: &str,
+    code: &str,
+    key: Option<&str>,
+) -> Result<Redeemed, RedeemError> {
+    env.app
+        .services()
+        .redemption()
+        .redeem(account, code, key, &actor())
+        .await
+}
+
+fn refusal<T: std::fmt::Debug>(result: Result<T, RedeemError>) -> &'static str {
+    result.expect_err("the redemption is refused").code()
+}
+
+async fn assert_books_hold<S: Store>(env: &TestApp<S>) {
+    let report = env.app.services().ledger().check().await.unwrap();
+    assert_eq!(report.discrepancy, None);
+    let report = env.verify().await;
+    assert!(report.is_intact(), "{:?}", report.problem);
+}
+
+async fn balance<S: Store>(env: &TestApp<S>, account: &str) -> String {
+    let account = env.app.services().ledger().account(account).await.unwrap();
+    account.balance.to_string()
+}
+
+/// Every outcome with its code, on cards in each state. The success credits the whole value and
+/// reads as a history line with the card masked; a retry with its key replays it, the same key
+/// with another code conflicts. Each refusal comes from its own account, so none runs into the
+/// hourly limit.
+async fn every_outcome_has_its_code<S: Store>(env: TestApp<S>) {
+    let batch = shelf(&env, 10).await;
+    for n in [0, 1, 3, 4, 5, 6] {
+        sell(&env, card(&batch, n)).await;
+    }
+    let services = env.app.services();
+    let alice = account(&env, "US", "USD").await;
+
+    let first = redeem(
+        &env,
+        &alice,
+        &code_of(&env, &batch, card(&batch, 0)),
+        Some("k-1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.amount.to_string(), "25.00 USD");
+    assert_eq!(first.balance_after.to_string(), "25.00 USD");
+    assert!(!first.replayed);
+    let last4 = &card(&batch, 0).to_string()[8..];
+    assert_eq!(first.card, format!("••••••••{last4}"));
+    let history = services
+        .ledger()
+        .history(&alice, None, tender::domain::PageRows::new(10).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].reference.as_deref(), Some(first.card.as_str()));
+    assert_eq!(history[0].amount.to_string(), "25.00 USD");
+    let shown = services
+        .cards()
+        .show(&card(&batch, 0).to_string())
+        .await
+        .unwrap();
+    assert_eq!(shown.state, CardState::Redeemed);
+
+    // The same key and code: the first success, nothing new. The same key, another code: a
+    // conflict, and that card stays active.
+    let again = redeem(
+        &env,
+        &alice,
+        &code_of(&env, &batch, card(&batch, 0)),
+        Some("k-1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        Redeemed {
+            replayed: false,
+            ..again.clone()
+        },
+        first
+    );
+    assert!(again.replayed);
+    let other = code_of(&env, &batch, card(&batch, 1));
+    assert_eq!(
+        refusal(redeem(&env, &alice, &other, Some("k-1")).await),
+        "redeem.key_conflict"
+    );
+    assert_eq!(balance(&env, &alice).await, "25.00 USD");
+
+    // Another account, the redeemed card: already redeemed.
+    let bob = account(&env, "US", "USD").await;
+    let redeemed = code_of(&env, &batch, card(&batch, 0));
+    assert_eq!(
+        refusal(redeem(&env, &bob, &redeemed, None).await),
+        "redeem.already_redeemed"
+    );
+
+    // A code no card has.
+    let carol = account(&env, "US", "USD").await;
+    assert_eq!(
+        refusal(redeem(&env, &carol, "7000 0000 0000 0001", None).await),
+        "redeem.not_found"
+    );
+
+    // A card never sold, and a voided one: not activated, and marked exposed.
+    let dave = account(&env, "US", "USD").await;
+    let unsold = card(&batch, 2);
+    assert_eq!(
+        refusal(redeem(&env, &dave, &code_of(&env, &batch, unsold), None).await),
+        "redeem.not_activated"
+    );
+    let view = services.cards().show(&unsold.to_string()).await.unwrap();
+    assert!(view.exposed_at.is_some());
+    let voided = card(&batch, 3);
+    let void = VoidForm {
+        pos: pos("void-1"),
+        serial: voided.to_string(),
+    };
+    services.cards().void(&void, &actor()).await.unwrap();
+    let erin = account(&env, "US", "USD").await;
+    assert_eq!(
+        refusal(redeem(&env, &erin, &code_of(&env, &batch, voided), None).await),
+        "redeem.not_activated"
+    );
+
+    // A blocked card.
+    services
+        .cards()
+        .block(&card(&batch, 4).to_string(), "fraud", &actor())
+        .await
+        .unwrap();
+    let frank = account(&env, "US", "USD").await;
+    let blocked = code_of(&env, &batch, card(&batch, 4));
+    assert_eq!(
+        refusal(redeem(&env, &frank, &blocked, None).await),
+        "redeem.blocked"
+    );
+
+    // An active card whose funds expired a millisecond ago, before any job marked it: the
+    // guarded update compares its funds-expiry with the clock.
+    let now_ms = env.clock.now().timestamp_millis();
+    let expired = card(&batch, 5);
+    env.exec(&format!(
+        "UPDATE card SET funds_expire_ms = {} WHERE serial = {}",
+        now_ms - 1,
+        expired.sequence()
+    ))
+    .await;
+    let gina = account(&env, "US", "USD").await;
+    assert_eq!(
+        refusal(redeem(&env, &gina, &code_of(&env, &batch, expired), None).await),
+        "redeem.expired"
+    );
+    env.exec(&format!(
+        "UPDATE card SET funds_expire_ms = {} WHERE serial = {}",
+        now_ms + 1,
+        expired.sequence()
+    ))
+    .await;
+
+    // The card's storefront or currency against the account's; a frozen account.
+    let live = code_of(&env, &batch, card(&batch, 6));
+    let canada = account(&env, "CA", "USD").await;
+    assert_eq!(
+        refusal(redeem(&env, &canada, &live, None).await),
+        "redeem.region_mismatch"
+    );
+    let euros = account(&env, "US", "EUR").await;
+    assert_eq!(
+        refusal(redeem(&env, &euros, &live, None).await),
+        "redeem.currency_mismatch"
+    );
+    let frozen = account(&env, "US", "USD").await;
+    services
+        .ledger()
+        .freeze(&frozen, true, "fraud", &actor())
+        .await
+        .unwrap();
+    assert_eq!(
+        refusal(redeem(&env, &frozen, &live, None).await),
+        "redeem.account_frozen"
+    );
+
+    // Every refusal is in the attempt log with its real reason; none holds a code.
+    let rows = tender::domain::PageRows::new(100).unwrap();
+    let logged = services
+        .redemption()
+        .attempts(Some(&dave), None, rows)
+        .await
+        .unwrap();
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].outcome, "redeem.not_activated");
+    assert_eq!(logged[0].serial, Some(unsold));
+    let by_card = services
+        .redemption()
+        .attempts(None, Some(&card(&batch, 6).to_string()), rows)
+        .await
+        .unwrap();
+    let mut outcomes: Vec<_> = by_card.iter().map(|a| a.outcome.as_str()).collect();
+    outcomes.sort_unstable();
+    assert_eq!(
+        outcomes,
+        ["redeem.currency_mismatch", "redeem.region_mismatch"]
+    );
+    // Key conflict, already redeemed, not found, not activated twice, blocked, expired,
+    // region, currency, frozen.
+    assert_eq!(env.count("SELECT count(*) FROM redeem_attempt").await, 10);
+    // The card still expiring later is redeemable into the right account.
+    let henry = account(&env, "US", "USD").await;
+    redeem(&env, &henry, &live, None).await.unwrap();
+    assert_books_hold(&env).await;
+}
+both_backends!(outcomes, every_outcome_has_its_code);
+
+/// The app again over the same database, with `limits` on redemption attempts.
+async fn with_limits<S: Store>(env: &TestApp<S>, limits: RedeemLimits) -> tender::app::App<S> {
+    env.reopen(&Settings {
+        redeem_limits: limits,
+        ..env.db.settings()
+    })
+    .await
+}
+
+/// 50 accounts race for one code: one gets its value, 49 are told it is already redeemed, and
+/// the books balance. Each account makes one attempt, so each has its own hourly headroom.
+async fn fifty_accounts_race_for_one_code<S: Store>(env: TestApp<S>) {
+    let batch = shelf(&env, 1).await;
+    let serial = card(&batch, 0);
+    sell(&env, serial).await;
+    let code = code_of(&env, &batch, serial);
+    let mut accounts = Vec::new();
+    for _ in 0..50 {
+        accounts.push(account(&env, "US", "USD").await);
+    }
+    let mut tasks = Vec::new();
+    for account in &accounts {
+        let app = env.app.clone();
+        let (account, code) = (account.clone(), code.clone());
+        tasks.push(tokio::spawn(async move {
+            app.services()
+                .redemption()
+                .redeem(&account, &code, None, &actor())
+                .await
+        }));
+    }
+    let mut won = Vec::new();
+    let mut refused = Vec::new();
+    for (task, account) in tasks.into_iter().zip(&accounts) {
+        match task.await.unwrap() {
+            Ok(redeemed) => won.push((account.clone(), redeemed)),
+            Err(error) => refused.push(error.code()),
+        }
+    }
+    assert_eq!(won.len(), 1, "{refused:?}");
+    assert!(
+        refused.iter().all(|c| *c == "redeem.already_redeemed"),
+        "{refused:?}"
+    );
+    assert_eq!(refused.len(), 49);
+    let (winner, redeemed) = &won[0];
+    assert_eq!(redeemed.balance_after.to_string(), "25.00 USD");
+    for account in &accounts {
+        let expected = if account == winner {
+            "25.00 USD"
+        } else {
+            "0.00 USD"
+        };
+        assert_eq!(balance(&env, account).await, expected);
+    }
+    assert_eq!(
+        env.count("SELECT count(*) FROM transfer WHERE kind = 'redemption'")
+            .await,
+        1
+    );
+    assert_books_hold(&env).await;
+}
+both_backends!(fifty_accounts, fifty_accounts_race_for_one_code);
+
+/// One account sends the same redemption 20 times at once under one key: one credit, and 20
+/// identical successes (the first, and 19 answers replaying it). Concurrent first attempts each
+/// take a slot until one has committed, so the account is given room for 20 here.
+async fn one_key_twenty_times_credits_once<S: Store>(env: TestApp<S>) {
+    let batch = shelf(&env, 1).await;
+    let serial = card(&batch, 0);
+    sell(&env, serial).await;
+    let code = code_of(&env, &batch, serial);
+    let alice = account(&env, "US", "USD").await;
+    let app = with_limits(
+        &env,
+        RedeemLimits {
+            account: WindowLimits { hour: 20, day: 20 },
+            ..RedeemLimits::default()
+        },
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let app = app.clone();
+        let (alice, code) = (alice.clone(), code.clone());
+        tasks.push(tokio::spawn(async move {
+            app.services()
+                .redemption()
+                .redeem(&alice, &code, Some("order-7"), &actor())
+                .await
+        }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap().expect("every copy succeeds"));
+    }
+    assert_eq!(answers.iter().filter(|a| !a.replayed).count(), 1);
+    let first = Redeemed {
+        replayed: false,
+        ..answers[0].clone()
+    };
+    for answer in &answers {
+        assert_eq!(
+            Redeemed {
+                replayed: false,
+                ..answer.clone()
+            },
+            first
+        );
+    }
+    assert_eq!(balance(&env, &alice).await, "25.00 USD");
+    assert_eq!(
+        env.count("SELECT count(*) FROM transfer WHERE kind = 'redemption'")
+            .await,
+        1
+    );
+    // Every slot given back: a success does not count against the account.
+    assert_eq!(
+        env.count("SELECT CAST(COALESCE(SUM(used), 0) AS BIGINT) FROM redeem_window")
+            .await,
+        0
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM audit_record WHERE action = 'card.redeemed'")
+            .await,
+        1
+    );
+    assert_books_hold(&env).await;
+
+    // `ledger check` proves a redeemed card by its redemption: without it, the card drifts.
+    env.exec("DELETE FROM redemption").await;
+    let report = env.app.services().ledger().check().await.unwrap();
+    assert_eq!(
+        report.discrepancy,
+        Some(Discrepancy::CardDrift {
+            serial,
+            state: CardState::Redeemed,
+            summed_minor: 0,
+        })
+    );
+}
+both_backends!(one_key, one_key_twenty_times_credits_once);
+
+/// With the default 5 an hour per account, 50 parallel wrong codes from one account evaluate
+/// exactly 5 codes; the sixth counted attempt within the hour is refused even for a valid code,
+/// with the time the window ends; once it has ended the valid code redeems.
+async fn guessing_is_limited_per_account<S: Store>(env: TestApp<S>) {
+    let batch = shelf(&env, 1).await;
+    let serial = card(&batch, 0);
+    sell(&env, serial).await;
+    let alice = account(&env, "US", "USD").await;
+    let mut tasks = Vec::new();
+    for n in 0..50 {
+        let app = env.app.clone();
+        let alice = alice.clone();
+        tasks.push(tokio::spawn(async move {
+            let guess = format!("70000000000{n:05}");
+            app.services()
+                .redemption()
+                .redeem(&alice, &guess, None, &actor())
+                .await
+        }));
+    }
+    let mut not_found = 0;
+    let mut limited = 0;
+    for task in tasks {
+        match task.await.unwrap().unwrap_err().code() {
+            "redeem.not_found" => not_found += 1,
+            "redeem.rate_limited" => limited += 1,
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!((not_found, limited), (5, 45));
+
+    let valid = code_of(&env, &batch, serial);
+    let error = redeem(&env, &alice, &valid, None).await.unwrap_err();
+    let RedeemError::RateLimited {
+        retry_at,
+        retry_after_secs,
+    } = error
+    else {
+        panic!("{error}");
+    };
+    // The epoch is 09:00: the hour's window ends at 10:00.
+    assert_eq!(retry_at, crate::helpers::epoch() + TimeDelta::hours(1));
+    assert_eq!(retry_after_secs, 3_600);
+    assert_eq!(
+        env.count("SELECT count(*) FROM card WHERE state = 1").await,
+        1,
+        "the valid code was not evaluated"
+    );
+    let logged = env
+        .app
+        .services()
+        .redemption()
+        .attempts(
+            Some(&alice),
+            None,
+            tender::domain::PageRows::new(100).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(logged.len(), 51);
+
+    env.clock.advance(TimeDelta::hours(1));
+    let redeemed = redeem(&env, &alice, &valid, None).await.unwrap();
+    assert_eq!(redeemed.balance_after.to_string(), "25.00 USD");
+    assert_books_hold(&env).await;
+
+    // A day on, the first attempt clears the windows that ended: only today's hour and day
+    // remain, for the account and for the caller.
+    assert_eq!(env.count("SELECT count(*) FROM redeem_window").await, 6);
+    env.clock.advance(TimeDelta::days(1));
+    assert_eq!(
+        refusal(redeem(&env, &alice, "7000 0000 0000 0001", None).await),
+        "redeem.not_found"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM redeem_window").await, 4);
+}
+both_backends!(guessing, guessing_is_limited_per_account);
+
+/// Text that is not a code is refused as `redeem.invalid_format` before anything happens:
+/// nothing is written, no slot is taken, so a valid code still redeems afterwards.
+async fn malformed_codes_write_and_count_nothing<S: Store>(env: TestApp<S>) {
+    let batch = shelf(&env, 1).await;
+    let serial = card(&batch, 0);
+    sell(&env, serial).await;
+    let alice = account(&env, "US", "USD").await;
+    let audit = env.count("SELECT count(*) FROM audit_record").await;
+    let bad = [
+        "１２３４５６７８９０１２３４５６",         // full-width digits
+        "٠١٢٣٤٥٦٧٨٩٠١٢٣٤٥",                         // Arabic-Indic digits
+        "७६५१४१८५६९२४७११८",                         // Devanagari digits
+        "765141856924711",                          // 15 digits
+        "76514185692471180",                        // 17 digits
+        "7651\u{200b}4185\u{200b}6924\u{200b}7118", // zero-width spaces
+        "7651\u{a0}4185\u{a0}6924\u{a0}7118",       // non-breaking spaces
+        "+7651418569247118",                        // a leading +
+        "76514-1856-9247-118",                      // separators in odd places
+        "765l4185692471l8",                         // letters that look like digits
+        "",
+        "   ",
+    ];
+    for text in bad {
+        assert_eq!(
+            refusal(redeem(&env, &alice, text, None).await),
+            "redeem.invalid_format",
+            "{text:?}"
+        );
+    }
+    let megabyte = "7".repeat(1 << 20);
+    assert_eq!(
+        refusal(redeem(&env, &alice, &megabyte, None).await),
+        "redeem.invalid_format"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM redeem_window").await, 0);
+    assert_eq!(env.count("SELECT count(*) FROM redeem_attempt").await, 0);
+    assert_eq!(env.count("SELECT count(*) FROM audit_record").await, audit);
+    redeem(&env, &alice, &code_of(&env, &batch, serial), None)
+        .await
+        .unwrap();
+}
+both_backends!(malformed, malformed_codes_write_and_count_nothing);
+
+/// A code tried before its card was sold marks the card exposed, with an audit record: the
+/// code may have been read off the shelf, so a live sale of it is refused.
+async fn a_code_tried_before_the_sale_blocks_the_live_sale<S: Store>(env: TestApp<S>) {
+    let batch = shelf(&env, 1).await;
+    let serial = card(&batch, 0);
+    let alice = account(&env, "US", "USD").await;
+    let code = code_of(&env, &batch, serial);
+    assert_eq!(
+        refusal(redeem(&env, &alice, &code, None).await),
+        "redeem.not_activated"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM audit_record WHERE action = 'card.exposed'")
+            .await,
+        1
+    );
+    // Tried again: still one exposure, one audit record.
+    assert_eq!(
+        refusal(redeem(&env, &alice, &code, None).await),
+        "redeem.not_activated"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM audit_record WHERE action = 'card.exposed'")
+            .await,
+        1
+    );
+    let form = ActivateForm {
+        pos: pos("sale-1"),
+        serial: serial.to_string(),
+        to_serial: None,
+        value: None,
+    };
+    let refused = env
+        .app
+        .services()
+        .cards()
+        .activate(&form, &actor())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "card.exposed");
+    assert_books_hold(&env).await;
+}
+both_backends!(exposure, a_code_tried_before_the_sale_blocks_the_live_sale);
+
+/// A retry under a key that already succeeded is answered even while the account's limit
+/// holds: it evaluates no new code, so it needs no slot.
+async fn a_retry_is_answered_while_the_limit_holds<S: Store>(env: TestApp<S>) {
+    let batch = shelf(&env, 1).await;
+    let serial = card(&batch, 0);
+    sell(&env, serial).await;
+    let alice = account(&env, "US", "USD").await;
+    let code = code_of(&env, &batch, serial);
+    let first = redeem(&env, &alice, &code, Some("k-1")).await.unwrap();
+    for n in 0..5 {
+        let guess = format!("7000 0000 0000 000{n}");
+        assert_eq!(
+            refusal(redeem(&env, &alice, &guess, None).await),
+            "redeem.not_found"
+        );
+    }
+    assert_eq!(
+        refusal(redeem(&env, &alice, "7000 0000 0000 0009", None).await),
+        "redeem.rate_limited"
+    );
+    let again = redeem(&env, &alice, &code, Some("k-1")).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(
+        Redeemed {
+            replayed: false,
+            ..again
+        },
+        first
+    );
+    assert_eq!(balance(&env, &alice).await, "25.00 USD");
+}
+both_backends!(
+    retry_when_limited,
+    a_retry_is_answered_while_the_limit_holds
+);
