@@ -198,6 +198,28 @@ fn first_answer(result: &PosResult) -> PosResult {
     }
 }
 
+/// Sends `copies` copies of one POS request at once (`send` makes each); asserts that every
+/// caller got the same answer, all but one of them as a replay, and returns that answer.
+async fn one_answer_to_copies<F, Fut>(copies: usize, send: F) -> PosResult
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<PosResult, CardError>> + Send + 'static,
+{
+    let answers: Vec<PosResult> =
+        futures::future::join_all((0..copies).map(|_| tokio::spawn(send())))
+            .await
+            .into_iter()
+            .map(|a| a.unwrap().unwrap())
+            .collect();
+    assert_eq!(answers.iter().filter(|a| a.replayed).count(), copies - 1);
+    let first = first_answer(&answers[0]);
+    assert!(
+        answers.iter().all(|a| first_answer(a) == first),
+        "{answers:?}"
+    );
+    first
+}
+
 /// The outcome of each card of an answer, in order.
 fn outcomes(result: &PosResult) -> Vec<(Serial, &str)> {
     result
@@ -329,22 +351,12 @@ async fn concurrent_retries_activate_once<S: Store>(env: TestApp<S>) {
     let batch = shelf(&env, 20).await;
     let one = card(&batch, 0);
 
-    let copies = (0..10).map(|_| {
+    let first = one_answer_to_copies(10, || {
         let app = env.app.clone();
         let form = sell(one, "txn-1");
-        tokio::spawn(async move { app.services().cards().activate(&form, &actor()).await })
-    });
-    let answers: Vec<PosResult> = futures::future::join_all(copies)
-        .await
-        .into_iter()
-        .map(|a| a.unwrap().unwrap())
-        .collect();
-    assert_eq!(answers.iter().filter(|a| a.replayed).count(), 9);
-    let first = first_answer(&answers[0]);
-    assert!(
-        answers.iter().all(|a| first_answer(a) == first),
-        "{answers:?}"
-    );
+        async move { app.services().cards().activate(&form, &actor()).await }
+    })
+    .await;
     assert_eq!(outcomes(&first), [(one, "activated")]);
     assert!(first.request_id.is_some() && first.transfer_id.is_some());
     assert_eq!(state(&env, one).await, CardState::Active);
@@ -364,22 +376,12 @@ async fn concurrent_retries_activate_once<S: Store>(env: TestApp<S>) {
     );
 
     let (first_card, last_card) = (card(&batch, 5), card(&batch, 14));
-    let copies = (0..10).map(|_| {
+    let first = one_answer_to_copies(10, || {
         let app = env.app.clone();
         let form = sell_range(first_card, last_card, "txn-2");
-        tokio::spawn(async move { app.services().cards().activate(&form, &actor()).await })
-    });
-    let answers: Vec<PosResult> = futures::future::join_all(copies)
-        .await
-        .into_iter()
-        .map(|a| a.unwrap().unwrap())
-        .collect();
-    assert_eq!(answers.iter().filter(|a| a.replayed).count(), 9);
-    let first = first_answer(&answers[0]);
-    assert!(
-        answers.iter().all(|a| first_answer(a) == first),
-        "{answers:?}"
-    );
+        async move { app.services().cards().activate(&form, &actor()).await }
+    })
+    .await;
     let expected: Vec<(Serial, &str)> = (5..15).map(|n| (card(&batch, n), "activated")).collect();
     assert_eq!(outcomes(&first), expected);
     assert_eq!(
@@ -1897,22 +1899,12 @@ async fn overlapping_sales_and_voids_move_each_card_once<S: Store>(env: TestApp<
 
     // Eight copies of one void (one till retrying): one void, seven replays of its answer.
     let other = card(&batch, 8);
-    let copies = (0..8).map(|_| {
+    let first = one_answer_to_copies(8, || {
         let app = env.app.clone();
         let form = void_form(other, "void-again");
-        tokio::spawn(async move { app.services().cards().void(&form, &actor()).await })
-    });
-    let answers: Vec<PosResult> = futures::future::join_all(copies)
-        .await
-        .into_iter()
-        .map(|a| a.unwrap().unwrap())
-        .collect();
-    assert_eq!(answers.iter().filter(|a| a.replayed).count(), 7);
-    let first = first_answer(&answers[0]);
-    assert!(
-        answers.iter().all(|a| first_answer(a) == first),
-        "{answers:?}"
-    );
+        async move { app.services().cards().void(&form, &actor()).await }
+    })
+    .await;
     assert_eq!(outcomes(&first), [(other, "voided")]);
     assert_eq!(
         env.count("SELECT count(*) FROM transfer WHERE kind = 'void'")
