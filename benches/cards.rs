@@ -573,12 +573,7 @@ struct Run {
 impl Run {
     /// A latency percentile in milliseconds.
     fn percentile(&self, q: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        let last = self.latencies_us.len() - 1;
-        let i = ((last as f64) * q).round() as usize;
-        self.latencies_us[i.min(last)] as f64 / 1000.0
+        count::percentile_ms(&self.latencies_us, q)
     }
 }
 

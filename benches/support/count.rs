@@ -445,3 +445,13 @@ impl Visit for Fields {
         }
     }
 }
+
+/// The `q` quantile (0 to 1) of latencies in microseconds, sorted ascending, in milliseconds;
+/// NaN when there are none.
+pub fn percentile_ms(sorted_us: &[u64], q: f64) -> f64 {
+    let Some(last) = sorted_us.len().checked_sub(1) else {
+        return f64::NAN;
+    };
+    let i = ((last as f64) * q).round() as usize;
+    sorted_us[i.min(last)] as f64 / 1000.0
+}

@@ -17,7 +17,7 @@ use tender::service::ledger::{
 use tender::store::Store;
 use tender::store::ledger::{Discrepancy, SystemBalance};
 
-use crate::helpers::{TestApp, actor, both_backends, epoch};
+use crate::helpers::{TestApp, actor, both_backends, epoch, open_account};
 
 fn alice() -> Actor {
     Actor::cli("alice", None).unwrap()
@@ -29,19 +29,7 @@ fn bob() -> Actor {
 
 /// Opens an account in `currency` (region US) and returns its id as callers give it.
 async fn open<S: Store>(env: &TestApp<S>, currency: &str) -> String {
-    let form = AccountForm {
-        region: "US".into(),
-        currency: currency.into(),
-        external_id: None,
-    };
-    let account = env
-        .app
-        .services()
-        .ledger()
-        .create_account(&form, &actor())
-        .await
-        .unwrap();
-    account.id.to_string()
+    open_account(env, "US", currency).await
 }
 
 /// Credits `amount` to an account as a goodwill adjustment, approved by bob when it is above

@@ -18,12 +18,11 @@ use tender::config::{RedeemLimits, Settings, WindowLimits};
 use tender::domain::{Batch, CardState, Serial};
 use tender::error::Classify;
 use tender::service::cards::{ActivateForm, PosForm, StoreForm, VoidForm};
-use tender::service::ledger::AccountForm;
 use tender::service::redemption::{RedeemError, Redeemed};
 use tender::store::Store;
 use tender::store::ledger::Discrepancy;
 
-use crate::helpers::{TestApp, actor, both_backends, usd_form};
+use crate::helpers::{TestApp, actor, both_backends, open_account as account, usd_form};
 
 /// Acme's store in Texas, where every card here is sold.
 const STORE: &str = "S1";
@@ -93,23 +92,6 @@ async fn sell<S: Store>(env: &TestApp<S>, serial: Serial) {
         .activate(&form, &actor())
         .await
         .unwrap();
-}
-
-/// A new account, `region` and `currency`; returns its id as text.
-async fn account<S: Store>(env: &TestApp<S>, region: &str, currency: &str) -> String {
-    let form = AccountForm {
-        region: region.into(),
-        currency: currency.into(),
-        external_id: None,
-    };
-    let account = env
-        .app
-        .services()
-        .ledger()
-        .create_account(&form, &actor())
-        .await
-        .unwrap();
-    account.id.to_string()
 }
 
 async fn redeem<S: Store>(

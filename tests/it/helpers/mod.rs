@@ -373,6 +373,23 @@ pub fn usd_form(count: u64) -> BatchForm {
     }
 }
 
+/// Opens an account in `region` and `currency` with a zero balance; its id as callers give it.
+pub async fn open_account<S: Store>(env: &TestApp<S>, region: &str, currency: &str) -> String {
+    let form = tender::service::ledger::AccountForm {
+        region: region.into(),
+        currency: currency.into(),
+        external_id: None,
+    };
+    let account = env
+        .app
+        .services()
+        .ledger()
+        .create_account(&form, &actor())
+        .await
+        .unwrap();
+    account.id.to_string()
+}
+
 /// Runs an async test body, which takes a [`TestApp`], on SQLite and on PostgreSQL, as
 /// `sqlite` and `postgres` test functions in module `$name`.
 macro_rules! both_backends {
