@@ -83,7 +83,8 @@ impl<S: Store> App<S> {
             let keys = Keychains::load(needs, &settings.key_dir())?;
             let services = Services::new(store.clone(), clock, keys, settings.export_dir())
                 .with_approval_over(settings.approval_over)
-                .with_redeem_limits(settings.redeem_limits);
+                .with_redeem_limits(settings.redeem_limits)
+                .with_redeem_generic(settings.redeem_generic);
             services.keys().check_loaded().await?;
             Ok(services)
         };

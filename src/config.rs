@@ -29,6 +29,10 @@ pub struct Settings {
     pub approval_over: ApprovalThreshold,
     /// How many redemption attempts an account and a caller may make per hour and per day.
     pub redeem_limits: RedeemLimits,
+    /// Whether every refusal a customer can meet reads as one `redeem.not_redeemable` (the
+    /// attempt log keeps the real reason), for operators who prefer not to reveal a card's
+    /// state.
+    pub redeem_generic: bool,
 }
 
 impl Settings {
@@ -44,6 +48,7 @@ impl Settings {
             seal_age_max: SealAgeMax::default(),
             approval_over: ApprovalThreshold::default(),
             redeem_limits: RedeemLimits::default(),
+            redeem_generic: false,
         }
     }
 

@@ -79,6 +79,11 @@ struct Global {
     /// Redemption attempts allowed per caller (this OS user, an API key), as HOURLY/DAILY.
     #[arg(long, global = true, env = "TENDER_REDEEM_CALLER_LIMIT", default_value = RedeemLimits::CALLER_DEFAULT_TEXT)]
     redeem_caller_limit: WindowLimits,
+    /// Answer every refusal a customer can meet (wrong code, not activated, already redeemed,
+    /// expired, blocked, wrong region or currency) with one redeem.not_redeemable, each no sooner
+    /// than the others; the attempt log keeps the real reason.
+    #[arg(long, global = true, env = "TENDER_REDEEM_GENERIC")]
+    redeem_generic: bool,
     /// A note the audit trail records after the user, as cli:<user>/<NOTE> (the user is always
     /// this process's, from the passwd file): 1 to 32 characters from A-Z a-z 0-9 . _ -, such as
     /// a ticket number.
@@ -215,6 +220,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             account: cli.global.redeem_account_limit,
             caller: cli.global.redeem_caller_limit,
         },
+        redeem_generic: cli.global.redeem_generic,
     };
     // Before anything opens: a refused actor leaves no trace.
     let ctx = Ctx {

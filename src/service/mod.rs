@@ -22,6 +22,7 @@ pub mod cards;
 pub mod generation;
 pub mod keys;
 pub mod ledger;
+pub mod metrics;
 pub mod printer_check;
 pub mod redemption;
 pub mod retailers;
@@ -54,6 +55,8 @@ pub struct Services<S> {
     export_dir: PathBuf,
     approval_over: ApprovalThreshold,
     redeem_limits: RedeemLimits,
+    redeem_generic: bool,
+    metrics: std::sync::Arc<metrics::Metrics>,
 }
 
 impl<S: Store> Services<S> {
@@ -67,6 +70,8 @@ impl<S: Store> Services<S> {
             export_dir,
             approval_over: ApprovalThreshold::default(),
             redeem_limits: RedeemLimits::default(),
+            redeem_generic: false,
+            metrics: std::sync::Arc::default(),
         }
     }
 
@@ -80,6 +85,18 @@ impl<S: Store> Services<S> {
     pub fn with_redeem_limits(mut self, limits: RedeemLimits) -> Self {
         self.redeem_limits = limits;
         self
+    }
+
+    /// The same, answering every refusal a customer can meet with one generic code when
+    /// `generic`.
+    pub fn with_redeem_generic(mut self, generic: bool) -> Self {
+        self.redeem_generic = generic;
+        self
+    }
+
+    /// This process's counters, for the metrics endpoint and tests.
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.metrics
     }
 
     /// Redeeming codes into account balances, and the attempt log.

@@ -3,23 +3,31 @@
 //! An attempt runs in three steps:
 //!
 //! 1. The code is parsed (a malformed one is refused as `redeem.invalid_format`: nothing is
-//!    written, nothing counted). A retry under an idempotency key the caller already used for a
-//!    success is answered here, from the redemption it recorded, without a slot.
-//! 2. The attempt takes a slot in the account's and the caller's hourly and daily windows by
-//!    conditional increments committed in their own transaction, before the code is looked up,
-//!    so parallel attempts never evaluate more codes than the limits allow. While any window is
+//!    written, nothing counted).
+//! 2. One short transaction, committed before any code is evaluated: the account must exist and
+//!    not be frozen; a retry under an idempotency key the caller already used for a success is
+//!    answered from the redemption it recorded; otherwise the attempt takes a slot in the
+//!    account's and the caller's hourly and daily windows by one conditional upsert, so
+//!    parallel attempts never evaluate more codes than the limits allow. While any window is
 //!    full the attempt is refused `redeem.rate_limited` with the time to retry, a valid code
 //!    too.
-//! 3. The code's digests find the card; one guarded update moves it from active to redeemed
-//!    (comparing its funds-expiry with the clock, so an expired card never redeems before the
-//!    expiry job marks it), committed with the credit of its whole value to the account, the
-//!    redemption record (the caller's idempotency record too), the card's history line, one
-//!    audit record, and the slot given back: a success does not count against the limits.
+//! 3. The code's digests find the card, read with its batch's storefront, its sale and its
+//!    redemption in one statement, so every outcome costs the same reads. A refusal is logged
+//!    in that transaction (the attempt log support reads, not the audit chains; a code tried on
+//!    a card never sold, or voided, also marks the card exposed, audited, so a live sale of it
+//!    is refused) and keeps its slot. Otherwise one guarded update moves the card from active
+//!    to redeemed (comparing its funds-expiry with the clock, so an expired card never redeems
+//!    before the expiry job marks it), committed with the credit of its whole value to the
+//!    account, the redemption record (the caller's idempotency record too), the card's history
+//!    line, one audit record, and the slots given back: a success does not count against the
+//!    limits.
 //!
-//! A refusal keeps its slot and writes one line to the attempt log that support reads (not the
-//! audit chains); a code tried on a card that was never sold (or was voided) also marks the
-//! card exposed, audited, so a live sale of it is refused. No record, log line or error ever
-//! holds the code or its digest.
+//! In generic mode every refusal about the card reads as `redeem.not_redeemable`, answered no
+//! sooner than [`GENERIC_REFUSAL_FLOOR`] after the attempt began. No record, log line or error
+//! ever holds the code or its digest.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -29,9 +37,9 @@ use super::keys::KeyUseError;
 use crate::audit::events;
 use crate::codegen::CodeDigest;
 use crate::domain::{
-    AccountId, Actor, Amount, CardAction, CardState, Code, CodeError, Currency, LedgerAccount,
-    LedgerValueError, Money, PageRows, Posting, Region, Serial, SerialError, TransferId,
-    TransferKind,
+    Account, AccountId, Actor, Amount, CardAction, CardState, Code, CodeError, Currency,
+    LedgerAccount, LedgerValueError, Money, PageRows, Posting, Region, Serial, SerialError,
+    TransferId, TransferKind,
 };
 use crate::error::{Classify, Kind};
 use crate::keys::KeyId;
@@ -47,6 +55,13 @@ pub const IDEMPOTENCY_KEY_MAX_CHARS: usize = 128;
 pub const ATTEMPT_ROWS_MAX: u64 = 1_000;
 /// The reason code a card's exposure records when its code was tried before it was sold.
 pub const EXPOSED_BY_REDEMPTION: &str = "tried_before_sale";
+
+/// In generic mode, the soonest a refusal about the card is answered after its attempt began:
+/// well above the slowest refusal's usual time (a few milliseconds, see the README's figures),
+/// so every kind is answered at the floor and none is told from another by its time.
+pub const GENERIC_REFUSAL_FLOOR: Duration = Duration::from_millis(100);
+/// The subject prefix of a caller's windows.
+const CALLER_PREFIX: &str = "caller:";
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
@@ -120,6 +135,10 @@ pub enum RedeemError {
         /// Seconds until then.
         retry_after_secs: i64,
     },
+    /// Generic mode's one answer for every refusal about the card (which the attempt log
+    /// records as it was).
+    #[error("this code cannot be redeemed; check it, or ask the store that sold the card for help")]
+    NotRedeemable,
     /// The idempotency key was used for another code, or by another account.
     #[error("this idempotency key was already used for another redemption")]
     KeyConflict,
@@ -143,6 +162,21 @@ impl RedeemError {
             | RedeemError::CurrencyMismatch { serial, .. } => Some(*serial),
             _ => None,
         }
+    }
+
+    /// Whether it tells something of the card the code belongs to (or that there is none):
+    /// what generic mode answers as one.
+    fn about_the_card(&self) -> bool {
+        matches!(
+            self,
+            RedeemError::NotFound
+                | RedeemError::NotActivated(_)
+                | RedeemError::AlreadyRedeemed(_)
+                | RedeemError::Expired(_)
+                | RedeemError::Blocked(_)
+                | RedeemError::RegionMismatch { .. }
+                | RedeemError::CurrencyMismatch { .. }
+        )
     }
 
     /// Whether the attempt log records it: every refusal of a well-formed code; never a
@@ -178,6 +212,7 @@ impl Classify for RedeemError {
             RedeemError::CurrencyMismatch { .. } => "redeem.currency_mismatch",
             RedeemError::AccountFrozen(_) => "redeem.account_frozen",
             RedeemError::RateLimited { .. } => "redeem.rate_limited",
+            RedeemError::NotRedeemable => "redeem.not_redeemable",
             RedeemError::KeyConflict => "redeem.key_conflict",
             RedeemError::Keys(e) => e.code(),
             RedeemError::Store(e) => e.code(),
@@ -226,6 +261,19 @@ struct Attempt {
     code: Code,
     key: Option<String>,
     caller: String,
+    /// Whether its refusal is in the attempt log already (written in the transaction that
+    /// judged it).
+    logged: AtomicBool,
+}
+
+/// What the first step decided.
+enum Admission {
+    /// The attempt holds a slot in every window; the account, as it was read.
+    Admitted(Account),
+    /// A retry of a success under the same key: its first answer.
+    Replayed(Redeemed),
+    /// A window is full until then; nothing taken.
+    Limited(DateTime<Utc>),
 }
 
 impl<S: Store> Redemption<'_, S> {
@@ -239,6 +287,7 @@ impl<S: Store> Redemption<'_, S> {
         idempotency_key: Option<&str>,
         caller: &Actor,
     ) -> Result<Redeemed, RedeemError> {
+        let began = tokio::time::Instant::now();
         let account = AccountId::parse(account)?;
         let key = idempotency_key.map(parse_key).transpose()?;
         let code = Code::parse(code).map_err(RedeemError::InvalidFormat)?;
@@ -247,43 +296,115 @@ impl<S: Store> Redemption<'_, S> {
             code,
             key,
             caller: caller.principal().to_string(),
+            logged: AtomicBool::new(false),
         };
         let outcome = self.attempt(&attempt, caller).await;
-        if let Err(error) = &outcome
-            && error.logged()
-        {
-            rerun!(self.record_refusal(&attempt, error, caller))?;
+        let metrics = &self.0.metrics;
+        let error = match outcome {
+            Ok(redeemed) => {
+                metrics.redemption("ok");
+                return Ok(redeemed);
+            }
+            Err(error) => error,
+        };
+        if error.logged() && !attempt.logged.load(Ordering::Relaxed) {
+            rerun!(self.record_refusal(&attempt, &error, caller))?;
         }
-        outcome
+        metrics.redemption(error.code());
+        if self.0.redeem_generic && error.about_the_card() {
+            // Every such refusal is answered no sooner than the floor after the attempt began,
+            // so the time taken does not tell one from another either.
+            tokio::time::sleep_until(began + GENERIC_REFUSAL_FLOOR).await;
+            return Err(RedeemError::NotRedeemable);
+        }
+        Err(error)
     }
 
     async fn attempt(&self, attempt: &Attempt, actor: &Actor) -> Result<Redeemed, RedeemError> {
-        if let Some(replayed) = rerun!(self.precheck(attempt))? {
-            return Ok(replayed);
-        }
         let now = self.0.clock.now();
         let windows = self.windows(attempt, now);
-        if let Some(retry_at) = rerun!(self.take_slots(&windows))? {
-            // A copy of this attempt under the same key may have succeeded since the pre-check:
-            // its answer is owed, never a refusal.
-            if attempt.key.is_some()
-                && let Some(replayed) = rerun!(self.precheck(attempt))?
-            {
-                return Ok(replayed);
-            }
-            return Err(RedeemError::RateLimited {
-                retry_at,
-                retry_after_secs: (retry_at - now).num_seconds().max(1),
-            });
+        if S::ONE_WRITER {
+            // One writer at a time: no other attempt can evaluate a code between the slot and
+            // the lookup, so both steps share one transaction (and one flush to disk).
+            return rerun!(self.admit_and_redeem(attempt, &windows, actor));
         }
-        rerun!(self.redeem_once(attempt, &windows, actor))
+        // Committed without waiting for the disk: a database crash may forget the last few
+        // slots (a fraction of a second's), which costs a guesser's odds nothing worth a
+        // flush on every attempt.
+        let admitted = rerun!(async {
+            let mut tx = self.0.store.begin_unflushed().await?;
+            let admission = self.admit(&mut tx, attempt, &windows).await?;
+            if matches!(admission, Admission::Admitted(_)) {
+                tx.commit().await?;
+            }
+            Ok::<_, RedeemError>(admission)
+        })?;
+        let account = match admitted {
+            Admission::Admitted(account) => account,
+            refused => return self.unadmitted(attempt, refused).await,
+        };
+        rerun!(async {
+            let tx = self.0.store.begin().await?;
+            self.redeem_in(tx, attempt, &account, &windows, actor).await
+        })
     }
 
-    /// Before any slot: the account must exist and not be frozen (no code is evaluated to say
-    /// so), and a retry under a key already used for a success is answered from its record.
-    async fn precheck(&self, attempt: &Attempt) -> Result<Option<Redeemed>, RedeemError> {
+    /// Both steps in one transaction.
+    async fn admit_and_redeem(
+        &self,
+        attempt: &Attempt,
+        windows: &[(Window, u32)],
+        actor: &Actor,
+    ) -> Result<Redeemed, RedeemError> {
+        let mut tx = self.0.store.begin().await?;
+        match self.admit(&mut tx, attempt, windows).await? {
+            Admission::Admitted(account) => {
+                self.redeem_in(tx, attempt, &account, windows, actor).await
+            }
+            refused => {
+                drop(tx);
+                self.unadmitted(attempt, refused).await
+            }
+        }
+    }
+
+    /// The answer to an attempt the first step did not admit: a replay, or the time to retry.
+    async fn unadmitted(
+        &self,
+        attempt: &Attempt,
+        admission: Admission,
+    ) -> Result<Redeemed, RedeemError> {
+        match admission {
+            Admission::Replayed(first) => Ok(first),
+            Admission::Admitted(_) => unreachable!("an admitted attempt goes on"),
+            Admission::Limited(retry_at) => {
+                // A copy of this attempt under the same key may have succeeded meanwhile: its
+                // answer is owed, never a refusal.
+                if attempt.key.is_some() {
+                    let mut tx = self.0.store.read().await?;
+                    if let Some(first) = self.replayed(&mut tx, attempt).await? {
+                        return Ok(first);
+                    }
+                }
+                let now = self.0.clock.now();
+                Err(RedeemError::RateLimited {
+                    retry_at,
+                    retry_after_secs: (retry_at - now).num_seconds().max(1),
+                })
+            }
+        }
+    }
+
+    /// The first step, before any code is evaluated: the account must exist and not be
+    /// frozen; a retry under a key already used for a success is answered from its record;
+    /// otherwise the attempt takes a slot in each of its windows, or none when one is full.
+    async fn admit(
+        &self,
+        tx: &mut S::Tx,
+        attempt: &Attempt,
+        windows: &[(Window, u32)],
+    ) -> Result<Admission, RedeemError> {
         let services = self.0;
-        let mut tx = services.store.read().await?;
         let account = tx
             .account(attempt.account)
             .await?
@@ -291,6 +412,55 @@ impl<S: Store> Redemption<'_, S> {
         if account.frozen_reason.is_some() {
             return Err(RedeemError::AccountFrozen(attempt.account));
         }
+        if let Some(first) = self.replayed(tx, attempt).await? {
+            return Ok(Admission::Replayed(first));
+        }
+        let used = tx.take_slots(windows).await?;
+        let mut retry_ms = None;
+        let mut caller_full = None;
+        for ((window, _), used) in windows.iter().zip(&used) {
+            match used {
+                None => {
+                    retry_ms = retry_ms.max(Some(window.start_ms + window.span_ms));
+                    if window.subject.starts_with(CALLER_PREFIX) {
+                        caller_full = Some(window);
+                    }
+                }
+                Some(1) if window.span_ms == DAY_MS => {
+                    // A subject's first attempt of a day: its windows that have ended count
+                    // nothing any more, so they go (once a day per subject, not every attempt).
+                    let now_ms = services.clock.now().timestamp_millis();
+                    tx.prune_windows(&window.subject, now_ms).await?;
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(window) = caller_full {
+            // The failure-rate alarm, once per attempt: a caller serving many customers is
+            // throttled (never everyone locked out), and someone should look at why.
+            tracing::warn!(
+                subject = %window.subject,
+                span_ms = window.span_ms,
+                "redemption caller throttled"
+            );
+            services.metrics.caller_throttled();
+        }
+        if let Some(ms) = retry_ms {
+            // The caller drops the transaction: the slots taken in the other windows roll back.
+            let at = DateTime::from_timestamp_millis(ms).ok_or(StoreError::corrupt("a window"))?;
+            return Ok(Admission::Limited(at));
+        }
+        Ok(Admission::Admitted(account))
+    }
+
+    /// The first success of this caller's key, when the key was used before: the same account
+    /// and the same code (compared with the one card the key redeemed, which tells nothing of
+    /// any other code); a conflict when either differs.
+    async fn replayed(
+        &self,
+        tx: &mut S::Tx,
+        attempt: &Attempt,
+    ) -> Result<Option<Redeemed>, RedeemError> {
         let Some(key) = &attempt.key else {
             return Ok(None);
         };
@@ -300,11 +470,10 @@ impl<S: Store> Redemption<'_, S> {
         if first.account_id != attempt.account {
             return Err(RedeemError::KeyConflict);
         }
-        // Compared with the one card the key redeemed: this tells nothing of any other code.
-        let digests = services.lookup_digests(&mut tx, &attempt.code).await?;
+        let digests = self.0.lookup_digests(tx, &attempt.code).await?;
         let cards = tx.cards_by_digest(&digests).await?;
         match matching(&cards, &digests) {
-            Some(card) if card.serial == first.serial => Ok(Some(replay(&mut tx, &first).await?)),
+            Some(card) if card.serial == first.serial => Ok(Some(replay(tx, &first).await?)),
             _ => Err(RedeemError::KeyConflict),
         }
     }
@@ -320,7 +489,7 @@ impl<S: Store> Redemption<'_, S> {
             start_ms: now_ms - now_ms.rem_euclid(span_ms),
         };
         let account = format!("account:{}", attempt.account);
-        let caller = format!("caller:{}", attempt.caller);
+        let caller = format!("{CALLER_PREFIX}{}", attempt.caller);
         vec![
             (window(&account, HOUR_MS), limits.account.hour),
             (window(&account, DAY_MS), limits.account.day),
@@ -329,111 +498,65 @@ impl<S: Store> Redemption<'_, S> {
         ]
     }
 
-    /// Takes a slot in every window, committed on its own; `Some(retry at)` (nothing taken)
-    /// when a window is full.
-    async fn take_slots(
+    /// The second step, in `tx`: the code's card found, judged and, when it may, redeemed.
+    /// Every refusal found by judging the card is logged in this same transaction before
+    /// anything else is written, so every kind takes the same statements.
+    async fn redeem_in(
         &self,
-        windows: &[(Window, u32)],
-    ) -> Result<Option<DateTime<Utc>>, RedeemError> {
-        let mut tx = self.0.store.begin().await?;
-        let now_ms = self.0.clock.now().timestamp_millis();
-        let mut retry_ms = None;
-        for (window, limit) in windows {
-            let Some(used) = tx.take_slot(window, *limit).await? else {
-                let ends = window.start_ms + window.span_ms;
-                retry_ms = retry_ms.max(Some(ends));
-                if window.subject.starts_with("caller:") {
-                    // The failure-rate alarm: a caller serving many customers is throttled,
-                    // and someone should look at why.
-                    tracing::warn!(
-                        subject = %window.subject,
-                        span_ms = window.span_ms,
-                        "redemption caller throttled"
-                    );
-                }
-                continue;
-            };
-            if used == 1 && window.span_ms == DAY_MS {
-                // A subject's first attempt of a day: its windows that have ended count nothing
-                // any more, so they go (once a day per subject, not on every attempt).
-                tx.prune_windows(&window.subject, now_ms).await?;
-            }
-        }
-        if let Some(ms) = retry_ms {
-            // Dropped: the slots taken before the full window roll back.
-            return Ok(Some(
-                DateTime::from_timestamp_millis(ms).ok_or(StoreError::corrupt("a window end"))?,
-            ));
-        }
-        tx.commit().await?;
-        Ok(None)
-    }
-
-    async fn redeem_once(
-        &self,
+        mut tx: S::Tx,
         attempt: &Attempt,
+        account: &Account,
         windows: &[(Window, u32)],
         actor: &Actor,
     ) -> Result<Redeemed, RedeemError> {
         let services = self.0;
-        let mut tx = services.store.begin().await?;
         let at = services.clock.now();
         let now_ms = at.timestamp_millis();
         let digests = services.lookup_digests(&mut tx, &attempt.code).await?;
-        let cards = tx.cards_by_digest(&digests).await?;
-        let card = matching(&cards, &digests).ok_or(RedeemError::NotFound)?;
-        let serial = card.serial;
-        if let Some(replayed) = judge(&mut tx, card, attempt.account, now_ms).await? {
-            give_back(&mut tx, windows).await?;
-            tx.commit().await?;
-            return Ok(replayed);
-        }
-        let account = tx
-            .account(attempt.account)
-            .await?
-            .ok_or(RedeemError::AccountNotFound(attempt.account))?;
-        let batch = tx
-            .batch_of(serial)
-            .await?
-            .ok_or_else(|| StoreError::corrupt("a card outside every batch"))?;
-        if batch.region != account.region {
-            return Err(RedeemError::RegionMismatch {
-                serial,
-                card: batch.region,
-                account: account.region,
-            });
-        }
-        let activation = tx
-            .activation(serial)
-            .await?
-            .ok_or_else(|| StoreError::corrupt("an active card without its activation"))?;
-        let currency = Currency::parse(&activation.currency)
-            .map_err(|_| StoreError::corrupt("activation currency"))?;
-        if currency != account.currency {
-            return Err(RedeemError::CurrencyMismatch {
-                serial,
-                card: currency,
-                account: account.currency,
-            });
-        }
-        if !tx.redeem_card(serial, now_ms).await? {
-            // Moved since the lookup (another redemption, a block, a void): read it again.
-            let digest = [(card.key_id, card.digest)];
-            let again = tx.cards_by_digest(&digest).await?;
-            let again = again.first().ok_or(RedeemError::NotFound)?;
-            return match judge(&mut tx, again, attempt.account, now_ms).await? {
-                Some(replayed) => {
+        let mut cards = tx.cards_by_digest(&digests).await?;
+        let mut read_again = false;
+        let card = loop {
+            let judged = match matching(&cards, &digests) {
+                None => Err(RedeemError::NotFound),
+                Some(card) => judge(card, account, now_ms),
+            };
+            match judged {
+                Ok(Judged::Redeemable(card)) => {
+                    if tx.redeem_card(card.serial, now_ms).await? {
+                        break card.clone();
+                    }
+                    if read_again {
+                        return Err(StoreError::Moved("the card").into());
+                    }
+                    // Moved since the lookup (another redemption, a block, a void): judged
+                    // again as it is now, the update having changed nothing.
+                    cards = tx.cards_by_digest(&[(card.key_id, card.digest)]).await?;
+                    read_again = true;
+                }
+                Ok(Judged::RedeemedHere(serial)) => {
+                    let first = tx.redemption(serial).await?.ok_or_else(|| {
+                        StoreError::corrupt("a redeemed card without its redemption")
+                    })?;
+                    let replayed = replay(&mut tx, &first).await?;
                     give_back(&mut tx, windows).await?;
                     tx.commit().await?;
-                    Ok(replayed)
+                    return Ok(replayed);
                 }
-                None => Err(StoreError::Moved("the card").into()),
-            };
-        }
-        let amount = Amount::new(Money::from_minor(activation.value_minor, currency))
+                Err(error) => {
+                    self.log_refusal(&mut tx, attempt, &error, actor, at)
+                        .await?;
+                    tx.commit().await?;
+                    attempt.logged.store(true, Ordering::Relaxed);
+                    return Err(error);
+                }
+            }
+        };
+        let serial = card.serial;
+        let (value_minor, currency) = card.sale.expect("judged redeemable: sold");
+        let amount = Amount::new(Money::from_minor(value_minor, currency))
             .map_err(|_| StoreError::corrupt("an activation's value"))?;
         let Some(balance_after) = tx.move_balance(attempt.account, amount.money()).await? else {
-            // Frozen since the pre-check; the card's move rolls back with this.
+            // Frozen since the first step; the card's move rolls back with this.
             return Err(RedeemError::AccountFrozen(attempt.account));
         };
         let posting = Posting::transfer(
@@ -488,17 +611,31 @@ impl<S: Store> Redemption<'_, S> {
         })
     }
 
-    /// Logs a refused attempt; for a card never sold (or voided), also marks it exposed,
-    /// audited, unless it already is.
+    /// Logs a refusal that happened after the judging transaction rolled back (the account
+    /// frozen meanwhile, a key taken meanwhile, a rate limit).
     async fn record_refusal(
         &self,
         attempt: &Attempt,
         error: &RedeemError,
         actor: &Actor,
     ) -> Result<(), RedeemError> {
-        let services = self.0;
-        let mut tx = services.store.begin().await?;
-        let at = services.clock.now();
+        let mut tx = self.0.store.begin().await?;
+        let at = self.0.clock.now();
+        self.log_refusal(&mut tx, attempt, error, actor, at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes a refused attempt to the log; for a card never sold (or voided), also marks it
+    /// exposed, audited, unless it already is.
+    async fn log_refusal(
+        &self,
+        tx: &mut S::Tx,
+        attempt: &Attempt,
+        error: &RedeemError,
+        actor: &Actor,
+        at: DateTime<Utc>,
+    ) -> Result<(), RedeemError> {
         tx.insert_attempt(&AttemptRow {
             attempt_id: 0,
             account_id: attempt.account,
@@ -520,12 +657,11 @@ impl<S: Store> Redemption<'_, S> {
                 at,
             }])
             .await?;
-            let signer = services.signer(&mut tx).await?;
+            let signer = self.0.signer(tx).await?;
             let event =
                 events::card_flagged(actor, *serial, CardAction::Exposed, EXPOSED_BY_REDEMPTION);
             tx.append(&signer, &event, at).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -560,38 +696,60 @@ fn matching<'a>(cards: &'a [CardMatch], digests: &[(KeyId, CodeDigest)]) -> Opti
     })
 }
 
-/// Why `card` cannot be redeemed into `account` now, or its redemption into that very account
-/// replayed; `Ok(None)` when it is active, unblocked and its funds have not expired.
-async fn judge<T: RedeemRepo + LedgerRepo>(
-    tx: &mut T,
-    card: &CardMatch,
-    account: AccountId,
+/// A card a code matched, as judged for an account.
+enum Judged<'a> {
+    /// Active, unblocked, unexpired, and of the account's storefront and currency.
+    Redeemable(&'a CardMatch),
+    /// Redeemed into this very account before: the caller owns the result, so it is answered
+    /// with the first success, whatever key (if any) either attempt carried.
+    RedeemedHere(Serial),
+}
+
+/// Whether `card` can be redeemed into `account` at `now_ms`, and why not; judged from the one
+/// read of the card, so every outcome costs the same.
+fn judge<'a>(
+    card: &'a CardMatch,
+    account: &Account,
     now_ms: i64,
-) -> Result<Option<Redeemed>, RedeemError> {
+) -> Result<Judged<'a>, RedeemError> {
     let serial = card.serial;
-    if card.state == CardState::Redeemed {
-        let first = tx
-            .redemption(serial)
-            .await?
-            .ok_or_else(|| StoreError::corrupt("a redeemed card without its redemption"))?;
-        // Already redeemed to this account: the caller owns the result, so it is answered
-        // with the first success, whatever key (if any) either attempt carried.
-        if first.account_id == account {
-            return Ok(Some(replay(tx, &first).await?));
-        }
-        return Err(RedeemError::AlreadyRedeemed(serial));
+    match card.redeemed_into {
+        Some(into) if into == account.id => return Ok(Judged::RedeemedHere(serial)),
+        Some(_) => return Err(RedeemError::AlreadyRedeemed(serial)),
+        None => {}
     }
     if card.blocked_reason.is_some() {
         return Err(RedeemError::Blocked(serial));
     }
     match card.state {
-        CardState::Issued | CardState::Voided => Err(RedeemError::NotActivated(serial)),
-        CardState::Expired => Err(RedeemError::Expired(serial)),
+        CardState::Issued | CardState::Voided => return Err(RedeemError::NotActivated(serial)),
+        CardState::Expired => return Err(RedeemError::Expired(serial)),
         CardState::Active if card.funds_expire_ms.is_some_and(|ms| ms <= now_ms) => {
-            Err(RedeemError::Expired(serial))
+            return Err(RedeemError::Expired(serial));
         }
-        CardState::Active | CardState::Redeemed => Ok(None),
+        CardState::Active => {}
+        CardState::Redeemed => {
+            return Err(StoreError::corrupt("a redeemed card without its redemption").into());
+        }
     }
+    if card.region != account.region {
+        return Err(RedeemError::RegionMismatch {
+            serial,
+            card: card.region,
+            account: account.region,
+        });
+    }
+    let Some((_, currency)) = card.sale else {
+        return Err(StoreError::corrupt("an active card without its activation").into());
+    };
+    if currency != account.currency {
+        return Err(RedeemError::CurrencyMismatch {
+            serial,
+            card: currency,
+            account: account.currency,
+        });
+    }
+    Ok(Judged::Redeemable(card))
 }
 
 /// The first success of a redemption, as recorded.
@@ -614,8 +772,6 @@ async fn replay<T: LedgerRepo>(tx: &mut T, first: &RedemptionRow) -> StoreResult
 
 /// Gives back the slot an attempt took in each window: a success does not count.
 async fn give_back<T: RedeemRepo>(tx: &mut T, windows: &[(Window, u32)]) -> StoreResult<()> {
-    for (window, _) in windows {
-        tx.give_slot(window).await?;
-    }
-    Ok(())
+    let windows: Vec<Window> = windows.iter().map(|(w, _)| w.clone()).collect();
+    tx.give_slots(&windows).await
 }

@@ -18,6 +18,12 @@ pub trait Backend: sqlx::Database + Sync {
     /// fail mid-transaction upgrading a read lock. PostgreSQL: `BEGIN` (READ COMMITTED, with
     /// guarded writes and row locks where rows are read and then written).
     const BEGIN_WRITE: &'static str;
+    /// A write transaction whose commit does not wait for the disk, for bookkeeping a crash may
+    /// lose without harm. PostgreSQL: `synchronous_commit = off` for this transaction alone
+    /// (sent with the BEGIN in one round trip); it is visible to others at once, and durable
+    /// with the next flushed commit or within three WAL-writer cycles. SQLite has no such
+    /// setting per transaction: the same as [`Backend::BEGIN_WRITE`].
+    const BEGIN_UNFLUSHED: &'static str;
     /// A consistent snapshot for reads that span statements. SQLite's deferred `BEGIN` gives
     /// one in WAL mode; PostgreSQL needs REPEATABLE READ for it.
     const BEGIN_READ: &'static str;

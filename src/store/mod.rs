@@ -189,6 +189,11 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// (PostgreSQL), rather than stamping a lease that must be committed first (SQLite).
     const OUTBOX_CLAIM_LOCKS_ROWS: bool;
 
+    /// Whether the database has one writer at a time (SQLite): a write transaction excludes
+    /// every other, so work that elsewhere commits in two steps to keep row locks short can
+    /// commit in one.
+    const ONE_WRITER: bool;
+
     /// Connects to the database at `url`.
     fn connect(url: &str) -> impl Future<Output = StoreResult<Self>> + Send;
 
@@ -202,6 +207,11 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Opens a write transaction. On SQLite it takes the write lock at once, so writers queue
     /// here instead of failing at their first write.
     fn begin(&self) -> impl Future<Output = StoreResult<Self::Tx>> + Send;
+
+    /// Opens a write transaction whose commit does not wait for the disk, for bookkeeping that
+    /// a crash of the database server may lose without harm (see
+    /// [`Backend::BEGIN_UNFLUSHED`]).
+    fn begin_unflushed(&self) -> impl Future<Output = StoreResult<Self::Tx>> + Send;
 
     /// Opens a read-only transaction over one consistent snapshot.
     fn read(&self) -> impl Future<Output = StoreResult<Self::Tx>> + Send;

@@ -39,6 +39,7 @@ pub(super) fn is_transient_code(code: &str) -> bool {
 
 impl Backend for Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
+    const BEGIN_UNFLUSHED: &'static str = "BEGIN; SET LOCAL synchronous_commit = off";
     const BEGIN_READ: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
     const WRITER_QUEUE: Option<Duration> = None;
     const ROW_LOCKS: bool = true;

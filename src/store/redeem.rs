@@ -9,11 +9,12 @@ use serde::Serialize;
 
 use super::StoreResult;
 use crate::codegen::CodeDigest;
-use crate::domain::{AccountId, CardState, PageRows, Serial, TransferId};
+use crate::domain::{AccountId, CardState, Currency, PageRows, Region, Serial, TransferId};
 use crate::keys::KeyId;
 
-/// A card found by a code's digest: what a redemption needs to judge it. The digest is held only
-/// to compare it in constant time; it is never shown.
+/// A card found by a code's digest, with everything a redemption needs to judge it, read in one
+/// statement so that every outcome costs the same reads. The digest is held only to compare it
+/// in constant time; it is never shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CardMatch {
     /// The card.
@@ -30,6 +31,12 @@ pub struct CardMatch {
     pub blocked_reason: Option<String>,
     /// When its funds expire, Unix ms (`None`: never, or not sold).
     pub funds_expire_ms: Option<i64>,
+    /// Its batch's storefront.
+    pub region: Region,
+    /// Its sale's value (minor units) and currency, once it was sold (kept after a void).
+    pub sale: Option<(i64, Currency)>,
+    /// The account it was redeemed into, once it was.
+    pub redeemed_into: Option<AccountId>,
 }
 
 /// A card's redemption as stored.
@@ -85,7 +92,8 @@ pub struct AttemptRow {
 
 /// Redemptions, guessing limits and the attempt log.
 pub trait RedeemRepo {
-    /// Cards whose digest is one of `digests` (each with the key it was made under).
+    /// Cards whose digest is one of `digests` (each with the key it was made under), with their
+    /// batch's storefront, their sale and their redemption.
     fn cards_by_digest(
         &mut self,
         digests: &[(KeyId, CodeDigest)],
@@ -119,13 +127,13 @@ pub trait RedeemRepo {
         key: &str,
     ) -> impl Future<Output = StoreResult<Option<RedemptionRow>>> + Send;
 
-    /// Takes one slot of `window` if fewer than `limit` are used, in one conditional upsert;
-    /// the slots used after it, or `None` when the window is full.
-    fn take_slot(
+    /// Takes one slot in each window holding fewer attempts than its limit, in one conditional
+    /// upsert; for each window, in order, the attempts it has taken so far, given back or not
+    /// (1 for a subject's first in the window), or `None` where it was full (nothing taken).
+    fn take_slots(
         &mut self,
-        window: &Window,
-        limit: u32,
-    ) -> impl Future<Output = StoreResult<Option<i64>>> + Send;
+        windows: &[(Window, u32)],
+    ) -> impl Future<Output = StoreResult<Vec<Option<i64>>>> + Send;
 
     /// Deletes a subject's windows that ended at or before `ended_ms`.
     fn prune_windows(
@@ -134,8 +142,8 @@ pub trait RedeemRepo {
         ended_ms: i64,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
-    /// Gives a slot of `window` back.
-    fn give_slot(&mut self, window: &Window) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Gives a slot of each window back, in one statement.
+    fn give_slots(&mut self, windows: &[Window]) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Logs a refused attempt.
     fn insert_attempt(&mut self, row: &AttemptRow) -> impl Future<Output = StoreResult<()>> + Send;

@@ -582,6 +582,10 @@ pub(super) struct CardMatchRow {
     state: i16,
     blocked_reason: Option<String>,
     funds_expire_ms: Option<i64>,
+    region: String,
+    value_minor: Option<i64>,
+    currency: Option<String>,
+    redeemed_into: Option<i64>,
 }
 
 impl TryFrom<CardMatchRow> for CardMatch {
@@ -596,6 +600,15 @@ impl TryFrom<CardMatchRow> for CardMatch {
             state: CardState::from_code(r.state).ok_or_else(|| corrupt("card state"))?,
             blocked_reason: r.blocked_reason,
             funds_expire_ms: r.funds_expire_ms,
+            region: Region::parse(&r.region).map_err(|_| corrupt("batch region"))?,
+            sale: match (r.value_minor, r.currency) {
+                (Some(value), Some(currency)) => Some((
+                    value,
+                    Currency::parse(&currency).map_err(|_| corrupt("activation currency"))?,
+                )),
+                _ => None,
+            },
+            redeemed_into: r.redeemed_into.map(AccountId),
         })
     }
 }

@@ -42,6 +42,7 @@ pub(super) fn is_transient_code(code: &str) -> bool {
 
 impl Backend for Sqlite {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    const BEGIN_UNFLUSHED: &'static str = "BEGIN IMMEDIATE";
     const BEGIN_READ: &'static str = "BEGIN";
     const WRITER_QUEUE: Option<Duration> = Some(SQLITE_BUSY_TIMEOUT);
     const ROW_LOCKS: bool = false;

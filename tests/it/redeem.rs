@@ -18,7 +18,7 @@ use tender::config::{RedeemLimits, Settings, WindowLimits};
 use tender::domain::{Batch, CardState, Serial};
 use tender::error::Classify;
 use tender::service::cards::{ActivateForm, PosForm, StoreForm, VoidForm};
-use tender::service::redemption::{RedeemError, Redeemed};
+use tender::service::redemption::{GENERIC_REFUSAL_FLOOR, RedeemError, Redeemed};
 use tender::store::Store;
 use tender::store::ledger::Discrepancy;
 
@@ -431,7 +431,7 @@ async fn one_key_twenty_times_credits_once<S: Store>(env: TestApp<S>) {
     );
     // Every slot given back: a success does not count against the account.
     assert_eq!(
-        env.count("SELECT CAST(COALESCE(SUM(used), 0) AS BIGINT) FROM redeem_window")
+        env.count("SELECT CAST(COALESCE(SUM(used - given), 0) AS BIGINT) FROM redeem_window")
             .await,
         0
     );
@@ -656,3 +656,136 @@ both_backends!(
     retry_when_limited,
     a_retry_is_answered_while_the_limit_holds
 );
+
+/// Generic mode: every refusal about the card reads as one `redeem.not_redeemable`, answered no
+/// sooner than the floor, while the attempt log keeps the real reason and a never-sold card is
+/// still marked exposed. Refusals that tell nothing of the card keep their own codes: a
+/// malformed code, a full window. A success is unchanged.
+async fn generic_mode_answers_every_card_refusal_alike<S: Store>(env: TestApp<S>) {
+    let batch = shelf(&env, 3).await;
+    let (sold, unsold, blocked) = (card(&batch, 0), card(&batch, 1), card(&batch, 2));
+    sell(&env, sold).await;
+    sell(&env, blocked).await;
+    env.app
+        .services()
+        .cards()
+        .block(&blocked.to_string(), "lost_in_transit", &actor())
+        .await
+        .unwrap();
+    let generic = env
+        .reopen(&Settings {
+            redeem_generic: true,
+            ..env.db.settings()
+        })
+        .await;
+    let redemption = generic.services().redemption();
+    let alice = account(&env, "US", "USD").await;
+    let tries = [
+        ("7000 0000 0000 0001".to_string(), "redeem.not_found"),
+        (code_of(&env, &batch, unsold), "redeem.not_activated"),
+        (code_of(&env, &batch, blocked), "redeem.blocked"),
+    ];
+    for (code, _) in &tries {
+        let began = std::time::Instant::now();
+        let error = redemption
+            .redeem(&alice, code, None, &actor())
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), "redeem.not_redeemable");
+        assert!(began.elapsed() >= GENERIC_REFUSAL_FLOOR);
+    }
+    let logged = redemption
+        .attempts(
+            Some(&alice),
+            None,
+            tender::domain::PageRows::new(10).unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut reasons: Vec<_> = logged.iter().map(|a| a.outcome.as_str()).collect();
+    reasons.sort_unstable();
+    let mut expected: Vec<_> = tries.iter().map(|(_, reason)| *reason).collect();
+    expected.sort_unstable();
+    assert_eq!(reasons, expected, "the log keeps the real reasons");
+    let view = env
+        .app
+        .services()
+        .cards()
+        .show(&unsold.to_string())
+        .await
+        .unwrap();
+    assert!(view.exposed_at.is_some(), "the unsold card is exposed");
+
+    let malformed = redemption.redeem(&alice, "1234", None, &actor()).await;
+    assert_eq!(refusal(malformed), "redeem.invalid_format");
+    let code = code_of(&env, &batch, sold);
+    let redeemed = redemption
+        .redeem(&alice, &code, None, &actor())
+        .await
+        .unwrap();
+    assert_eq!(redeemed.balance_after.to_string(), "25.00 USD");
+    // Two more failures fill the hour's 5: the next attempt is told to wait, not "not
+    // redeemable", since waiting is what helps.
+    for n in 2..4 {
+        let guess = format!("7000 0000 0000 000{n}");
+        let error = redemption.redeem(&alice, &guess, None, &actor()).await;
+        assert_eq!(refusal(error), "redeem.not_redeemable");
+    }
+    let limited = redemption.redeem(&alice, &code, None, &actor()).await;
+    assert_eq!(refusal(limited), "redeem.rate_limited");
+    assert_books_hold(&env).await;
+}
+both_backends!(generic_mode, generic_mode_answers_every_card_refusal_alike);
+
+/// A caller serving many customers is throttled by its own windows, never everyone: once its
+/// hour is used up its attempts are refused with the time to retry, a log event and the
+/// `tender_redeem_caller_throttled_total` metric raise the alarm, and another caller redeems
+/// into the same account meanwhile.
+async fn a_busy_caller_is_throttled_with_an_alarm<S: Store>(env: TestApp<S>) {
+    let batch = shelf(&env, 1).await;
+    let serial = card(&batch, 0);
+    sell(&env, serial).await;
+    let one = WindowLimits { hour: 2, day: 2 };
+    let app = with_limits(
+        &env,
+        RedeemLimits {
+            account: WindowLimits { hour: 5, day: 20 },
+            caller: one,
+        },
+    )
+    .await;
+    let redemption = app.services().redemption();
+    let store_service = tender::domain::Actor::cli("redeem-service", None).unwrap();
+    for n in 0..2 {
+        // Each customer's own account: only the caller's window fills.
+        let customer = account(&env, "US", "USD").await;
+        let guess = format!("7000 0000 0000 000{n}");
+        let error = redemption
+            .redeem(&customer, &guess, None, &store_service)
+            .await;
+        assert_eq!(refusal(error), "redeem.not_found");
+    }
+    let alice = account(&env, "US", "USD").await;
+    let code = code_of(&env, &batch, serial);
+    let error = redemption
+        .redeem(&alice, &code, None, &store_service)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, RedeemError::RateLimited { .. }), "{error}");
+    let metrics = app.services().metrics();
+    assert_eq!(metrics.callers_throttled(), 1);
+    assert_eq!(metrics.redemptions("redeem.not_found"), 2);
+    assert_eq!(metrics.redemptions("redeem.rate_limited"), 1);
+    assert!(
+        metrics
+            .render()
+            .contains("\ntender_redeem_caller_throttled_total 1\n")
+    );
+    let redeemed = redemption
+        .redeem(&alice, &code, None, &actor())
+        .await
+        .unwrap();
+    assert_eq!(redeemed.amount.to_string(), "25.00 USD");
+    assert_eq!(metrics.redemptions("ok"), 1);
+}
+both_backends!(busy_caller, a_busy_caller_is_throttled_with_an_alarm);

@@ -26,6 +26,7 @@ impl Store for SqlStore<Db> {
     type Tx = SqlTx<Db>;
 
     const OUTBOX_CLAIM_LOCKS_ROWS: bool = <Db as Backend>::OUTBOX_CLAIM_LOCKS_ROWS;
+    const ONE_WRITER: bool = <Db as Backend>::WRITER_QUEUE.is_some();
 
     async fn connect(url: &str) -> StoreResult<Self> {
         Ok(SqlStore {
@@ -63,18 +64,11 @@ impl Store for SqlStore<Db> {
     }
 
     async fn begin(&self) -> StoreResult<SqlTx<Db>> {
-        let turn = match <Db as Backend>::WRITER_QUEUE {
-            Some(wait) => Some(
-                tokio::time::timeout(wait, Arc::clone(&self.writers).lock_owned())
-                    .await
-                    .map_err(|_| StoreError::from(sqlx::Error::PoolTimedOut))?,
-            ),
-            None => None,
-        };
-        Ok(SqlTx {
-            tx: self.pool.begin_with(<Db as Backend>::BEGIN_WRITE).await?,
-            turn,
-        })
+        self.begin_as(<Db as Backend>::BEGIN_WRITE).await
+    }
+
+    async fn begin_unflushed(&self) -> StoreResult<SqlTx<Db>> {
+        self.begin_as(<Db as Backend>::BEGIN_UNFLUSHED).await
     }
 
     async fn read(&self) -> StoreResult<SqlTx<Db>> {
@@ -90,6 +84,25 @@ impl Store for SqlStore<Db> {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+impl SqlStore<Db> {
+    /// A write transaction opened by `begin`, after this process's earlier writers on a
+    /// backend with one writer at a time.
+    async fn begin_as(&self, begin: &'static str) -> StoreResult<SqlTx<Db>> {
+        let turn = match <Db as Backend>::WRITER_QUEUE {
+            Some(wait) => Some(
+                tokio::time::timeout(wait, Arc::clone(&self.writers).lock_owned())
+                    .await
+                    .map_err(|_| StoreError::from(sqlx::Error::PoolTimedOut))?,
+            ),
+            None => None,
+        };
+        Ok(SqlTx {
+            tx: self.pool.begin_with(begin).await?,
+            turn,
+        })
     }
 }
 

@@ -1,6 +1,6 @@
 //! Redemptions, the guessing limits' windows and the attempt log. The card's move to redeemed
-//! is one guarded `UPDATE` that also compares its funds-expiry with the clock; a window's slot
-//! is one conditional upsert.
+//! is one guarded `UPDATE` that also compares its funds-expiry with the clock; an attempt's
+//! slots in all its windows are one conditional upsert.
 
 use sqlx::QueryBuilder;
 
@@ -25,8 +25,12 @@ impl RedeemRepo for SqlTx<Db> {
             return Ok(Vec::new());
         }
         let mut select = QueryBuilder::<Db>::new(
-            "SELECT serial, batch_id, lookup_key_id, digest, state, blocked_reason, \
-             funds_expire_ms FROM card WHERE digest IN (",
+            "SELECT c.serial, c.batch_id, c.lookup_key_id, c.digest, c.state, c.blocked_reason, \
+             c.funds_expire_ms, b.region, a.value_minor, a.currency, \
+             r.account_id AS redeemed_into \
+             FROM card c JOIN batch b ON b.batch_id = c.batch_id \
+             LEFT JOIN card_activation a ON a.serial = c.serial \
+             LEFT JOIN redemption r ON r.serial = c.serial WHERE c.digest IN (",
         );
         let mut list = select.separated(", ");
         for (_, digest) in digests {
@@ -98,21 +102,45 @@ impl RedeemRepo for SqlTx<Db> {
         .transpose()
     }
 
-    async fn take_slot(&mut self, window: &Window, limit: u32) -> StoreResult<Option<i64>> {
-        // One statement: the row lock is taken before the condition is evaluated, so two
-        // callers never both see the last free slot.
-        let taken = sqlx::query_scalar::<Db, i64>(
-            "INSERT INTO redeem_window (subject, span_ms, start_ms, used) VALUES ($1, $2, $3, 1) \
+    async fn take_slots(&mut self, windows: &[(Window, u32)]) -> StoreResult<Vec<Option<i64>>> {
+        // One statement: each row's lock is taken before its condition is evaluated, so two
+        // callers never both see a window's last free slot. Rows are locked in the order given,
+        // the same in every attempt, so two attempts never wait on each other in a circle.
+        let mut upsert =
+            QueryBuilder::<Db>::new("WITH wanted (subject, span_ms, start_ms, cap) AS (VALUES ");
+        let mut rows = upsert.separated(", ");
+        for (window, limit) in windows {
+            rows.push("(")
+                .push_bind_unseparated(&window.subject)
+                .push_unseparated(", ")
+                .push_bind_unseparated(window.span_ms)
+                .push_unseparated(", ")
+                .push_bind_unseparated(window.start_ms)
+                .push_unseparated(", ")
+                .push_bind_unseparated(i64::from(*limit))
+                .push_unseparated(")");
+        }
+        // `WHERE true` tells SQLite's parser the ON CONFLICT belongs to the INSERT.
+        upsert.push(
+            ") INSERT INTO redeem_window (subject, span_ms, start_ms, used) \
+             SELECT subject, span_ms, start_ms, 1 FROM wanted WHERE true \
              ON CONFLICT (subject, span_ms, start_ms) DO UPDATE \
-             SET used = redeem_window.used + 1 WHERE redeem_window.used < $4 RETURNING used",
-        )
-        .bind(&window.subject)
-        .bind(window.span_ms)
-        .bind(window.start_ms)
-        .bind(i64::from(limit))
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        Ok(taken)
+             SET used = redeem_window.used + 1 \
+             WHERE redeem_window.used - redeem_window.given < (SELECT cap FROM wanted \
+             WHERE wanted.subject = excluded.subject AND wanted.span_ms = excluded.span_ms) \
+             RETURNING subject, span_ms, used",
+        );
+        let taken: Vec<(String, i64, i64)> =
+            upsert.build_query_as().fetch_all(&mut *self.tx).await?;
+        Ok(windows
+            .iter()
+            .map(|(w, _)| {
+                taken
+                    .iter()
+                    .find(|(subject, span, _)| *subject == w.subject && *span == w.span_ms)
+                    .map(|(_, _, used)| *used)
+            })
+            .collect())
     }
 
     async fn prune_windows(&mut self, subject: &str, ended_ms: i64) -> StoreResult<()> {
@@ -126,16 +154,26 @@ impl RedeemRepo for SqlTx<Db> {
         Ok(())
     }
 
-    async fn give_slot(&mut self, window: &Window) -> StoreResult<()> {
-        sqlx::query::<Db>(
-            "UPDATE redeem_window SET used = used - 1 \
-             WHERE subject = $1 AND span_ms = $2 AND start_ms = $3 AND used > 0",
-        )
-        .bind(&window.subject)
-        .bind(window.span_ms)
-        .bind(window.start_ms)
-        .execute(&mut *self.tx)
-        .await?;
+    async fn give_slots(&mut self, windows: &[Window]) -> StoreResult<()> {
+        if windows.is_empty() {
+            return Ok(());
+        }
+        let mut update = QueryBuilder::<Db>::new(
+            "UPDATE redeem_window SET given = given + 1 \
+             WHERE given < used AND (subject, span_ms, start_ms) IN (VALUES ",
+        );
+        let mut rows = update.separated(", ");
+        for window in windows {
+            rows.push("(")
+                .push_bind_unseparated(&window.subject)
+                .push_unseparated(", ")
+                .push_bind_unseparated(window.span_ms)
+                .push_unseparated(", ")
+                .push_bind_unseparated(window.start_ms)
+                .push_unseparated(")");
+        }
+        update.push(")");
+        update.build().execute(&mut *self.tx).await?;
         Ok(())
     }
 
