@@ -906,7 +906,7 @@ impl<S: Store> Task<S> {
 
 /// What a worker's tally says it booked, in the order [`done_by`] counts it: activations,
 /// voids, redemptions and their value, spends and their value, refunds and their value,
-/// adjustments and their value.
+/// adjustments and their value, and one audit record for each.
 fn booked(tally: &Tally) -> [i64; 11] {
     [
         tally.activated,
@@ -933,59 +933,28 @@ fn booked(tally: &Tally) -> [i64; 11] {
 async fn done_by<S: Store>(env: &TestApp<S>, n: usize) -> [i64; 11] {
     let actor = format!("cli:bank-w{n}");
     let ids = format!("w{n}-%");
-    let sum = |sql: String| async move {
-        env.count(&format!("SELECT CAST(COALESCE({sql}, 0) AS BIGINT)"))
-            .await
-    };
+    let sold = format!("pos_request WHERE actor = '{actor}' AND operation = 'activate'");
+    let voided = format!("pos_request WHERE actor = '{actor}' AND operation = 'void'");
+    let redeemed = format!("redemption WHERE caller = '{actor}'");
+    let spent = format!("spend_order WHERE order_ref LIKE '{ids}'");
+    let refunded = format!("refund WHERE refund_ref LIKE '{ids}'");
+    let adjusted = format!("adjustment WHERE requested_by = '{actor}' AND state = 'posted'");
+    let audited = format!(
+        "audit_record WHERE actor = '{actor}' AND action IN ('card.activated', 'card.voided', \
+         'card.redeemed', 'ledger.spent', 'ledger.refunded', 'ledger.adjusted')"
+    );
     [
-        env.count(&format!(
-            "SELECT count(*) FROM pos_request WHERE actor = '{actor}' AND operation = 'activate'"
-        ))
-        .await,
-        env.count(&format!(
-            "SELECT count(*) FROM pos_request WHERE actor = '{actor}' AND operation = 'void'"
-        ))
-        .await,
-        env.count(&format!(
-            "SELECT count(*) FROM redemption WHERE caller = '{actor}'"
-        ))
-        .await,
-        sum(format!(
-            "(SELECT SUM(value_minor) FROM redemption WHERE caller = '{actor}')"
-        ))
-        .await,
-        env.count(&format!(
-            "SELECT count(*) FROM spend_order WHERE order_ref LIKE '{ids}'"
-        ))
-        .await,
-        sum(format!(
-            "(SELECT SUM(amount_minor) FROM spend_order WHERE order_ref LIKE '{ids}')"
-        ))
-        .await,
-        env.count(&format!(
-            "SELECT count(*) FROM refund WHERE refund_ref LIKE '{ids}'"
-        ))
-        .await,
-        sum(format!(
-            "(SELECT SUM(amount_minor) FROM refund WHERE refund_ref LIKE '{ids}')"
-        ))
-        .await,
-        env.count(&format!(
-            "SELECT count(*) FROM adjustment WHERE requested_by = '{actor}' AND state = 'posted'"
-        ))
-        .await,
-        sum(format!(
-            "(SELECT SUM(amount_minor) FROM adjustment \
-             WHERE requested_by = '{actor}' AND state = 'posted')"
-        ))
-        .await,
-        // One audit record for each change it made, signed with its name.
-        env.count(&format!(
-            "SELECT count(*) FROM audit_record WHERE actor = '{actor}' AND action IN \
-             ('card.activated', 'card.voided', 'card.redeemed', 'ledger.spent', \
-             'ledger.refunded', 'ledger.adjusted')"
-        ))
-        .await,
+        total(env, "1", &sold).await,
+        total(env, "1", &voided).await,
+        total(env, "1", &redeemed).await,
+        total(env, "value_minor", &redeemed).await,
+        total(env, "1", &spent).await,
+        total(env, "amount_minor", &spent).await,
+        total(env, "1", &refunded).await,
+        total(env, "amount_minor", &refunded).await,
+        total(env, "1", &adjusted).await,
+        total(env, "amount_minor", &adjusted).await,
+        total(env, "1", &audited).await,
     ]
 }
 
@@ -1049,7 +1018,7 @@ async fn books_from_entries<S: Store>(env: &TestApp<S>, currency: &str) -> Books
     }
 }
 
-/// A sum of `column` over the rows of `from` (with its joins and conditions), in minor units.
+/// The sum of `column` (`1` counts) over the rows of `from`, with its joins and conditions.
 async fn total<S: Store>(env: &TestApp<S>, column: &str, from: &str) -> i64 {
     env.count(&format!(
         "SELECT CAST(COALESCE(SUM({column}), 0) AS BIGINT) FROM {from}"
