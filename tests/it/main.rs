@@ -3,6 +3,7 @@
 
 mod api;
 mod audit;
+mod bank;
 mod cards;
 mod cli;
 mod codes;
