@@ -40,13 +40,17 @@ pub(super) struct AttemptsArgs {
     serial: Option<String>,
 }
 
-/// Reads the code: one line of standard input, or typed at a prompt on a terminal.
+/// Reads the code: one line of standard input, or typed at a prompt on a terminal, where it is
+/// not echoed (like a password: someone may be looking at the screen, or recording it).
 fn read_code() -> Result<Zeroizing<String>, CliError> {
     let stdin = std::io::stdin();
-    if stdin.is_terminal() {
+    let _quiet = if stdin.is_terminal() {
         eprint!("gift card code: ");
         let _ = std::io::stderr().flush();
-    }
+        Some(Unechoed::start(&stdin))
+    } else {
+        None
+    };
     let mut line = Zeroizing::new(Vec::new());
     stdin
         .lock()
@@ -64,6 +68,35 @@ fn read_code() -> Result<Zeroizing<String>, CliError> {
     Ok(Zeroizing::new(
         text.trim_end_matches(['\n', '\r']).to_string(),
     ))
+}
+
+/// While alive, the terminal does not echo what is typed (but still shows the Enter as a new
+/// line); dropped, it echoes as before. A terminal whose settings cannot be read stays as it is.
+struct Unechoed {
+    was: Option<rustix::termios::Termios>,
+}
+
+impl Unechoed {
+    fn start(stdin: &std::io::Stdin) -> Unechoed {
+        use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+        let was = tcgetattr(stdin).ok();
+        if let Some(was) = &was {
+            let mut quiet = was.clone();
+            quiet.local_modes.remove(LocalModes::ECHO);
+            quiet.local_modes.insert(LocalModes::ECHONL);
+            let _ = tcsetattr(stdin, OptionalActions::Now, &quiet);
+        }
+        Unechoed { was }
+    }
+}
+
+impl Drop for Unechoed {
+    fn drop(&mut self) {
+        if let Some(was) = &self.was {
+            let stdin = std::io::stdin();
+            let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, was);
+        }
+    }
 }
 
 pub(super) async fn redeem<S: Store>(

@@ -49,6 +49,10 @@ impl Backend for Postgres {
         let options: PgConnectOptions = url.parse()?;
         Ok(PgPoolOptions::new()
             .max_connections(PG_POOL_CONNECTIONS)
+            // No ping before each use: it is a round trip on every transaction, and a connection
+            // that died fails its first statement anyway, as "busy", which runs the unit of
+            // work again on another connection (sqlx drops a broken one).
+            .test_before_acquire(false)
             .acquire_timeout(PG_ACQUIRE_TIMEOUT)
             .connect_with(options.application_name("tender"))
             .await?)

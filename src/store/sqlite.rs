@@ -62,6 +62,9 @@ impl Backend for Sqlite {
             .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"));
         Ok(SqlitePoolOptions::new()
             .max_connections(SQLITE_POOL_CONNECTIONS)
+            // A file's connection cannot go stale; the ping would cost a trip to its worker
+            // thread on every transaction.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?)
     }
