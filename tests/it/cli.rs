@@ -1574,21 +1574,11 @@ fn redeeming_from_the_command_line(db: TestDb) {
     );
     let codes = printer_codes(&export_path(&db, 1));
     let piped = |args: &[&str], input: &str| -> Output {
-        let mut child = tender(&db)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
+        let mut command = tender(&db);
+        command.args(args);
+        with_input(command, input.as_bytes())
+            .wait_with_output()
             .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
     };
     let code = &codes[0];
     let out = piped(
@@ -1643,3 +1633,74 @@ fn redeeming_from_the_command_line(db: TestDb) {
     }
 }
 both_backends_cli!(redeeming_from_the_command_line);
+
+/// The guessing limit holds across processes, because its counters live in the database:
+/// eight `tender redeem` processes started together with wrong codes for one account evaluate
+/// exactly five of them (`redeem.not_found`) and refuse the other three
+/// (`redeem.rate_limited`). Then another process brings the valid code of an active card: it is
+/// refused `redeem.rate_limited` with the time to try again, the card stays active and the
+/// account is credited nothing. Every code goes through standard input.
+fn the_sixth_attempt_in_an_hour_is_refused_across_processes(db: TestDb) {
+    setup(&db, 1000);
+    create(&db, 1);
+    ok(&db, &["work", "--drain"]);
+    let s = serials(&db, 1, 1);
+    ok(
+        &db,
+        &[
+            "store",
+            "add",
+            "--retailer",
+            "Acme",
+            "--id",
+            "S-1",
+            "--jurisdiction",
+            "US-TX",
+        ],
+    );
+    ok(&db, &at_till("activate", "S-1", "t-0", &s[0]));
+    ok(
+        &db,
+        &["account", "create", "--region", "US", "--currency", "USD"],
+    );
+    let code = &printer_codes(&export_path(&db, 1))[0];
+    let redeem = |input: String| {
+        let mut command = tender(&db);
+        command.args(["redeem", "--account", "1"]);
+        with_input(command, input.as_bytes())
+    };
+    let refusal = |out: Output| -> String {
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let (_, code) = stderr.trim_end().rsplit_once('[').expect("a stable code");
+        code.trim_end_matches(']').to_string()
+    };
+
+    clear_of_the_hours_end();
+    let guesses: Vec<_> = (0..8)
+        .map(|n| redeem(format!("7000 0000 0000 000{n}\n")))
+        .collect();
+    let mut outcomes: Vec<String> = guesses
+        .into_iter()
+        .map(|child| refusal(child.wait_with_output().unwrap()))
+        .collect();
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [vec!["redeem.not_found"; 5], vec!["redeem.rate_limited"; 3]].concat()
+    );
+
+    let out = redeem(format!("{code}\n")).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(refusal(out), "redeem.rate_limited");
+    assert!(stderr.contains("try again after"), "{stderr}");
+    let card: serde_json::Value =
+        serde_json::from_str(&ok(&db, &["card", "show", &s[0], "--format", "json"])).unwrap();
+    assert_eq!(card["state"], "active");
+    assert!(ok(&db, &["balance", "--account", "1"]).contains("0.00 USD"));
+    let attempts = ok(&db, &["attempts", "--account", "1"]);
+    assert_eq!(attempts.lines().count(), 1 + 9, "{attempts}");
+    assert_eq!(attempts.matches("redeem.rate_limited").count(), 4);
+    ok(&db, &["ledger", "check"]);
+}
+both_backends_cli!(the_sixth_attempt_in_an_hour_is_refused_across_processes);
