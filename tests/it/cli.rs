@@ -1513,8 +1513,11 @@ fn cards_at_the_point_of_sale_from_the_command_line(db: TestDb) {
 }
 both_backends_cli!(cards_at_the_point_of_sale_from_the_command_line);
 
-/// The demo runs the whole flow on a fresh directory, the point of sale included, and ends with
-/// the ledger checked and the audit trail verified; a batch too small to sell a box is refused.
+/// The demo runs the whole flow on a fresh directory: the point of sale, two accounts credited
+/// by redeeming codes read from the printer files (a retry replayed), one refusal of each kind
+/// with its stable code (the expired card once the demo has moved its clock a day ahead), both
+/// accounts' balances and histories, the ledger checked and the audit trail verified. It prints
+/// no code of either printer file in any typed form. A batch too small to sell a box is refused.
 #[test]
 fn the_demo_runs_the_whole_flow() {
     let db = TestDb::sqlite();
@@ -1531,19 +1534,66 @@ fn the_demo_runs_the_whole_flow() {
     assert!(!dir.exists(), "nothing was created");
     let out = demo("5");
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(out.status.success(), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for expected in [
         "cards 000000000013 to 000000000059 sold there as one box: 5 of 5 activated",
         "card 000000000013 returned and voided",
         "card 000000000021 blocked (lost_in_transit)",
         "  state         active (blocked: lost_in_transit)\n",
-        "10. ledger check:",
-        "11. audit trail sealed",
+        "store S-0002 added in GB-ENG",
+        "account 1 redeems card ••••••••0037 under idempotency key demo-redeem-1: 25.00 USD credited, balance 145.00 USD",
+        "the first answer (transfer",
+        "account 2 redeems card ••••••••0045: 25.00 USD credited, balance 25.00 USD",
+        "     account 1: balance 145.00 USD\n       redemption    25.00 USD  balance   145.00 USD  ••••••••0037\n",
+        "     account 2: balance 25.00 USD\n       redemption    25.00 USD  balance    25.00 USD  ••••••••0045\n",
+        "card ••••••••0059 is still active",
+        "13. ledger check:",
+        "14. audit trail sealed",
     ] {
         assert!(stdout.contains(expected), "{expected:?} in {stdout}");
     }
-    let codes = printer_codes(&dir.join("exports/batch-1.csv"));
-    assert_eq!(codes_found_in(stdout.as_bytes(), &codes), 0, "{stdout}");
+    // One line per refusal, each starting with its stable code.
+    let refusals: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("redeem."))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            "invalid_format",
+            "not_found",
+            "not_activated",
+            "not_activated",
+            "already_redeemed",
+            "blocked",
+            "region_mismatch",
+            "currency_mismatch",
+            "account_frozen",
+            "key_conflict",
+            "not_found",
+            "rate_limited",
+            "expired",
+        ]
+    );
+    let mut codes = printer_codes(&dir.join("exports/batch-1.csv"));
+    codes.extend(printer_codes(&dir.join("exports/batch-2.csv")));
+    assert_eq!(codes.len(), 7);
+    let typed: Vec<String> = codes.iter().flat_map(|c| typed_forms(c)).collect();
+    assert_eq!(codes_found_in(stdout.as_bytes(), &typed), 0, "{stdout}");
+    assert_eq!(codes_found_in(&out.stderr, &typed), 0);
+    // What the demo wrote holds no code either: only the printer files do.
+    let mut bytes = Vec::new();
+    for file in ["tender.db", "tender.db-wal"] {
+        if let Ok(b) = std::fs::read(dir.join(file)) {
+            bytes.extend(b);
+        }
+    }
+    assert_eq!(codes_found_in(&bytes, &typed), 0);
 }
 
 /// `tender redeem` with the code on standard input, as a script pipes it: the card's value lands
