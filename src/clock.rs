@@ -32,6 +32,27 @@ impl Clock for SystemClock {
     }
 }
 
+/// The system's clock, moved ahead by however far its owner has advanced it: for the demo,
+/// which shows what happens once a card's printed expiry has passed without waiting a day for
+/// it. Time runs on as usual between advances.
+#[derive(Debug, Clone, Default)]
+pub struct AdvancedClock(Arc<Mutex<TimeDelta>>);
+
+impl AdvancedClock {
+    /// Moves the clock (and every copy of it) ahead by `by`; never back, so the records it
+    /// times stay in order.
+    pub fn advance(&self, by: std::time::Duration) {
+        let by = TimeDelta::from_std(by).expect("an advance within chrono's range");
+        *self.0.lock().expect("clock lock") += by;
+    }
+}
+
+impl Clock for AdvancedClock {
+    fn now(&self) -> DateTime<Utc> {
+        SystemClock.now() + *self.0.lock().expect("clock lock")
+    }
+}
+
 /// A clock that says what it is told: for tests of anything time decides.
 #[derive(Debug, Clone)]
 pub struct FixedClock(Arc<Mutex<DateTime<Utc>>>);
@@ -74,6 +95,20 @@ mod tests {
         assert_eq!(clock.now(), clock.now());
         clock.advance(TimeDelta::days(1));
         assert_eq!(clock.now() - start.trunc_subsecs(6), TimeDelta::days(1));
+    }
+
+    #[test]
+    fn an_advanced_clock_runs_ahead_of_the_system_clock_by_what_it_was_told() {
+        let clock = AdvancedClock::default();
+        let copy = clock.clone();
+        clock.advance(std::time::Duration::from_secs(25 * 3_600));
+        // Read before the system clock, so it can only be a little less than 25 hours ahead.
+        let ahead = copy.now() - SystemClock.now();
+        assert!(
+            ahead > TimeDelta::hours(25) - TimeDelta::seconds(5),
+            "{ahead}"
+        );
+        assert!(ahead <= TimeDelta::hours(25), "{ahead}");
     }
 
     #[test]

@@ -1,24 +1,29 @@
 //! The demo: the whole flow on a fresh SQLite database in a new directory, through the same
 //! services every command uses, with a summary. It grows with each capability.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use clap::Args;
+use zeroize::Zeroizing;
 
 use super::CliError;
 use super::cards::{expiry, expiry_law, print_card, transfer};
 use super::output::{progress_bars, visible};
 use crate::app::{self, App, Launch};
-use crate::clock::SystemClock;
+use crate::clock::{AdvancedClock, SharedClock};
 use crate::config::Settings;
-use crate::domain::{Actor, Batch, PageRows};
-use crate::formats::printer_file;
+use crate::domain::{AccountId, Actor, Batch, CardState, Code, PageRows, Serial};
+use crate::error::Classify;
+use crate::formats::printer_file::{self, PrinterFileReader};
 use crate::jobs::{Catalog, RunMode};
 use crate::keys::{KeyNeeds, KeyPurpose, SealKey};
 use crate::service::batches::BatchForm;
 use crate::service::cards::{ActivateForm, PosForm, StoreForm, VoidForm};
 use crate::service::ledger::{AccountForm, AdjustForm, Adjusted, RefundForm, SpendForm};
+use crate::service::redemption::{RedeemError, Redeemed};
 use crate::service::trail::VerifyRequest;
 use crate::store::Store;
 
@@ -34,15 +39,27 @@ pub(super) struct DemoArgs {
 
 /// Cards the demo sells, as one box at one till.
 const DEMO_SOLD: u64 = 5;
-/// The demo retailer's one store.
+/// The demo retailer's store in Texas.
 const DEMO_STORE: &str = "S-0001";
+/// Its store in England, where tender's expiry table has no rule, so the printed expiry stands.
+const UK_STORE: &str = "S-0002";
+/// Cards in the UK batch: one sold, one left on the shelf.
+const UK_CARDS: u64 = 2;
+/// How far the demo moves its clock to show an expired card: past the UK batch's printed
+/// expiry, a day after it was requested. Nothing else can show it honestly: the shortest expiry
+/// a batch takes is a day, and the expiry job that would mark the card comes later.
+const A_DAY_LATER: Duration = Duration::from_secs(25 * 3_600);
+/// The idempotency key of the demo's first redemption.
+const DEMO_KEY: &str = "demo-redeem-1";
 
 pub(super) async fn run(args: DemoArgs, actor: Actor) -> Result<(), CliError> {
-    let clock = SystemClock::shared();
+    // The system clock until the demo moves it ahead to show an expired card.
+    let clock = AdvancedClock::default();
+    let shared: SharedClock = Arc::new(clock.clone());
     let dir = args.dir.unwrap_or_else(|| {
         PathBuf::from(format!(
             "tender-demo-{}",
-            clock.now().format("%Y%m%d-%H%M%S")
+            shared.now().format("%Y%m%d-%H%M%S")
         ))
     });
     if args.cards < DEMO_SOLD {
@@ -73,24 +90,41 @@ pub(super) async fn run(args: DemoArgs, actor: Actor) -> Result<(), CliError> {
     }
     let started = Instant::now();
     let settings = Settings::in_dir(&dir);
-    app::init(&settings, clock.clone(), &actor).await?;
+    app::init(&settings, shared.clone(), &actor).await?;
     let demo = Demo {
         cards: args.cards,
         actor,
+        clock,
     };
-    app::launch(&settings, clock, demo).await??;
+    app::launch(&settings, shared, demo).await??;
     println!(
         "demo finished in {:.2} s; everything is in {}",
         started.elapsed().as_secs_f64(),
         dir.display()
     );
-    println!("try: tender --data-dir {} batch show 1", dir.display());
+    println!(
+        "try: tender --data-dir {} batch show 1 | attempts --account 5 | history --account 1",
+        dir.display()
+    );
     Ok(())
 }
 
 struct Demo {
     cards: u64,
     actor: Actor,
+    clock: AdvancedClock,
+}
+
+/// The demo's two batches, generated.
+struct Batches {
+    us: Batch,
+    uk: Batch,
+}
+
+/// The accounts the demo redeems into, and those it shows refusals on.
+struct Accounts {
+    alice: AccountId,
+    bob: AccountId,
 }
 
 impl Launch for Demo {
@@ -112,7 +146,7 @@ impl Launch for Demo {
             visible(retailer.name.as_str()),
             retailer.commission_bp.percent()
         );
-        let form = BatchForm {
+        let us_form = BatchForm {
             retailer: retailer.name.to_string(),
             count: self.cards,
             value: Some("25.00".into()),
@@ -121,39 +155,67 @@ impl Launch for Demo {
             expires_in_days: Some(5 * 365),
             ..BatchForm::default()
         };
-        let requested = services.batches().request(&form, &self.actor).await?;
+        let uk_form = BatchForm {
+            count: UK_CARDS,
+            value: Some("20.00".into()),
+            currency: "GBP".into(),
+            region: "GB".into(),
+            expires_in_days: Some(1),
+            ..us_form.clone()
+        };
+        let us = services.batches().request(&us_form, &self.actor).await?;
+        let uk = services.batches().request(&uk_form, &self.actor).await?;
         println!(
-            "2. batch {} requested: {} cards of {}",
-            requested.id, requested.count, requested.value
+            "2. batch {} requested: {} cards of {} for the US storefront, printed expiry in 5 years; batch {}: {} cards of {} for the UK one, printed expiry tomorrow",
+            us.id, us.count, us.value, uk.id, uk.count, uk.value
         );
         let generation = Instant::now();
         Catalog::load(None)?
             .runtime(&app, progress_bars())
             .run(RunMode::Drain)
             .await?;
-        let batch = services.batches().show(requested.id).await?;
+        let batches = Batches {
+            us: services.batches().show(us.id).await?,
+            uk: services.batches().show(uk.id).await?,
+        };
         println!(
-            "3. job runner drained in {:.2} s: batch {} is {}, {} cards, {} collisions redrawn",
+            "3. job runner drained in {:.2} s: {}",
             generation.elapsed().as_secs_f64(),
-            batch.id,
-            batch.state.as_str(),
-            batch.generated,
-            batch.collisions
+            [&batches.us, &batches.uk]
+                .iter()
+                .map(|b| format!(
+                    "batch {} is {}, {} cards, {} collisions redrawn",
+                    b.id,
+                    b.state.as_str(),
+                    b.generated,
+                    b.collisions
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
         );
-        let file = app
-            .settings()
-            .export_dir()
-            .join(printer_file::file_name(batch.id));
-        let check = services.printer_check().verify(&file, &self.actor).await?;
-        println!(
-            "4. printer file {} verified: {} codes match their digests (MAC {})",
-            file.display(),
-            check.rows,
-            &check.mac[..16]
-        );
-        self.point_of_sale(&app, &batch, retailer.name.as_str())
+        let mut files = Vec::new();
+        for batch in [&batches.us, &batches.uk] {
+            let file = app
+                .settings()
+                .export_dir()
+                .join(printer_file::file_name(batch.id));
+            let check = services.printer_check().verify(&file, &self.actor).await?;
+            println!(
+                "{} printer file {} verified: {} codes match their digests (MAC {})",
+                if files.is_empty() { "4." } else { "  " },
+                file.display(),
+                check.rows,
+                &check.mac[..16]
+            );
+            files.push(file);
+        }
+        self.point_of_sale(&app, &batches, retailer.name.as_str())
             .await?;
-        self.money_moves(&app).await?;
+        let accounts = self.money_moves(&app).await?;
+        let codes = Codes::read(&files, &self.codes_needed(&batches))?;
+        self.redemptions(&app, &batches, &accounts, &codes).await?;
+        self.refusals(&app, &batches, &accounts, &codes).await?;
+        self.statements(&app, &accounts).await?;
         let settings = app.settings();
         let seal_key = SealKey::create_files(&settings.key_dir())?;
         let sealed = services
@@ -176,7 +238,7 @@ impl Launch for Demo {
             ));
         }
         println!(
-            "11. audit trail sealed under seal key {} (seal {}, witnessed in {}) and verified: {} records in {} chains, every record's hash and tag, the seal's signature and the witness checked",
+            "14. audit trail sealed under seal key {} (seal {}, witnessed in {}) and verified: {} records in {} chains, every record's hash and tag, the seal's signature and the witness checked",
             seal_key.public().short(),
             sealed.seal.seal_id,
             sealed.witness.display(),
@@ -188,31 +250,33 @@ impl Launch for Demo {
 }
 
 impl Demo {
-    /// A store sells the batch's first cards as one box; one is voided, another blocked, and
-    /// the support desk's view of the blocked one is printed.
+    /// A store in Texas sells the US batch's first cards as one box; one is voided, another
+    /// blocked, and the support desk's view of the blocked one is printed. A store in England
+    /// sells the UK batch's first card.
     async fn point_of_sale<S: Store>(
         &self,
         app: &App<S>,
-        batch: &Batch,
+        batches: &Batches,
         retailer: &str,
     ) -> Result<(), CliError> {
         let pos = app.services().cards();
+        let batch = &batches.us;
         let form = StoreForm {
             retailer: retailer.into(),
             store: DEMO_STORE.into(),
             jurisdiction: "US-TX".into(),
         };
         let store = pos.add_store(&form, &self.actor).await?;
-        let till = |pos_txn: &str| PosForm {
+        let till = |store: &str, pos_txn: &str| PosForm {
             retailer: retailer.into(),
-            store: DEMO_STORE.into(),
+            store: store.into(),
             terminal: "till-1".into(),
             pos_txn: pos_txn.into(),
             pos_time: None,
         };
         let (first, last) = (batch.first_serial, batch.serial_at(DEMO_SOLD - 1));
         let sale = ActivateForm {
-            pos: till("sale-1"),
+            pos: till(DEMO_STORE, "sale-1"),
             serial: first.to_string(),
             to_serial: Some(last.to_string()),
             value: None,
@@ -229,8 +293,30 @@ impl Demo {
             transfer(&sold),
             expiry(activated.first().and_then(|c| c.funds_expire_at)),
         );
+        let form = StoreForm {
+            retailer: retailer.into(),
+            store: UK_STORE.into(),
+            jurisdiction: "GB-ENG".into(),
+        };
+        let uk_store = pos.add_store(&form, &self.actor).await?;
+        let uk_card = batches.uk.first_serial;
+        let sale = ActivateForm {
+            pos: till(UK_STORE, "sale-1"),
+            serial: uk_card.to_string(),
+            to_serial: None,
+            value: None,
+        };
+        let sold = pos.activate(&sale, &self.actor).await?;
+        println!(
+            "   store {UK_STORE} added in {} ({}); card {uk_card} sold there for {} in transfer {}, funds expire {}",
+            uk_store.jurisdiction,
+            expiry_law(&uk_store),
+            batches.uk.value,
+            transfer(&sold),
+            expiry(sold.cards.first().and_then(|c| c.funds_expire_at)),
+        );
         let void = VoidForm {
-            pos: till("return-1"),
+            pos: till(DEMO_STORE, "return-1"),
             serial: first.to_string(),
         };
         let voided = pos.void(&void, &self.actor).await?;
@@ -246,8 +332,8 @@ impl Demo {
     }
 
     /// Two accounts; one credited by an adjustment that a second (in-process) person
-    /// approves; a spend and a partial refund; balance, history and the ledger check.
-    async fn money_moves<S: Store>(&self, app: &App<S>) -> Result<(), CliError> {
+    /// approves; a spend and a partial refund.
+    async fn money_moves<S: Store>(&self, app: &App<S>) -> Result<Accounts, CliError> {
         let ledger = app.services().ledger();
         let new_account = |external_id: &str| AccountForm {
             region: "US".into(),
@@ -297,18 +383,283 @@ impl Demo {
         };
         let after = ledger.refund(&refund, &self.actor).await?;
         println!(
-            "9. account {} spent 39.99 USD at app-store and got 9.99 USD back: balance {}; its history, newest first:",
+            "9. account {} spent 39.99 USD at app-store and got 9.99 USD back: balance {}",
             alice.id, after.balance_after
         );
-        let id = alice.id.to_string();
-        for line in ledger.history(&id, None, PageRows::MAX).await? {
-            println!(
-                "     {:<10} {:>12}  balance {:>12}  {}",
-                line.kind.as_str(),
-                line.amount.to_string(),
-                line.balance_after.to_string(),
-                line.reference.as_deref().unwrap_or("")
-            );
+        Ok(Accounts {
+            alice: alice.id,
+            bob: bob.id,
+        })
+    }
+
+    /// The cards whose codes the demo types: the US box (voided, blocked, two to redeem, one
+    /// that stays active) and both UK cards.
+    fn codes_needed(&self, batches: &Batches) -> Vec<Serial> {
+        let mut serials: Vec<Serial> = (0..DEMO_SOLD).map(|n| batches.us.serial_at(n)).collect();
+        serials.extend((0..UK_CARDS).map(|n| batches.uk.serial_at(n)));
+        serials
+    }
+
+    /// Tries `code` into `account`, as `tender redeem` does with the line it read.
+    async fn redeem<S: Store>(
+        &self,
+        app: &App<S>,
+        account: AccountId,
+        code: &str,
+        key: Option<&str>,
+    ) -> Result<Redeemed, RedeemError> {
+        app.services()
+            .redemption()
+            .redeem(&account.to_string(), code, key, &self.actor)
+            .await
+    }
+
+    /// Two cards of the box redeemed into the two accounts, and a retry answered with the
+    /// first success.
+    async fn redemptions<S: Store>(
+        &self,
+        app: &App<S>,
+        batches: &Batches,
+        accounts: &Accounts,
+        codes: &Codes,
+    ) -> Result<(), CliError> {
+        println!(
+            "10. redemptions of codes read from the printer files, passed to the service in-process as `tender redeem` passes the line it reads; no code is printed:"
+        );
+        let (for_alice, for_bob) = (batches.us.serial_at(2), batches.us.serial_at(3));
+        let first = self
+            .redeem(app, accounts.alice, codes.of(for_alice), Some(DEMO_KEY))
+            .await?;
+        println!(
+            "     account {} redeems card {} under idempotency key {DEMO_KEY}: {} credited, balance {} (transfer {})",
+            first.account_id, first.card, first.amount, first.balance_after, first.transfer_id
+        );
+        let again = self
+            .redeem(app, accounts.alice, codes.of(for_alice), Some(DEMO_KEY))
+            .await?;
+        if !again.replayed || again.transfer_id != first.transfer_id {
+            return Err(unexpected("a retry under the same key credited again"));
+        }
+        println!(
+            "     account {} sends it again under the same key: the first answer (transfer {}), nothing credited twice",
+            again.account_id, again.transfer_id
+        );
+        let second = self
+            .redeem(app, accounts.bob, codes.of(for_bob), None)
+            .await?;
+        println!(
+            "     account {} redeems card {}: {} credited, balance {} (transfer {})",
+            second.account_id, second.card, second.amount, second.balance_after, second.transfer_id
+        );
+        Ok(())
+    }
+
+    /// One refusal of each kind, each checked to be the one shown. Three more accounts: one in
+    /// the UK storefront, one holding euros (then frozen), one that guesses.
+    async fn refusals<S: Store>(
+        &self,
+        app: &App<S>,
+        batches: &Batches,
+        accounts: &Accounts,
+        codes: &Codes,
+    ) -> Result<(), CliError> {
+        let services = app.services();
+        let ledger = services.ledger();
+        let open = |region: &str, currency: &str| AccountForm {
+            region: region.into(),
+            currency: currency.into(),
+            external_id: None,
+        };
+        let carol = ledger
+            .create_account(&open("GB", "GBP"), &self.actor)
+            .await?
+            .id;
+        let dave = ledger
+            .create_account(&open("US", "EUR"), &self.actor)
+            .await?
+            .id;
+        let mallory = ledger
+            .create_account(&open("US", "USD"), &self.actor)
+            .await?
+            .id;
+        println!(
+            "11. accounts {carol} (UK storefront, GBP), {dave} (US, EUR) and {mallory} (US, USD) created; one refusal of each kind, with its stable code:"
+        );
+        let (alice, bob) = (accounts.alice, accounts.bob);
+        let us = &batches.us;
+        let (voided, blocked, redeemed, live) = (
+            us.serial_at(0),
+            us.serial_at(1),
+            us.serial_at(2),
+            us.serial_at(4),
+        );
+        let (uk_sold, uk_shelf) = (batches.uk.serial_at(0), batches.uk.serial_at(1));
+        let live_code = codes.of(live);
+        let last_digit = live_code.as_bytes()[Code::LEN - 1] - b'0';
+        // Mistyped forms of a real code, wiped when dropped like the codes themselves.
+        let typo = |text: String| Zeroizing::new(text);
+        let with_last = |digit: u8| typo(format!("{}{}", &live_code[..Code::LEN - 1], digit % 10));
+
+        let letter = typo(format!("{}O", &live_code[..Code::LEN - 1]));
+        let outcome = self.redeem(app, alice, &letter, None).await;
+        refused(
+            "redeem.invalid_format",
+            &format!("account {alice} types a letter O for the last digit (nothing counted)"),
+            outcome,
+        )?;
+        let outcome = self
+            .redeem(app, alice, &with_last(last_digit + 1), None)
+            .await;
+        refused(
+            "redeem.not_found",
+            &format!("account {alice} types a code with its last digit wrong"),
+            outcome,
+        )?;
+        let outcome = self.redeem(app, alice, codes.of(voided), None).await;
+        refused(
+            "redeem.not_activated",
+            &format!(
+                "account {alice}, card {}, voided at the store",
+                voided.masked()
+            ),
+            outcome,
+        )?;
+        let outcome = self.redeem(app, carol, codes.of(uk_shelf), None).await;
+        refused(
+            "redeem.not_activated",
+            &format!(
+                "account {carol}, UK card {}, still on the shelf (now marked exposed)",
+                uk_shelf.masked()
+            ),
+            outcome,
+        )?;
+        let outcome = self.redeem(app, bob, codes.of(redeemed), None).await;
+        refused(
+            "redeem.already_redeemed",
+            &format!(
+                "account {bob}, card {}, redeemed by account {alice}",
+                redeemed.masked()
+            ),
+            outcome,
+        )?;
+        let outcome = self.redeem(app, bob, codes.of(blocked), None).await;
+        refused(
+            "redeem.blocked",
+            &format!("account {bob}, card {}, lost in transit", blocked.masked()),
+            outcome,
+        )?;
+        let outcome = self.redeem(app, carol, live_code, None).await;
+        refused(
+            "redeem.region_mismatch",
+            &format!("account {carol}, US card {}", live.masked()),
+            outcome,
+        )?;
+        let outcome = self.redeem(app, dave, live_code, None).await;
+        refused(
+            "redeem.currency_mismatch",
+            &format!("account {dave}, card {}", live.masked()),
+            outcome,
+        )?;
+        ledger
+            .freeze(&dave.to_string(), true, "fraud_review", &self.actor)
+            .await?;
+        let outcome = self.redeem(app, dave, live_code, None).await;
+        refused(
+            "redeem.account_frozen",
+            &format!(
+                "account {dave}, frozen for fraud_review, card {}",
+                live.masked()
+            ),
+            outcome,
+        )?;
+        let outcome = self.redeem(app, alice, live_code, Some(DEMO_KEY)).await;
+        refused(
+            "redeem.key_conflict",
+            &format!(
+                "account {alice}, card {} under key {DEMO_KEY} again",
+                live.masked()
+            ),
+            outcome,
+        )?;
+
+        // The account's six attempts must fall in one hourly window: this close to the end of
+        // the hour, wait for the next one.
+        let into_hour = services.clock().now().timestamp().rem_euclid(3_600);
+        if into_hour > 3_590 {
+            tokio::time::sleep(Duration::from_secs((3_601 - into_hour).unsigned_abs())).await;
+        }
+        for wrong in 1..=5 {
+            let outcome = self
+                .redeem(app, mallory, &with_last(last_digit + wrong), None)
+                .await;
+            match outcome {
+                Err(error) if error.code() == "redeem.not_found" => {}
+                other => return Err(unexpected_outcome("redeem.not_found", "a guess", other)),
+            }
+        }
+        println!(
+            "     {:<26} account {mallory} guesses the last digit of card {}: five wrong codes, five refusals",
+            "redeem.not_found (5×)",
+            live.masked()
+        );
+        let outcome = self.redeem(app, mallory, live_code, None).await;
+        refused(
+            "redeem.rate_limited",
+            &format!(
+                "account {mallory} then types the card's real code, its sixth attempt this hour"
+            ),
+            outcome,
+        )?;
+        let card = services.cards().show(&live.to_string()).await?;
+        let attempts = services
+            .redemption()
+            .attempts(Some(&mallory.to_string()), None, PageRows::MAX)
+            .await?;
+        if card.state != CardState::Active {
+            return Err(unexpected("a rate-limited code moved its card"));
+        }
+        println!(
+            "     {:<26} card {} is still active; support sees account {mallory}'s {} refused attempts (`tender attempts --account {mallory}`)",
+            "",
+            live.masked(),
+            attempts.len()
+        );
+
+        self.clock.advance(A_DAY_LATER);
+        let outcome = self.redeem(app, carol, codes.of(uk_sold), None).await;
+        refused(
+            "redeem.expired",
+            &format!(
+                "account {carol}, UK card {}, 25 hours later (the demo moves its clock past the printed expiry)",
+                uk_sold.masked()
+            ),
+            outcome,
+        )?;
+        Ok(())
+    }
+
+    /// Both accounts' balances and histories, then the ledger check.
+    async fn statements<S: Store>(
+        &self,
+        app: &App<S>,
+        accounts: &Accounts,
+    ) -> Result<(), CliError> {
+        let ledger = app.services().ledger();
+        println!("12. balances and histories, newest first:");
+        for id in [accounts.alice, accounts.bob] {
+            let id = id.to_string();
+            let account = ledger.account(&id).await?;
+            println!("     account {id}: balance {}", account.balance);
+            for line in ledger.history(&id, None, PageRows::MAX).await? {
+                let shown = format!(
+                    "       {:<10} {:>12}  balance {:>12}  {}",
+                    line.kind.as_str(),
+                    line.amount.to_string(),
+                    line.balance_after.to_string(),
+                    line.reference.as_deref().map(visible).unwrap_or_default()
+                );
+                println!("{}", shown.trim_end());
+            }
         }
         let check = ledger.check().await?;
         if let Some(discrepancy) = check.discrepancy {
@@ -318,9 +669,78 @@ impl Demo {
             ));
         }
         println!(
-            "10. ledger check: {} transfers balance, {} account balances equal their entries, every card's state agrees with its entries",
+            "13. ledger check: {} transfers balance, {} account balances equal their entries, every card's state agrees with its entries",
             check.transfers, check.accounts
         );
         Ok(())
     }
+}
+
+/// The codes of the cards the demo redeems, read from the printer files in-process, as a
+/// person reads one off a card: they go to the service as text and are never printed. Each is
+/// wiped when dropped.
+struct Codes(HashMap<Serial, Code>);
+
+impl Codes {
+    /// The codes of `wanted` from `files`; the other rows are read and dropped.
+    fn read(files: &[PathBuf], wanted: &[Serial]) -> Result<Codes, CliError> {
+        let mut codes = HashMap::new();
+        for file in files {
+            let unreadable = |reason: String| {
+                CliError::new(
+                    "demo.printer_file",
+                    format!("cannot read {}: {reason}", file.display()),
+                )
+            };
+            for row in PrinterFileReader::open(file).map_err(unreadable)? {
+                let row = row.map_err(unreadable)?;
+                if wanted.contains(&row.serial) {
+                    codes.insert(row.serial, row.code);
+                }
+            }
+        }
+        match wanted.iter().find(|s| !codes.contains_key(*s)) {
+            Some(missing) => Err(CliError::new(
+                "demo.printer_file",
+                format!("no printer file holds card {missing}"),
+            )),
+            None => Ok(Codes(codes)),
+        }
+    }
+
+    /// The code of `serial`, as typed.
+    fn of(&self, serial: Serial) -> &str {
+        self.0[&serial].expose_secret()
+    }
+}
+
+/// Prints a refusal's line, its stable code first; `Err` unless `outcome` is that refusal.
+fn refused(
+    expected: &'static str,
+    situation: &str,
+    outcome: Result<Redeemed, RedeemError>,
+) -> Result<(), CliError> {
+    match outcome {
+        Err(error) if error.code() == expected => {
+            println!("     {expected:<26} {situation}: {error}");
+            Ok(())
+        }
+        other => Err(unexpected_outcome(expected, situation, other)),
+    }
+}
+
+fn unexpected_outcome(
+    expected: &str,
+    situation: &str,
+    outcome: Result<Redeemed, RedeemError>,
+) -> CliError {
+    let got = match outcome {
+        Ok(redeemed) => format!("{} was credited", redeemed.amount),
+        Err(error) => format!("{} ({error})", error.code()),
+    };
+    unexpected(&format!("{situation}: expected {expected}, but {got}"))
+}
+
+fn unexpected(what: &str) -> CliError {
+    CliError::new("demo.unexpected", format!("the demo went wrong: {what}"))
 }

@@ -1,11 +1,13 @@
 //! The `tender` binary as operators and cron run it: exit codes, crash recovery, several
 //! workers on one database, and no plaintext code anywhere but the printer file.
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;
+use tender::clock::{Clock, SystemClock};
 use tender::domain::Serial;
 
 use crate::helpers::TestDb;
@@ -182,6 +184,36 @@ fn printer_codes(path: &Path) -> Vec<String> {
         .skip(1)
         .map(|l| l.split(',').nth(1).unwrap().to_string())
         .collect()
+}
+
+/// Starts `command` with `input` written to its standard input, the only way a code reaches
+/// `tender redeem`, which is then closed: the command reads one line and ends.
+fn with_input(mut command: Command, input: &[u8]) -> std::process::Child {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // A command refuses a line longer than a code's without reading the rest: the rest of a long
+    // input meets a closed pipe.
+    let _ = stdin.write_all(input);
+    child
+}
+
+/// Waits for the next hour if less than a minute of this one is left: the limits' hourly
+/// windows are clock hours, and attempts a test counts in one window must not straddle two.
+fn clear_of_the_hours_end() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let left = 3_600 - now % 3_600;
+    if left < 60 {
+        std::thread::sleep(Duration::from_secs(left + 1));
+    }
 }
 
 fn bad_input_gets_a_clear_error_and_writes_nothing(db: TestDb) {
@@ -552,55 +584,213 @@ fn pg_dump(db: &TestDb) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Generates a batch with debug logging captured, then searches the database's bytes and the
-/// logs for every code of the printer file (plain and grouped) and every digest.
+/// A command whose standard error and output are kept in `logs`, with logging at debug level.
+fn logged(db: &TestDb, args: &[&str], input: Option<&[u8]>, logs: &RefCell<Vec<u8>>) -> Output {
+    let mut command = tender(db);
+    command.env("TENDER_LOG", "debug").args(args);
+    let out = match input {
+        Some(input) => with_input(command, input).wait_with_output().unwrap(),
+        None => command.output().unwrap(),
+    };
+    let mut logs = logs.borrow_mut();
+    logs.extend_from_slice(&out.stderr);
+    logs.extend_from_slice(&out.stdout);
+    out
+}
+
+/// A code as a person types it: bare, or in four groups split by spaces or hyphens.
+fn typed_forms(code: &str) -> [String; 3] {
+    let groups = [&code[..4], &code[4..8], &code[8..12], &code[12..]];
+    [code.to_string(), groups.join(" "), groups.join("-")]
+}
+
+/// Generates a batch, then runs everything a code passes through with debug logging captured:
+/// the job runner, `batch verify-export`, the point of sale, and `tender redeem` with every
+/// outcome (a success in each typed form, a replay, and each refusal: invalid_format by a
+/// letter and by a megabyte, not_found, not_activated for a card never sold and a voided one,
+/// already_redeemed, expired, blocked, region_mismatch, currency_mismatch, account_frozen,
+/// rate_limited, key_conflict), `tender attempts`, `card show` and the history. No code of the
+/// printer file, in any typed form, and no card's digest (hex) is in the logs. Returns every
+/// code in every typed form, to search the database for.
 fn no_code_in_plaintext_outside_the_printer_file(db: &TestDb) -> Vec<String> {
     setup(db, 500);
     create(db, 2_000);
-    let out = tender(db)
-        .env("TENDER_LOG", "debug")
-        .args(["work", "--drain"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let verify = tender(db)
-        .env("TENDER_LOG", "debug")
-        .args([
-            "batch",
-            "verify-export",
-            export_path(db, 1).to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(verify.status.success());
-    let mut logs = out.stderr.clone();
-    logs.extend_from_slice(&out.stdout);
-    logs.extend_from_slice(&verify.stderr);
-    logs.extend_from_slice(&verify.stdout);
-    let codes = printer_codes(&export_path(db, 1));
-    assert_eq!(codes.len(), 2_000);
-    let text = String::from_utf8_lossy(&logs);
+    let logs = RefCell::new(Vec::new());
     assert!(
-        text.contains("generating batch"),
+        logged(db, &["work", "--drain"], None, &logs)
+            .status
+            .success()
+    );
+    let file = export_path(db, 1);
+    let verify = logged(
+        db,
+        &["batch", "verify-export", file.to_str().unwrap()],
+        None,
+        &logs,
+    );
+    assert!(verify.status.success());
+    let codes = printer_codes(&file);
+    assert_eq!(codes.len(), 2_000);
+    assert!(
+        String::from_utf8_lossy(&logs.borrow()).contains("generating batch"),
         "debug logs were captured"
     );
-    for code in &codes {
-        assert!(!text.contains(code.as_str()), "a code appears in the logs");
+
+    // Cards 0-5 sold as a box; 0 voided, 1 blocked, 4 made to expire; 6 never sold.
+    let s = serials(db, 1, 7);
+    let code = |n: usize| codes[n].as_str();
+    let run_ok = |args: &[&str]| {
+        let out = logged(db, args, None, &logs);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run_ok(&[
+        "store",
+        "add",
+        "--retailer",
+        "Acme",
+        "--id",
+        "S-1",
+        "--jurisdiction",
+        "US-TX",
+    ]);
+    let mut sale = at_till("activate", "S-1", "t-1", &s[0]);
+    sale.extend(["--to-serial", &s[5]]);
+    run_ok(&sale);
+    run_ok(&at_till("void", "S-1", "r-1", &s[0]));
+    run_ok(&["block", "--serial", &s[1], "--reason", "lost_in_transit"]);
+    // Accounts 1 and 2 redeem; 3 is in Canada, 4 holds euros, 5 is frozen, 6 guesses.
+    for (region, currency) in [
+        ("US", "USD"),
+        ("US", "USD"),
+        ("CA", "USD"),
+        ("US", "EUR"),
+        ("US", "USD"),
+        ("US", "USD"),
+    ] {
+        run_ok(&[
+            "account",
+            "create",
+            "--region",
+            region,
+            "--currency",
+            currency,
+        ]);
     }
-    codes
+    run_ok(&["account", "freeze", "5", "--reason", "fraud_review"]);
+    // Card 4's funds expired a second ago: no command sets the clock, so the row is edited.
+    let expired = Serial::parse(&s[4]).unwrap().sequence().to_string();
+    sql(
+        db,
+        "UPDATE card SET funds_expire_ms = CAST($1 AS BIGINT) WHERE serial = CAST($2 AS BIGINT)",
+        &[
+            &(SystemClock.now().timestamp_millis() - 1_000).to_string(),
+            &expired,
+        ],
+    );
+
+    let redeem = |account: &str, key: Option<&str>, input: &[u8], expected: &str| {
+        let mut args = vec!["redeem", "--account", account];
+        if let Some(key) = key {
+            args.extend(["--idempotency-key", key]);
+        }
+        let out = logged(db, &args, Some(input), &logs);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if expected == "ok" {
+            assert!(out.status.success(), "{stderr}");
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{stderr}");
+            assert!(
+                stderr.trim_end().ends_with(&format!("[{expected}]")),
+                "{expected}: {stderr}"
+            );
+        }
+    };
+    let line = |text: &str| format!("{text}\n").into_bytes();
+    let [_, spaced, hyphened] = typed_forms(code(2));
+    redeem("1", Some("k-1"), &line(&spaced), "ok");
+    redeem("1", Some("k-1"), &line(&hyphened), "ok");
+    redeem("1", Some("k-1"), &line(code(5)), "redeem.key_conflict");
+    redeem("2", None, &line(&typed_forms(code(3))[2]), "ok");
+    redeem("2", None, &line(code(2)), "redeem.already_redeemed");
+    redeem("2", None, &line(code(1)), "redeem.blocked");
+    redeem("2", None, &line(code(0)), "redeem.not_activated");
+    redeem("3", None, &line(code(6)), "redeem.not_activated");
+    redeem("3", None, &line(code(5)), "redeem.region_mismatch");
+    redeem("4", None, &line(code(5)), "redeem.currency_mismatch");
+    redeem("5", None, &line(code(5)), "redeem.account_frozen");
+    redeem("1", None, &line(code(4)), "redeem.expired");
+    let letter = format!("{}O", &code(5)[..15]);
+    redeem("1", None, &line(&letter), "redeem.invalid_format");
+    let megabyte = code(5).repeat((1 << 20) / 16).into_bytes();
+    redeem("1", None, &megabyte, "redeem.invalid_format");
+    clear_of_the_hours_end();
+    for n in 0..5 {
+        redeem(
+            "6",
+            None,
+            &line(&format!("7000 0000 0000 000{n}")),
+            "redeem.not_found",
+        );
+    }
+    redeem("6", None, &line(code(5)), "redeem.rate_limited");
+    run_ok(&["attempts", "--account", "6"]);
+    run_ok(&["attempts", "--serial", &s[5]]);
+    run_ok(&["card", "show", &s[5]]);
+    run_ok(&["history", "--account", "1"]);
+
+    let logs = logs.into_inner();
+    let typed: Vec<String> = codes.iter().flat_map(|c| typed_forms(c)).collect();
+    assert_eq!(
+        codes_found_in(&logs, &typed),
+        0,
+        "a code appears in the logs"
+    );
+    let digests = sql(
+        db,
+        if db.url.starts_with("sqlite:") {
+            "SELECT lower(hex(digest)) FROM card"
+        } else {
+            "SELECT encode(digest, 'hex') FROM card"
+        },
+        &[],
+    );
+    assert_eq!(digests.len(), 2_000);
+    assert_eq!(digests[0].len(), 64);
+    let lower = logs.to_ascii_lowercase();
+    assert_eq!(
+        codes_found_in(&lower, &digests),
+        0,
+        "a digest appears in the logs"
+    );
+    let text = String::from_utf8_lossy(&logs);
+    assert!(text.contains("DEBUG"), "debug logs were captured");
+    assert!(
+        text.contains("redeem.rate_limited"),
+        "refusals were captured"
+    );
+    typed
 }
 
-/// How many of `codes` appear anywhere in `haystack`: one pass over its 16-byte windows, each
-/// looked up in a set (a search per code took most of the suite's time).
-fn codes_found_in(haystack: &[u8], codes: &[String]) -> usize {
-    let wanted: std::collections::HashSet<&[u8]> = codes.iter().map(|c| c.as_bytes()).collect();
-    let found: std::collections::HashSet<&[u8]> = haystack
-        .windows(16)
-        .filter(|w| wanted.contains(w))
-        .collect();
+/// How many of `needles` appear anywhere in `haystack`: one pass over its windows of each
+/// needle length, each looked up in a set (a search per needle took most of the suite's time).
+fn codes_found_in(haystack: &[u8], needles: &[String]) -> usize {
+    let mut lengths: Vec<usize> = needles.iter().map(String::len).collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    let wanted: std::collections::HashSet<&[u8]> = needles.iter().map(|c| c.as_bytes()).collect();
+    let mut found = std::collections::HashSet::new();
+    for length in lengths {
+        found.extend(haystack.windows(length).filter(|w| wanted.contains(w)));
+    }
     found.len()
 }
 
+/// After a batch and every redemption outcome on SQLite, no code in any typed form is in the
+/// logs, the database file or its write-ahead log; the search finds one planted there.
 #[test]
 fn sqlite_holds_no_code_in_plaintext() {
     let db = TestDb::sqlite();
@@ -618,12 +808,16 @@ fn sqlite_holds_no_code_in_plaintext() {
         0,
         "a code appears in the SQLite file"
     );
-    // The search itself finds a code where one is.
+    // The search itself finds a code where one is, in each typed form.
     let mut planted = bytes.clone();
-    planted.extend_from_slice(codes[7].as_bytes());
-    assert_eq!(codes_found_in(&planted, &codes), 1);
+    for code in &codes[21..24] {
+        planted.extend_from_slice(code.as_bytes());
+    }
+    assert_eq!(codes_found_in(&planted, &codes), 3);
 }
 
+/// After a batch and every redemption outcome on PostgreSQL, no code in any typed form is in the
+/// logs or in `pg_dump` of the database.
 #[tokio::test]
 async fn postgres_holds_no_code_in_plaintext() {
     let db = TestDb::postgres().await;
@@ -635,12 +829,11 @@ async fn postgres_holds_no_code_in_plaintext() {
             dump.contains("COPY public.card"),
             "the dump holds the card table"
         );
-        for code in &codes {
-            assert!(
-                !dump.contains(code.as_str()),
-                "a code appears in pg_dump of {url}"
-            );
-        }
+        assert_eq!(
+            codes_found_in(dump.as_bytes(), &codes),
+            0,
+            "a code appears in pg_dump of {url}"
+        );
     })
     .await
     .unwrap();
@@ -1320,8 +1513,11 @@ fn cards_at_the_point_of_sale_from_the_command_line(db: TestDb) {
 }
 both_backends_cli!(cards_at_the_point_of_sale_from_the_command_line);
 
-/// The demo runs the whole flow on a fresh directory, the point of sale included, and ends with
-/// the ledger checked and the audit trail verified; a batch too small to sell a box is refused.
+/// The demo runs the whole flow on a fresh directory: the point of sale, two accounts credited
+/// by redeeming codes read from the printer files (a retry replayed), one refusal of each kind
+/// with its stable code (the expired card once the demo has moved its clock a day ahead), both
+/// accounts' balances and histories, the ledger checked and the audit trail verified. It prints
+/// no code of either printer file in any typed form. A batch too small to sell a box is refused.
 #[test]
 fn the_demo_runs_the_whole_flow() {
     let db = TestDb::sqlite();
@@ -1338,19 +1534,66 @@ fn the_demo_runs_the_whole_flow() {
     assert!(!dir.exists(), "nothing was created");
     let out = demo("5");
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(out.status.success(), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for expected in [
         "cards 000000000013 to 000000000059 sold there as one box: 5 of 5 activated",
         "card 000000000013 returned and voided",
         "card 000000000021 blocked (lost_in_transit)",
         "  state         active (blocked: lost_in_transit)\n",
-        "10. ledger check:",
-        "11. audit trail sealed",
+        "store S-0002 added in GB-ENG",
+        "account 1 redeems card ••••••••0037 under idempotency key demo-redeem-1: 25.00 USD credited, balance 145.00 USD",
+        "the first answer (transfer",
+        "account 2 redeems card ••••••••0045: 25.00 USD credited, balance 25.00 USD",
+        "     account 1: balance 145.00 USD\n       redemption    25.00 USD  balance   145.00 USD  ••••••••0037\n",
+        "     account 2: balance 25.00 USD\n       redemption    25.00 USD  balance    25.00 USD  ••••••••0045\n",
+        "card ••••••••0059 is still active",
+        "13. ledger check:",
+        "14. audit trail sealed",
     ] {
         assert!(stdout.contains(expected), "{expected:?} in {stdout}");
     }
-    let codes = printer_codes(&dir.join("exports/batch-1.csv"));
-    assert_eq!(codes_found_in(stdout.as_bytes(), &codes), 0, "{stdout}");
+    // One line per refusal, each starting with its stable code.
+    let refusals: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("redeem."))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            "invalid_format",
+            "not_found",
+            "not_activated",
+            "not_activated",
+            "already_redeemed",
+            "blocked",
+            "region_mismatch",
+            "currency_mismatch",
+            "account_frozen",
+            "key_conflict",
+            "not_found",
+            "rate_limited",
+            "expired",
+        ]
+    );
+    let mut codes = printer_codes(&dir.join("exports/batch-1.csv"));
+    codes.extend(printer_codes(&dir.join("exports/batch-2.csv")));
+    assert_eq!(codes.len(), 7);
+    let typed: Vec<String> = codes.iter().flat_map(|c| typed_forms(c)).collect();
+    assert_eq!(codes_found_in(stdout.as_bytes(), &typed), 0, "{stdout}");
+    assert_eq!(codes_found_in(&out.stderr, &typed), 0);
+    // What the demo wrote holds no code either: only the printer files do.
+    let mut bytes = Vec::new();
+    for file in ["tender.db", "tender.db-wal"] {
+        if let Ok(b) = std::fs::read(dir.join(file)) {
+            bytes.extend(b);
+        }
+    }
+    assert_eq!(codes_found_in(&bytes, &typed), 0);
 }
 
 /// `tender redeem` with the code on standard input, as a script pipes it: the card's value lands
@@ -1381,21 +1624,11 @@ fn redeeming_from_the_command_line(db: TestDb) {
     );
     let codes = printer_codes(&export_path(&db, 1));
     let piped = |args: &[&str], input: &str| -> Output {
-        let mut child = tender(&db)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
+        let mut command = tender(&db);
+        command.args(args);
+        with_input(command, input.as_bytes())
+            .wait_with_output()
             .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
     };
     let code = &codes[0];
     let out = piped(
@@ -1450,3 +1683,74 @@ fn redeeming_from_the_command_line(db: TestDb) {
     }
 }
 both_backends_cli!(redeeming_from_the_command_line);
+
+/// The guessing limit holds across processes, because its counters live in the database:
+/// eight `tender redeem` processes started together with wrong codes for one account evaluate
+/// exactly five of them (`redeem.not_found`) and refuse the other three
+/// (`redeem.rate_limited`). Then another process brings the valid code of an active card: it is
+/// refused `redeem.rate_limited` with the time to try again, the card stays active and the
+/// account is credited nothing. Every code goes through standard input.
+fn the_sixth_attempt_in_an_hour_is_refused_across_processes(db: TestDb) {
+    setup(&db, 1000);
+    create(&db, 1);
+    ok(&db, &["work", "--drain"]);
+    let s = serials(&db, 1, 1);
+    ok(
+        &db,
+        &[
+            "store",
+            "add",
+            "--retailer",
+            "Acme",
+            "--id",
+            "S-1",
+            "--jurisdiction",
+            "US-TX",
+        ],
+    );
+    ok(&db, &at_till("activate", "S-1", "t-0", &s[0]));
+    ok(
+        &db,
+        &["account", "create", "--region", "US", "--currency", "USD"],
+    );
+    let code = &printer_codes(&export_path(&db, 1))[0];
+    let redeem = |input: String| {
+        let mut command = tender(&db);
+        command.args(["redeem", "--account", "1"]);
+        with_input(command, input.as_bytes())
+    };
+    let refusal = |out: Output| -> String {
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let (_, code) = stderr.trim_end().rsplit_once('[').expect("a stable code");
+        code.trim_end_matches(']').to_string()
+    };
+
+    clear_of_the_hours_end();
+    let guesses: Vec<_> = (0..8)
+        .map(|n| redeem(format!("7000 0000 0000 000{n}\n")))
+        .collect();
+    let mut outcomes: Vec<String> = guesses
+        .into_iter()
+        .map(|child| refusal(child.wait_with_output().unwrap()))
+        .collect();
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [vec!["redeem.not_found"; 5], vec!["redeem.rate_limited"; 3]].concat()
+    );
+
+    let out = redeem(format!("{code}\n")).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(refusal(out), "redeem.rate_limited");
+    assert!(stderr.contains("try again after"), "{stderr}");
+    let card: serde_json::Value =
+        serde_json::from_str(&ok(&db, &["card", "show", &s[0], "--format", "json"])).unwrap();
+    assert_eq!(card["state"], "active");
+    assert!(ok(&db, &["balance", "--account", "1"]).contains("0.00 USD"));
+    let attempts = ok(&db, &["attempts", "--account", "1"]);
+    assert_eq!(attempts.lines().count(), 1 + 9, "{attempts}");
+    assert_eq!(attempts.matches("redeem.rate_limited").count(), 4);
+    ok(&db, &["ledger", "check"]);
+}
+both_backends_cli!(the_sixth_attempt_in_an_hour_is_refused_across_processes);
