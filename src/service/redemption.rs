@@ -555,6 +555,17 @@ impl<S: Store> Redemption<'_, S> {
         let (value_minor, currency) = card.sale.expect("judged redeemable: sold");
         let amount = Amount::new(Money::from_minor(value_minor, currency))
             .map_err(|_| StoreError::corrupt("an activation's value"))?;
+        // What needs no balance comes first, so the account's row, locked by the balance's
+        // update until the commit, is held for as few statements as can be.
+        tx.insert_card_events(&[CardEventRow {
+            serial,
+            action: CardAction::Redeemed,
+            reason: None,
+            request_id: None,
+            actor: actor.to_string(),
+            at,
+        }])
+        .await?;
         let Some(balance_after) = tx.move_balance(attempt.account, amount.money()).await? else {
             // Frozen since the first step; the card's move rolls back with this.
             return Err(RedeemError::AccountFrozen(attempt.account));
@@ -586,15 +597,6 @@ impl<S: Store> Redemption<'_, S> {
             // by a redemption of another card committed meanwhile.
             return Err(RedeemError::KeyConflict);
         }
-        tx.insert_card_events(&[CardEventRow {
-            serial,
-            action: CardAction::Redeemed,
-            reason: None,
-            request_id: None,
-            actor: actor.to_string(),
-            at,
-        }])
-        .await?;
         give_back(&mut tx, windows).await?;
         let signer = services.signer(&mut tx).await?;
         let event =

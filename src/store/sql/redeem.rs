@@ -158,11 +158,13 @@ impl RedeemRepo for SqlTx<Db> {
         if windows.is_empty() {
             return Ok(());
         }
-        let mut update = QueryBuilder::<Db>::new(
-            "UPDATE redeem_window SET given = given + 1 \
-             WHERE given < used AND (subject, span_ms, start_ms) IN (VALUES ",
-        );
-        let mut rows = update.separated(", ");
+        // An upsert, not an UPDATE: it locks the rows in the order given, as `take_slots` does,
+        // where an UPDATE's order would be the planner's, and two attempts could each hold a
+        // row the other waits for. A window pruned meanwhile (it ended) comes back empty, which
+        // counts nothing and goes with the next prune.
+        let mut upsert =
+            QueryBuilder::<Db>::new("WITH returned (subject, span_ms, start_ms) AS (VALUES ");
+        let mut rows = upsert.separated(", ");
         for window in windows {
             rows.push("(")
                 .push_bind_unseparated(&window.subject)
@@ -172,8 +174,13 @@ impl RedeemRepo for SqlTx<Db> {
                 .push_bind_unseparated(window.start_ms)
                 .push_unseparated(")");
         }
-        update.push(")");
-        update.build().execute(&mut *self.tx).await?;
+        upsert.push(
+            ") INSERT INTO redeem_window (subject, span_ms, start_ms, used, given) \
+             SELECT subject, span_ms, start_ms, 0, 0 FROM returned WHERE true \
+             ON CONFLICT (subject, span_ms, start_ms) DO UPDATE \
+             SET given = redeem_window.given + 1 WHERE redeem_window.given < redeem_window.used",
+        );
+        upsert.build().execute(&mut *self.tx).await?;
         Ok(())
     }
 
