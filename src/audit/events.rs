@@ -5,8 +5,8 @@ use serde_json::json;
 
 use super::AuditEvent;
 use crate::domain::{
-    Account, AccountId, Actor, Batch, BatchId, CardAction, Money, RetailStore, Retailer, Serial,
-    SerialRange, TransferId, TransferKind,
+    Account, AccountId, Actor, ApiClient, Batch, BatchId, CardAction, Money, RetailStore, Retailer,
+    Serial, SerialRange, TransferId, TransferKind,
 };
 use crate::keys::{KeyId, KeyPurpose, RecordedKey};
 
@@ -315,5 +315,31 @@ pub fn card_flagged(actor: &Actor, serial: Serial, action: CardAction, reason: &
         action,
         format!("card:{serial}"),
         json!({ "reason": reason }),
+    )
+}
+
+/// An API key was created: its role, bindings and public key id; never its secret or the
+/// secret's hash.
+pub fn api_key_created(actor: &Actor, client: &ApiClient) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "api_key.created",
+        format!("api_key:{}", client.name),
+        json!({
+            "role": client.role,
+            "retailer_id": client.retailer_id,
+            "store": client.store,
+            "key_id": client.key_id,
+        }),
+    )
+}
+
+/// An API key was revoked: it authenticates nothing from now on.
+pub fn api_key_revoked(actor: &Actor, client: &ApiClient) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "api_key.revoked",
+        format!("api_key:{}", client.name),
+        json!({ "key_id": client.key_id }),
     )
 }

@@ -2,6 +2,7 @@
 //! services. Every command opens the app through the composition root; output formatting
 //! lives in `output`, the demo in `demo`.
 
+mod api_key;
 mod audit;
 mod batch;
 mod cards;
@@ -144,6 +145,9 @@ enum Command {
     Attempts(redeem::AttemptsArgs),
     #[command(flatten)]
     Cards(cards::CardsCommand),
+    /// Create, list and revoke the HTTP API's keys.
+    #[command(subcommand)]
+    ApiKey(api_key::ApiKeyCommand),
     /// Run the whole flow on a fresh SQLite database in a new directory and print a summary.
     Demo(demo::DemoArgs),
 }
@@ -286,6 +290,7 @@ impl Launch for Dispatch {
             Command::Work { .. } => KeyNeeds::ALL,
             Command::Audit(command) => command.needs(),
             Command::Cards(command) => command.needs(),
+            Command::ApiKey(command) => command.needs(),
             // Reads load no key; every change records an audit event.
             Command::Account(ledger::AccountCommand::Show { .. })
             | Command::Balance(_)
@@ -323,6 +328,7 @@ impl Launch for Dispatch {
             Command::Cards(command) => cards::run(&app, ctx, command).await,
             Command::Redeem(args) => redeem::redeem(&app, ctx, args).await,
             Command::Attempts(args) => redeem::attempts(&app, ctx, args).await,
+            Command::ApiKey(command) => api_key::run(&app, ctx, command).await,
             Command::Init | Command::Demo(_) => {
                 unreachable!("run() handles these before the app opens")
             }

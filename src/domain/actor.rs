@@ -1,8 +1,8 @@
 //! Who caused a state change, as every audit record and `batch.requested_by` store it.
 //!
-//! Three forms: `cli:<user>`, optionally followed by `/<suffix>`, for a person at the command
-//! line; `job:<name>` for a job; `system` for tender itself. `job:` and `system` are reserved
-//! for in-process callers: the command line always builds `cli:` and the operating system's
+//! Four forms: `cli:<user>`, optionally followed by `/<suffix>`, for a person at the command
+//! line; `api:<name>` for an HTTP API client by its key's name; `job:<name>` for a job; `system`
+//! for tender itself. `api:`, `job:` and `system` are reserved for in-process callers: the command line always builds `cli:` and the operating system's
 //! user name, and a suffix cannot hold the `:` or `/` another form would need.
 
 use std::fmt;
@@ -108,6 +108,12 @@ impl Actor {
             "demo actor {name:?} is not a valid actor name"
         );
         Actor::whole(format!("demo:{name}"))
+    }
+
+    /// An HTTP API client, by its key's name: `api:<name>`. The name's rules are an actor's, so
+    /// every key name makes a valid actor.
+    pub fn api(name: &super::ApiKeyName) -> Actor {
+        Actor::whole(format!("api:{name}"))
     }
 
     /// tender itself, acting for no person and no job. For in-process callers only.

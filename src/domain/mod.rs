@@ -1,6 +1,6 @@
 //! The domain layer: gift card codes, card serials, money, regions, retailers, batches, cards
-//! and the point of sale, jurisdictions and their expiry law, the ledger's values, and the
-//! actors the audit trail records.
+//! and the point of sale, jurisdictions and their expiry law, the ledger's values, the API's
+//! clients, and the actors the audit trail records.
 //!
 //! These types depend on nothing else in the crate, and on no database,
 //! job queue or file format (no sqlx, apalis or csv): they only parse,
@@ -8,6 +8,7 @@
 //! one of these types being valid.
 
 mod actor;
+mod api_key;
 mod batch;
 mod card;
 mod code;
@@ -22,6 +23,7 @@ mod retailer;
 mod serial;
 
 pub use actor::{ACTOR_SUFFIX_MAX_CHARS, ACTOR_USER_MAX_CHARS, Actor, ActorError};
+pub use api_key::{API_KEY_NAME_MAX_CHARS, ApiClient, ApiKeyName, ApiKeyValueError, ApiRole};
 pub use batch::{
     Batch, BatchError, BatchId, BatchRequest, BatchState, CardValue, MAX_CARDS_PER_BATCH,
     MAX_EXPIRY_DAYS, max_card_value,

@@ -170,6 +170,16 @@ impl<S: Store> Services<S> {
             .collect())
     }
 
+    /// The lookup ring, holding every key of `ids` (loaded again from its file where this host
+    /// lacks one), for MACs kept beside the id of the lookup key they were made under.
+    pub(crate) fn lookup_ring_holding(&self, ids: &[KeyId]) -> Result<Arc<KeyRing>, KeyUseError> {
+        let purpose = KeyPurpose::Lookup;
+        self.keys
+            .get(purpose)?
+            .ring_holding(ids)
+            .map_err(|id| KeyUseError::Stale { purpose, id })
+    }
+
     /// The loaded lookup ring as a whole, for checking codes issued under any of its keys.
     pub(crate) fn lookup_ring(&self) -> Result<Arc<KeyRing>, KeyUseError> {
         Ok(self.keys.get(KeyPurpose::Lookup)?.ring())

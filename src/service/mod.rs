@@ -17,6 +17,7 @@ macro_rules! rerun {
     }};
 }
 
+pub mod api_keys;
 pub mod batches;
 pub mod cards;
 pub mod generation;
@@ -112,6 +113,11 @@ impl<S: Store> Services<S> {
     /// Stores, and cards at the point of sale: activation, void, block, exposure, support view.
     pub fn cards(&self) -> cards::Cards<'_, S> {
         cards::Cards(self)
+    }
+
+    /// Creating, listing, revoking and authenticating API keys.
+    pub fn api_keys(&self) -> api_keys::ApiKeys<'_, S> {
+        api_keys::ApiKeys(self)
     }
 
     /// Adding and listing retailers.

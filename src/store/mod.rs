@@ -3,13 +3,14 @@
 //! A service opens a transaction with [`Store::begin`] (a write) or [`Store::read`] (a
 //! consistent snapshot), calls repository steps on it, one trait per aggregate
 //! ([`RetailerRepo`], [`BatchRepo`], [`CardRepo`], [`AuditRepo`], [`OutboxRepo`],
-//! [`KeyRepo`], [`LedgerRepo`], [`PosRepo`], [`RedeemRepo`]), and commits.
+//! [`KeyRepo`], [`LedgerRepo`], [`PosRepo`], [`RedeemRepo`], [`ApiKeyRepo`]), and commits.
 //!
 //! Every SQL statement is written once, in `store/sql/`, with `$N` placeholders, and compiled
 //! for each backend with that backend's concrete types (`sqlite.rs` and `postgres.rs` each
 //! mount the same `sql` module over their own `Db`). What truly differs between SQLite and
 //! PostgreSQL is listed once, in the [`Backend`] trait.
 
+pub mod api_keys;
 mod backend;
 pub mod ledger;
 pub mod pos;
@@ -18,6 +19,7 @@ pub mod redeem;
 mod rows;
 mod sqlite;
 
+pub use api_keys::ApiKeyRepo;
 pub use backend::Backend;
 pub use ledger::LedgerRepo;
 pub use pos::PosRepo;
@@ -183,6 +185,7 @@ pub trait Store: Clone + Send + Sync + 'static {
         + LedgerRepo
         + PosRepo
         + RedeemRepo
+        + ApiKeyRepo
         + Send;
 
     /// Whether [`OutboxRepo::claim_outbox`] holds row locks until the transaction ends

@@ -8,11 +8,13 @@ use super::{StoreError, StoreResult, StoredCard};
 use crate::audit::{AuditRecord, ChainHead, Seal, decode_heads};
 use crate::codegen::CodeDigest;
 use crate::domain::{
-    Account, AccountId, Batch, BatchId, BatchState, CardAction, CardState, CardValue,
-    CommissionRate, Currency, HistoryLine, Jurisdiction, Money, Region, RetailStore, Retailer,
-    RetailerId, RetailerName, Serial, SerialRange, StoreCode, TransferId, TransferKind,
+    Account, AccountId, ApiClient, ApiKeyName, ApiRole, Batch, BatchId, BatchState, CardAction,
+    CardState, CardValue, CommissionRate, Currency, HistoryLine, Jurisdiction, Money, Region,
+    RetailStore, Retailer, RetailerId, RetailerName, Serial, SerialRange, StoreCode, TransferId,
+    TransferKind,
 };
 use crate::keys::KeyId;
+use crate::store::api_keys::StoredApiClient;
 use crate::store::ledger::{AdjustmentRow, AdjustmentState, OrderRow, RefundRow};
 use crate::store::pos::{ActivationRow, CardEventRow, CardStatus, PosRequestRow};
 use crate::store::redeem::{AttemptRow, CardMatch, RedemptionRow};
@@ -668,5 +670,56 @@ impl TryFrom<AttemptDbRow> for AttemptRow {
             outcome: r.outcome,
             at: r.at,
         })
+    }
+}
+
+/// An `api_client` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct ApiClientRow {
+    name: String,
+    role: String,
+    retailer_id: Option<i64>,
+    store_code: Option<String>,
+    key_id: String,
+    mac_key_id: i16,
+    secret_mac: Vec<u8>,
+    created_at: DateTime<Utc>,
+    created_by: String,
+    revoked_at: Option<DateTime<Utc>>,
+    revoked_by: Option<String>,
+}
+
+impl TryFrom<ApiClientRow> for StoredApiClient {
+    type Error = StoreError;
+
+    fn try_from(r: ApiClientRow) -> StoreResult<StoredApiClient> {
+        Ok(StoredApiClient {
+            client: ApiClient {
+                name: ApiKeyName::parse(&r.name).map_err(|_| corrupt("API key name"))?,
+                role: ApiRole::parse(&r.role).map_err(|_| corrupt("API key role"))?,
+                retailer_id: r.retailer_id.map(RetailerId),
+                store: r
+                    .store_code
+                    .as_deref()
+                    .map(StoreCode::parse)
+                    .transpose()
+                    .map_err(|_| corrupt("API key store"))?,
+                key_id: r.key_id,
+                created_at: r.created_at,
+                created_by: r.created_by,
+                revoked_at: r.revoked_at,
+                revoked_by: r.revoked_by,
+            },
+            mac_key_id: key_id(r.mac_key_id)?,
+            secret_mac: CodeDigest(bytes32(r.secret_mac)?),
+        })
+    }
+}
+
+impl TryFrom<ApiClientRow> for ApiClient {
+    type Error = StoreError;
+
+    fn try_from(r: ApiClientRow) -> StoreResult<ApiClient> {
+        StoredApiClient::try_from(r).map(|stored| stored.client)
     }
 }

@@ -1754,3 +1754,89 @@ fn the_sixth_attempt_in_an_hour_is_refused_across_processes(db: TestDb) {
     ok(&db, &["ledger", "check"]);
 }
 both_backends_cli!(the_sixth_attempt_in_an_hour_is_refused_across_processes);
+
+/// `tender api-key`: create prints the key once, list shows no secret, revoke is final.
+fn api_keys_from_the_command_line(db: TestDb) {
+    ok(&db, &["init"]);
+    ok(
+        &db,
+        &["retailer", "add", "--name", "Acme", "--commission", "2.5"],
+    );
+    let store = [
+        "store",
+        "add",
+        "--retailer",
+        "Acme",
+        "--id",
+        "S-1",
+        "--jurisdiction",
+        "US-CA",
+    ];
+    ok(&db, &store);
+    let till: serde_json::Value = serde_json::from_str(&ok(
+        &db,
+        &[
+            "api-key",
+            "create",
+            "--role",
+            "pos",
+            "--name",
+            "acme-till",
+            "--retailer",
+            "Acme",
+            "--store",
+            "S-1",
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    let till_key = till["key"].as_str().unwrap().to_string();
+    assert!(till_key.starts_with("tdr_live_"), "{till_key}");
+    assert_eq!(till["client"]["role"], "pos");
+    assert_eq!(till["client"]["store"], "S-1");
+    // As text, the key is on a line of its own, for a person to copy.
+    let ops = ok(
+        &db,
+        &["api-key", "create", "--role", "admin", "--name", "ops"],
+    );
+    let ops_key = ops.lines().nth(1).unwrap();
+    assert!(ops_key.starts_with("tdr_live_"), "{ops}");
+
+    let refused = run(
+        &db,
+        &[
+            "api-key", "create", "--role", "admin", "--name", "x", "--store", "S-1",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("[api_key.binding_not_allowed]"));
+
+    let listed = ok(&db, &["api-key", "list", "--format", "json"]);
+    let text = ok(&db, &["api-key", "list"]);
+    for secret in [&till_key, ops_key] {
+        let secret = secret.rsplit_once('_').unwrap().1;
+        assert!(!listed.contains(secret) && !text.contains(secret));
+    }
+    let clients: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
+    let names: Vec<&str> = clients
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["acme-till", "ops"]);
+    assert!(text.contains("acme-till") && text.contains("retailer 1, store S-1"));
+
+    assert!(ok(&db, &["api-key", "revoke", "acme-till"]).contains("revoked"));
+    let again = run(&db, &["api-key", "revoke", "acme-till"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("[api_key.already_revoked]"));
+    let clients: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(&db, &["api-key", "list", "--format", "json"])).unwrap();
+    assert!(clients[0]["revoked_at"].is_string());
+    assert!(clients[1]["revoked_at"].is_null());
+
+    let cli = format!("cli:{}", os_user());
+    assert_eq!(actors_of(&db, "api_key.created"), [cli.as_str(); 2]);
+    assert_eq!(actors_of(&db, "api_key.revoked"), [cli.as_str()]);
+}
+both_backends_cli!(api_keys_from_the_command_line);

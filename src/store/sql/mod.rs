@@ -7,6 +7,7 @@
 //! SQLite-only syntax (`::` casts, `ANY(`, `now()`, `?` placeholders, `INSERT OR …`); a test
 //! scans these files for it.
 
+mod api_keys;
 mod audit;
 mod batch;
 mod card;
