@@ -7,6 +7,7 @@
 use sha2::{Digest, Sha256};
 use tender::domain::{Actor, ApiRole, RetailerId};
 use tender::error::Classify;
+use tender::keys::KeyPurpose;
 use tender::service::api_keys::{API_KEY_PREFIX, ApiKeyError, ApiKeyForm, CreatedApiKey};
 use tender::service::cards::StoreForm;
 use tender::store::{DbPool, Store};
@@ -310,4 +311,38 @@ async fn only_a_pos_key_is_bound_and_only_to_its_retailers_store<S: Store>(env: 
 both_backends!(
     store_binding,
     only_a_pos_key_is_bound_and_only_to_its_retailers_store
+);
+
+async fn a_lookup_key_rotation_leaves_every_api_key_working<S: Store>(env: TestApp<S>) {
+    let keys = env.app.services().api_keys();
+    let before = create(&env, &form("before", "finance", None, None)).await;
+    let admin = env.app.services().keys();
+    let key_dir = env.db.settings().key_dir();
+    let id = admin
+        .add(KeyPurpose::Lookup, &key_dir, &actor())
+        .await
+        .unwrap();
+    assert!(
+        admin
+            .activate(KeyPurpose::Lookup, id, &actor())
+            .await
+            .unwrap()
+    );
+
+    let after = create(&env, &form("after", "warehouse", None, None)).await;
+    let mac_key = "SELECT count(*) FROM api_client WHERE name = 'after' AND mac_key_id = 2";
+    assert_eq!(
+        env.count(mac_key).await,
+        1,
+        "a new key is hashed under the active one"
+    );
+    for (created, name) in [(&before, "before"), (&after, "after")] {
+        let client = keys.authenticate(created.key.expose()).await.unwrap();
+        assert_eq!(client.name.as_str(), name);
+    }
+    assert!(env.verify().await.is_intact());
+}
+both_backends!(
+    lookup_key_rotation,
+    a_lookup_key_rotation_leaves_every_api_key_working
 );
