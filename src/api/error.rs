@@ -1,5 +1,9 @@
 //! The one mapping from a classified error to an HTTP response: the kind picks the status,
 //! the body carries the stable code and the error's sentence. Causes stay in the log.
+//!
+//! The body is `{"error": {"code", "message", "request_id"}}`. A handler does not know its
+//! request's id, so [`ApiError`] leaves the code and message on the response and the request-id
+//! middleware in [`crate::api`] renders the body.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -9,11 +13,39 @@ use serde_json::json;
 use crate::error::{Classify, Kind};
 
 /// An error as the API answers it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+}
+
+impl ApiError {
+    /// An error the API layer itself finds, with its stable code.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The same error answered with `status` instead of the one its kind picks.
+    pub fn with_status(self, status: StatusCode) -> ApiError {
+        ApiError { status, ..self }
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The response body for the request `request_id`.
+    pub(super) fn render(&self, request_id: &str) -> Json<serde_json::Value> {
+        Json(json!({
+            "error": { "code": self.code, "message": self.message, "request_id": request_id }
+        }))
+    }
 }
 
 impl<E: Classify + std::fmt::Display> From<E> for ApiError {
@@ -25,17 +57,15 @@ impl<E: Classify + std::fmt::Display> From<E> for ApiError {
             Kind::Transient => StatusCode::SERVICE_UNAVAILABLE,
             Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError {
-            status,
-            code: error.code(),
-            message: error.to_string(),
-        }
+        ApiError::new(status, error.code(), error.to_string())
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({ "code": self.code, "message": self.message }));
-        (self.status, body).into_response()
+        // The body is rendered by the request-id middleware, which knows the id.
+        let mut response = self.status.into_response();
+        response.extensions_mut().insert(self);
+        response
     }
 }

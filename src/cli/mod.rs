@@ -13,6 +13,7 @@ mod ledger;
 mod output;
 mod redeem;
 mod retailer;
+mod serve;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -148,6 +149,8 @@ enum Command {
     /// Create, list and revoke the HTTP API's keys.
     #[command(subcommand)]
     ApiKey(api_key::ApiKeyCommand),
+    /// Serve the HTTP API and run the job runner until ctrl-c or SIGTERM.
+    Serve(serve::ServeArgs),
     /// Run the whole flow on a fresh SQLite database in a new directory and print a summary.
     Demo(demo::DemoArgs),
 }
@@ -198,7 +201,7 @@ struct Ctx {
 /// Logs go to stderr; TENDER_LOG sets the filter (default: info for workers, warn otherwise).
 pub fn init_logging(cli: &Cli) {
     let default = match cli.command {
-        Command::Work { .. } => "info",
+        Command::Work { .. } | Command::Serve(_) => "info",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TENDER_LOG")
@@ -287,7 +290,7 @@ impl Launch for Dispatch {
             Command::Batch(command) => command.needs(),
             Command::Keys(command) => command.needs(),
             Command::Retailer(command) => command.needs(),
-            Command::Work { .. } => KeyNeeds::ALL,
+            Command::Work { .. } | Command::Serve(_) => KeyNeeds::ALL,
             Command::Audit(command) => command.needs(),
             Command::Cards(command) => command.needs(),
             Command::ApiKey(command) => command.needs(),
@@ -311,6 +314,7 @@ impl Launch for Dispatch {
             Command::Retailer(command) => retailer::run(&app, ctx, command).await,
             Command::Batch(command) => batch::run(&app, ctx, command).await,
             Command::Work { drain } => jobs::work(&app, drain).await,
+            Command::Serve(args) => serve::serve(&app, args).await,
             Command::Jobs(command) => jobs::run(&app, ctx, command).await,
             Command::Audit(command) => audit::run(&app, ctx, command).await,
             Command::Keys(command) => keys::run(&app, ctx, command).await,

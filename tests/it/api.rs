@@ -1,35 +1,85 @@
 //! The HTTP API through the real router on a real socket.
 
+use std::net::SocketAddr;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
-use tender::store::Store;
+use tender::store::{DbPool, Store};
 
 use crate::helpers::{TestApp, both_backends};
 
-/// One HTTP/1.1 request on a new connection; the whole response as text.
-async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+/// A response as the client sees it.
+struct Reply {
+    status: u16,
+    request_id: Option<String>,
+    body: serde_json::Value,
+}
+
+/// One HTTP/1.1 request on a new connection.
+async fn get(addr: SocketAddr, path: &str) -> Reply {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: tender\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
-    response
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap();
+    let request_id = lines
+        .filter_map(|line| line.split_once(": "))
+        .find(|(name, _)| name.eq_ignore_ascii_case("x-request-id"))
+        .map(|(_, value)| value.to_string());
+    Reply {
+        status: status.parse().unwrap(),
+        request_id,
+        body: serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    }
 }
 
-async fn the_health_check_answers_over_a_socket_and_the_server_stops_on_request<S: Store>(
-    env: TestApp<S>,
+/// `env`'s API on a free loopback port, and the way to stop it.
+async fn start<S: Store>(
+    env: &TestApp<S>,
+) -> (
+    SocketAddr,
+    oneshot::Sender<()>,
+    JoinHandle<std::io::Result<()>>,
 ) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(tender::api::serve(listener, env.app.clone(), async {
         let _ = stopped.await;
     }));
-    let response = get(addr, "/v1/health").await;
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.ends_with(r#"{"status":"ok"}"#), "{response}");
-    assert!(get(addr, "/v1/nothing").await.starts_with("HTTP/1.1 404"));
+    (addr, stop, server)
+}
+
+async fn the_probes_answer_over_a_socket_and_the_server_stops_on_request<S: Store>(
+    env: TestApp<S>,
+) {
+    let (addr, stop, server) = start(&env).await;
+
+    let health = get(addr, "/healthz").await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.body, serde_json::json!({ "status": "ok" }));
+    let ready = get(addr, "/readyz").await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.body, serde_json::json!({ "status": "ready" }));
+
+    // Every response is named, each with its own id; an error's body carries the same id.
+    let missing = get(addr, "/v1/nothing").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.body["error"]["code"], "api.not_found");
+    let id = missing.request_id.expect("an X-Request-Id header");
+    assert_eq!(missing.body["error"]["request_id"], id.as_str());
+    let ids = [health.request_id.unwrap(), ready.request_id.unwrap(), id];
+    assert!(
+        ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
+        "{ids:?}"
+    );
+
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
     assert!(
@@ -38,6 +88,39 @@ async fn the_health_check_answers_over_a_socket_and_the_server_stops_on_request<
     );
 }
 both_backends!(
-    api_health,
-    the_health_check_answers_over_a_socket_and_the_server_stops_on_request
+    api_probes,
+    the_probes_answer_over_a_socket_and_the_server_stops_on_request
+);
+
+async fn a_schema_behind_the_binary_is_not_ready_but_still_healthy<S: Store>(env: TestApp<S>) {
+    let table = match env.store().db_pool() {
+        DbPool::Sqlite(_) => "_tender_migrations",
+        DbPool::Postgres(_) => "_sqlx_migrations",
+    };
+    env.exec(&format!(
+        "DELETE FROM {table} WHERE version = (SELECT max(version) FROM {table})"
+    ))
+    .await;
+    let (addr, stop, server) = start(&env).await;
+
+    let ready = get(addr, "/readyz").await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.body["error"]["code"], "store.schema_behind");
+    assert_eq!(
+        ready.body["error"]["message"],
+        "the database schema is older than this tender; run `tender init` to migrate it"
+    );
+    assert_eq!(
+        ready.body["error"]["request_id"],
+        ready.request_id.unwrap().as_str()
+    );
+    // The process itself is fine: an orchestrator should not restart it.
+    assert_eq!(get(addr, "/healthz").await.status, 200);
+
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+both_backends!(
+    api_readyz_schema_behind,
+    a_schema_behind_the_binary_is_not_ready_but_still_healthy
 );

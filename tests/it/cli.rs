@@ -1840,3 +1840,68 @@ fn api_keys_from_the_command_line(db: TestDb) {
     assert_eq!(actors_of(&db, "api_key.revoked"), [cli.as_str()]);
 }
 both_backends_cli!(api_keys_from_the_command_line);
+
+/// `tender serve` as an orchestrator runs it: it names its port in the log, answers, and on
+/// SIGTERM stops within the grace period with status 0.
+#[test]
+fn serve_answers_and_stops_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader, Read, Write};
+
+    let db = TestDb::sqlite();
+    ok(&db, &["init"]);
+    let mut server = tender(&db)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("TENDER_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Every log line goes to the channel, so the server never blocks on a full pipe.
+    let (lines, logged) = std::sync::mpsc::channel();
+    let stderr = BufReader::new(server.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        stderr.lines().map_while(Result::ok).for_each(|line| {
+            let _ = lines.send(line);
+        })
+    });
+    let addr: std::net::SocketAddr = loop {
+        let line = logged
+            .recv_timeout(Duration::from_secs(30))
+            .expect("tender serve logs the address it listens on");
+        if let Some((_, rest)) = line.split_once("listening on http://") {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: tender\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with(r#"{"status":"ok"}"#), "{response}");
+
+    let sent = Instant::now();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&server),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < tender::api::REQUEST_GRACE,
+            "tender serve still runs {:?} after SIGTERM",
+            tender::api::REQUEST_GRACE
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "the port is released"
+    );
+}
