@@ -1,15 +1,16 @@
 //! The HTTP API through the real router on a real socket.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use tender::store::{DbPool, Store};
+use tender::store::{DbPool, PgStore, Store};
 
-use crate::helpers::{TestApp, both_backends};
+use crate::helpers::{TestApp, TestDb, both_backends};
 
 /// A response as the client sees it.
 struct Reply {
@@ -124,3 +125,41 @@ both_backends!(
     api_readyz_schema_behind,
     a_schema_behind_the_binary_is_not_ready_but_still_healthy
 );
+
+/// PostgreSQL only: there a table lock holds a request in its handler for as long as the test
+/// likes (SQLite's readers never wait for a writer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_when_shutdown_begins_still_gets_its_answer() {
+    let env = TestApp::<PgStore>::new(TestDb::postgres().await).await;
+    let DbPool::Postgres(pool) = env.store().db_pool() else {
+        unreachable!("a PgStore's pool")
+    };
+    // As if `tender init` were migrating elsewhere: readiness waits for the history table.
+    let mut migrating = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE _sqlx_migrations IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *migrating)
+        .await
+        .unwrap();
+    let (addr, stop, server) = start(&env).await;
+    let slow = tokio::spawn(get(addr, "/readyz"));
+    let waiting = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    while env.count(waiting).await == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    stop.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no new connection is accepted"
+    );
+    assert!(!server.is_finished(), "the server waits for the request");
+    migrating.commit().await.unwrap();
+    assert_eq!(slow.await.unwrap().status, 200);
+    tokio::time::timeout(tender::api::REQUEST_GRACE, server)
+        .await
+        .expect("the server stops once the request is answered")
+        .unwrap()
+        .unwrap();
+}
