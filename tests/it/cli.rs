@@ -1852,7 +1852,6 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
     let mut server = tender(&db)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("TENDER_LOG", "info")
-        .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
