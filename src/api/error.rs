@@ -65,6 +65,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // The body is rendered by the request-id middleware, which knows the id.
         let mut response = self.status.into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 9110: a 401 names the scheme that would be accepted.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
         response.extensions_mut().insert(self);
         response
     }

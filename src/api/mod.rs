@@ -3,8 +3,10 @@
 //! Handlers are thin over the services, and [`error::ApiError`] maps every classified error to
 //! a status in one place.
 //!
-//! Only the probes are served yet; the resources arrive with the API's own issue.
+//! Served so far: the probes and `/metrics` (admin keys, see [`auth`]); the resources arrive
+//! with the rest of the API's issue.
 
+pub mod auth;
 pub mod error;
 
 use std::future::{Future, IntoFuture};
@@ -12,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::app::App;
+use crate::domain::ApiRole;
 use crate::store::Store;
 use error::ApiError;
 
@@ -38,6 +42,7 @@ pub fn router<S: Store>(app: App<S>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<S>))
+        .route("/metrics", get(metrics::<S>))
         .fallback(not_found)
         .with_state(app)
         .layer(middleware::from_fn(request_id))
@@ -85,7 +90,14 @@ async fn request_id(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         let status = response.status();
+        let headers = std::mem::take(response.headers_mut());
         response = (status, error.render(&id)).into_response();
+        // The error's own headers (`WWW-Authenticate`, `Retry-After`) stay; the body's are new.
+        for (name, value) in &headers {
+            if name != CONTENT_TYPE && name != CONTENT_LENGTH {
+                response.headers_mut().insert(name, value.clone());
+            }
+        }
     }
     let value = HeaderValue::from_str(&id).expect("a ULID is a valid header value");
     response.headers_mut().insert(REQUEST_ID, value);
@@ -106,6 +118,20 @@ async fn readyz<S: Store>(State(app): State<App<S>>) -> Result<Json<Value>, ApiE
         .await
         .map_err(|e| ApiError::from(e).with_status(StatusCode::SERVICE_UNAVAILABLE))?;
     Ok(Json(json!({ "status": "ready" })))
+}
+
+/// `GET /metrics` (admin keys): this process's counters in the Prometheus text format.
+async fn metrics<S: Store>(
+    State(app): State<App<S>>,
+    caller: auth::Caller,
+) -> Result<Response, ApiError> {
+    caller.allowed(&[ApiRole::Admin])?;
+    let body = app.services().metrics().render();
+    Ok((
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        body,
+    )
+        .into_response())
 }
 
 /// Any path no route serves.

@@ -10,33 +10,63 @@ use tokio::task::JoinHandle;
 
 use tender::store::{DbPool, PgStore, Store};
 
-use crate::helpers::{TestApp, TestDb, both_backends};
+use tender::error::Classify;
+use tender::service::api_keys::ApiKeyForm;
+
+use crate::helpers::{TestApp, TestDb, actor, both_backends, open_account};
 
 /// A response as the client sees it.
 struct Reply {
     status: u16,
     request_id: Option<String>,
+    /// Every header, names in lower case.
+    headers: Vec<(String, String)>,
+    /// The body as text, and as JSON where it is JSON.
+    text: String,
     body: serde_json::Value,
 }
 
-/// One HTTP/1.1 request on a new connection.
+/// One HTTP/1.1 GET on a new connection.
 async fn get(addr: SocketAddr, path: &str) -> Reply {
+    get_with(addr, path, None).await
+}
+
+/// One HTTP/1.1 GET on a new connection, with `Authorization: Bearer KEY` when given a key.
+async fn get_with(addr: SocketAddr, path: &str, key: Option<&str>) -> Reply {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: tender\r\nConnection: close\r\n\r\n");
+    let auth = key.map_or(String::new(), |key| {
+        format!("Authorization: Bearer {key}\r\n")
+    });
+    let request = format!("GET {path} HTTP/1.1\r\nHost: tender\r\n{auth}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let (head, text) = response.split_once("\r\n\r\n").unwrap();
     let mut lines = head.lines();
     let status = lines.next().unwrap().split(' ').nth(1).unwrap();
-    let request_id = lines
+    let headers: Vec<(String, String)> = lines
         .filter_map(|line| line.split_once(": "))
-        .find(|(name, _)| name.eq_ignore_ascii_case("x-request-id"))
-        .map(|(_, value)| value.to_string());
+        .map(|(name, value)| (name.to_ascii_lowercase(), value.to_string()))
+        .collect();
+    let request_id = headers
+        .iter()
+        .find(|(name, _)| name == "x-request-id")
+        .map(|(_, value)| value.clone());
     Reply {
         status: status.parse().unwrap(),
         request_id,
-        body: serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        headers,
+        text: text.to_string(),
+        body: serde_json::from_str(text).unwrap_or(serde_json::Value::Null),
+    }
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -163,3 +193,88 @@ async fn a_request_in_flight_when_shutdown_begins_still_gets_its_answer() {
         .unwrap()
         .unwrap();
 }
+
+/// A new API key of `role`, as `tender api-key create` makes it.
+async fn key<S: Store>(env: &TestApp<S>, name: &str, role: &str) -> String {
+    let form = ApiKeyForm {
+        name: name.into(),
+        role: role.into(),
+        retailer: (role == "pos").then(|| "Acme".to_string()),
+        store: None,
+    };
+    let created = env
+        .app
+        .services()
+        .api_keys()
+        .create(&form, &actor())
+        .await
+        .unwrap();
+    created.key.expose().to_string()
+}
+
+/// `/metrics` takes an admin key. No key, a malformed, unknown or revoked one get the same 401
+/// with `WWW-Authenticate: Bearer`; another role's key is 403. The admin gets this process's
+/// counters in the Prometheus text format, the redemption outcomes among them.
+async fn metrics_take_an_admin_key<S: Store>(env: TestApp<S>) {
+    env.app
+        .services()
+        .retailers()
+        .add("Acme", "2.5", &actor())
+        .await
+        .unwrap();
+    let admin = key(&env, "ops", "admin").await;
+    let till = key(&env, "till-1", "pos").await;
+    let old = key(&env, "old", "admin").await;
+    env.app
+        .services()
+        .api_keys()
+        .revoke("old", &actor())
+        .await
+        .unwrap();
+    let account = open_account(&env, "US", "USD").await;
+    let refused = env
+        .app
+        .services()
+        .redemption()
+        .redeem(&account, "7000 0000 0000 0001", None, &actor())
+        .await;
+    assert_eq!(refused.unwrap_err().code(), "redeem.not_found");
+    let (addr, stop, server) = start(&env).await;
+
+    let unknown = format!("{}x", &admin[..admin.len() - 1]);
+    for presented in [
+        None,
+        Some("not-a-key"),
+        Some(unknown.as_str()),
+        Some(old.as_str()),
+    ] {
+        let reply = get_with(addr, "/metrics", presented).await;
+        assert_eq!(reply.status, 401, "{presented:?}");
+        assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
+        assert_eq!(reply.body["error"]["code"], "api.unauthenticated");
+    }
+    let pos = get_with(addr, "/metrics", Some(&till)).await;
+    assert_eq!(pos.status, 403);
+    assert_eq!(pos.body["error"]["code"], "api.forbidden");
+
+    let metrics = get_with(addr, "/metrics", Some(&admin)).await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/plain; version=0.0.4")),
+        "{:?}",
+        metrics.headers
+    );
+    assert!(
+        metrics
+            .text
+            .contains("tender_redemptions_total{outcome=\"redeem.not_found\"} 1\n"),
+        "{}",
+        metrics.text
+    );
+    assert!(!metrics.text.contains(&admin), "no key is echoed");
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+both_backends!(api_metrics, metrics_take_an_admin_key);
