@@ -6,7 +6,8 @@
 //! middleware in [`crate::api`] renders the body.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -18,16 +19,30 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Headers the answer needs (`Retry-After`, `WWW-Authenticate`).
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
     /// An error the API layer itself finds, with its stable code.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        let mut headers = Vec::new();
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 9110: a 401 names the scheme that would be accepted.
+            headers.push((WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
         ApiError {
             status,
             code,
             message: message.into(),
+            headers,
         }
+    }
+
+    /// The same error with `name: value` on its response.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> ApiError {
+        self.headers.push((name, value));
+        self
     }
 
     /// The same error answered with `status` instead of the one its kind picks.
@@ -65,12 +80,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // The body is rendered by the request-id middleware, which knows the id.
         let mut response = self.status.into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            // RFC 9110: a 401 names the scheme that would be accepted.
-            response.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
+        for (name, value) in &self.headers {
+            response.headers_mut().insert(name, value.clone());
         }
         response.extensions_mut().insert(self);
         response

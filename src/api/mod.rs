@@ -3,22 +3,24 @@
 //! Handlers are thin over the services, and [`error::ApiError`] maps every classified error to
 //! a status in one place.
 //!
-//! Served so far: the probes and `/metrics` (admin keys, see [`auth`]); the resources arrive
-//! with the rest of the API's issue.
+//! Served so far: the probes, `/metrics` (admin keys, see [`auth`]) and redemption (redeem
+//! keys); the other resources arrive with the rest of the API's issue.
 
 pub mod auth;
 pub mod error;
+pub mod redeem;
 
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Request, State};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -43,6 +45,10 @@ pub fn router<S: Store>(app: App<S>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(metrics::<S>))
+        .route(
+            "/v1/accounts/{id}/redemptions",
+            post(redeem::redeem::<S>).layer(DefaultBodyLimit::max(redeem::JSON_BODY_MAX_BYTES)),
+        )
         .fallback(not_found)
         .with_state(app)
         .layer(middleware::from_fn(request_id))

@@ -10,10 +10,12 @@ use tokio::task::JoinHandle;
 
 use tender::store::{DbPool, PgStore, Store};
 
+use tender::codegen::CodeGenerator;
 use tender::error::Classify;
 use tender::service::api_keys::ApiKeyForm;
+use tender::service::cards::{ActivateForm, PosForm, StoreForm};
 
-use crate::helpers::{TestApp, TestDb, actor, both_backends, open_account};
+use crate::helpers::{TestApp, TestDb, actor, both_backends, open_account, usd_form};
 
 /// A response as the client sees it.
 struct Reply {
@@ -41,6 +43,11 @@ async fn get_with(addr: SocketAddr, path: &str, key: Option<&str>) -> Reply {
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
+    parse_reply(&response)
+}
+
+/// A whole HTTP/1.1 response, as read off the socket.
+fn parse_reply(response: &str) -> Reply {
     let (head, text) = response.split_once("\r\n\r\n").unwrap();
     let mut lines = head.lines();
     let status = lines.next().unwrap().split(' ').nth(1).unwrap();
@@ -278,3 +285,131 @@ async fn metrics_take_an_admin_key<S: Store>(env: TestApp<S>) {
     server.await.unwrap().unwrap();
 }
 both_backends!(api_metrics, metrics_take_an_admin_key);
+
+/// One HTTP/1.1 POST of `body` on a new connection, with a key and an idempotency key when
+/// given.
+async fn post(
+    addr: SocketAddr,
+    path: &str,
+    key: Option<&str>,
+    idempotency_key: Option<&str>,
+    body: &str,
+) -> Reply {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: tender\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if let Some(key) = key {
+        head.push_str(&format!("Authorization: Bearer {key}\r\n"));
+    }
+    if let Some(idempotency_key) = idempotency_key {
+        head.push_str(&format!("Idempotency-Key: {idempotency_key}\r\n"));
+    }
+    stream
+        .write_all(format!("{head}\r\n{body}").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    parse_reply(&response)
+}
+
+/// One sold 25.00 USD card of Acme's, and its code as printed.
+async fn sold_card<S: Store>(env: &TestApp<S>) -> String {
+    let services = env.app.services();
+    let batch = services
+        .batches()
+        .request(&usd_form(1), &actor())
+        .await
+        .unwrap();
+    let batch = env
+        .generate(batch.id, &mut CodeGenerator::from_os_rng(), 1)
+        .await;
+    let store = StoreForm {
+        retailer: "Acme".into(),
+        store: "S1".into(),
+        jurisdiction: "US-TX".into(),
+    };
+    services.cards().add_store(&store, &actor()).await.unwrap();
+    let sale = ActivateForm {
+        pos: PosForm {
+            retailer: "Acme".into(),
+            store: "S1".into(),
+            terminal: "till-1".into(),
+            pos_txn: "sale-1".into(),
+            pos_time: None,
+        },
+        serial: batch.first_serial.to_string(),
+        to_serial: None,
+        value: None,
+    };
+    services.cards().activate(&sale, &actor()).await.unwrap();
+    let mut reader = csv::Reader::from_path(env.export_file(batch.id)).unwrap();
+    reader.records().next().unwrap().unwrap()[1].to_string()
+}
+
+/// A redeem key redeems a code posted in the body: 201 with the value and the balance after; the
+/// same Idempotency-Key again answers 200 with the first redemption. A request without the
+/// header is 400, a point-of-sale key 403, a body with another field 400 (without echoing the
+/// body), a wrong code 404 `redeem.not_found`, and once the account's hour is used up a 429
+/// with `Retry-After`. The code is never in a response.
+async fn redemption_over_http<S: Store>(env: TestApp<S>) {
+    env.app
+        .services()
+        .retailers()
+        .add("Acme", "2.5", &actor())
+        .await
+        .unwrap();
+    let code = sold_card(&env).await;
+    let redeem = key(&env, "web", "redeem").await;
+    let till = key(&env, "till-1", "pos").await;
+    let account = open_account(&env, "US", "USD").await;
+    let path = format!("/v1/accounts/{account}/redemptions");
+    let body = serde_json::json!({ "code": code }).to_string();
+    let (addr, stop, server) = start(&env).await;
+
+    let unkeyed = post(addr, &path, Some(&redeem), None, &body).await;
+    assert_eq!(unkeyed.status, 400);
+    assert_eq!(
+        unkeyed.body["error"]["code"],
+        "api.idempotency_key_required"
+    );
+    let pos = post(addr, &path, Some(&till), Some("r-1"), &body).await;
+    assert_eq!(pos.status, 403);
+    let extra = serde_json::json!({ "code": code, "account": 2 }).to_string();
+    let odd = post(addr, &path, Some(&redeem), Some("r-1"), &extra).await;
+    assert_eq!(odd.status, 400);
+    assert_eq!(odd.body["error"]["code"], "api.bad_body");
+
+    let first = post(addr, &path, Some(&redeem), Some("r-1"), &body).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    assert_eq!(
+        first.body["amount"],
+        serde_json::json!({ "amount": "25.00", "currency": "USD" })
+    );
+    assert_eq!(first.body["balance_after"]["amount"], "25.00");
+    let again = post(addr, &path, Some(&redeem), Some("r-1"), &body).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body["transfer_id"], first.body["transfer_id"]);
+    assert_eq!(again.body["replayed"], true);
+
+    for n in 0..5 {
+        let guess = serde_json::json!({ "code": format!("7000 0000 0000 000{n}") }).to_string();
+        let wrong = post(addr, &path, Some(&redeem), Some(&format!("g-{n}")), &guess).await;
+        assert_eq!(wrong.status, 404);
+        assert_eq!(wrong.body["error"]["code"], "redeem.not_found");
+    }
+    let guess = serde_json::json!({ "code": "7000 0000 0000 0009" }).to_string();
+    let limited = post(addr, &path, Some(&redeem), Some("g-9"), &guess).await;
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.body["error"]["code"], "redeem.rate_limited");
+    let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=3_600).contains(&retry), "{retry}");
+    for reply in [&unkeyed, &pos, &odd, &first, &again, &limited] {
+        assert!(!reply.text.contains(&code), "the code is never echoed");
+    }
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+both_backends!(api_redemption, redemption_over_http);
