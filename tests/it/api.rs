@@ -201,6 +201,16 @@ async fn a_request_in_flight_when_shutdown_begins_still_gets_its_answer() {
         .unwrap();
 }
 
+/// The retailer every key and card here belongs to.
+async fn acme<S: Store>(env: &TestApp<S>) {
+    env.app
+        .services()
+        .retailers()
+        .add("Acme", "2.5", &actor())
+        .await
+        .unwrap();
+}
+
 /// A new API key of `role`, as `tender api-key create` makes it.
 async fn key<S: Store>(env: &TestApp<S>, name: &str, role: &str) -> String {
     let form = ApiKeyForm {
@@ -223,12 +233,7 @@ async fn key<S: Store>(env: &TestApp<S>, name: &str, role: &str) -> String {
 /// with `WWW-Authenticate: Bearer`; another role's key is 403. The admin gets this process's
 /// counters in the Prometheus text format, the redemption outcomes among them.
 async fn metrics_take_an_admin_key<S: Store>(env: TestApp<S>) {
-    env.app
-        .services()
-        .retailers()
-        .add("Acme", "2.5", &actor())
-        .await
-        .unwrap();
+    acme(&env).await;
     let admin = key(&env, "ops", "admin").await;
     let till = key(&env, "till-1", "pos").await;
     let old = key(&env, "old", "admin").await;
@@ -355,12 +360,7 @@ async fn sold_card<S: Store>(env: &TestApp<S>) -> String {
 /// body), a wrong code 404 `redeem.not_found`, and once the account's hour is used up a 429
 /// with `Retry-After`. The code is never in a response.
 async fn redemption_over_http<S: Store>(env: TestApp<S>) {
-    env.app
-        .services()
-        .retailers()
-        .add("Acme", "2.5", &actor())
-        .await
-        .unwrap();
+    acme(&env).await;
     let code = sold_card(&env).await;
     let redeem = key(&env, "web", "redeem").await;
     let till = key(&env, "till-1", "pos").await;

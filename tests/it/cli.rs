@@ -1596,16 +1596,16 @@ fn the_demo_runs_the_whole_flow() {
     assert_eq!(codes_found_in(&bytes, &typed), 0);
 }
 
-/// `tender redeem` with the code on standard input, as a script pipes it: the card's value lands
-/// in the account; a wrong code exits 1 with its code and one sentence, and `tender attempts`
-/// shows it to support. No output holds a code.
-fn redeeming_from_the_command_line(db: TestDb) {
-    setup(&db, 1000);
-    create(&db, 2);
-    ok(&db, &["work", "--drain"]);
-    let s = serials(&db, 1, 1);
+/// A batch of `count` cards generated, its first card sold at Acme's Texas store `S-1`, and
+/// account 1 opened (US, USD): the sold card's serial, and the printer file's codes in its
+/// order.
+fn first_card_sold_and_an_account(db: &TestDb, count: u64) -> (String, Vec<String>) {
+    setup(db, 1000);
+    create(db, count);
+    ok(db, &["work", "--drain"]);
+    let s = serials(db, 1, 1);
     ok(
-        &db,
+        db,
         &[
             "store",
             "add",
@@ -1617,12 +1617,19 @@ fn redeeming_from_the_command_line(db: TestDb) {
             "US-TX",
         ],
     );
-    ok(&db, &at_till("activate", "S-1", "t-0", &s[0]));
+    ok(db, &at_till("activate", "S-1", "t-0", &s[0]));
     ok(
-        &db,
+        db,
         &["account", "create", "--region", "US", "--currency", "USD"],
     );
-    let codes = printer_codes(&export_path(&db, 1));
+    (s[0].clone(), printer_codes(&export_path(db, 1)))
+}
+
+/// `tender redeem` with the code on standard input, as a script pipes it: the card's value lands
+/// in the account; a wrong code exits 1 with its code and one sentence, and `tender attempts`
+/// shows it to support. No output holds a code.
+fn redeeming_from_the_command_line(db: TestDb) {
+    let (sold, codes) = first_card_sold_and_an_account(&db, 2);
     let piped = |args: &[&str], input: &str| -> Output {
         let mut command = tender(&db);
         command.args(args);
@@ -1641,7 +1648,7 @@ fn redeeming_from_the_command_line(db: TestDb) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let last4 = &s[0][8..];
+    let last4 = &sold[8..];
     assert_eq!(
         stdout,
         format!(
@@ -1691,29 +1698,8 @@ both_backends_cli!(redeeming_from_the_command_line);
 /// refused `redeem.rate_limited` with the time to try again, the card stays active and the
 /// account is credited nothing. Every code goes through standard input.
 fn the_sixth_attempt_in_an_hour_is_refused_across_processes(db: TestDb) {
-    setup(&db, 1000);
-    create(&db, 1);
-    ok(&db, &["work", "--drain"]);
-    let s = serials(&db, 1, 1);
-    ok(
-        &db,
-        &[
-            "store",
-            "add",
-            "--retailer",
-            "Acme",
-            "--id",
-            "S-1",
-            "--jurisdiction",
-            "US-TX",
-        ],
-    );
-    ok(&db, &at_till("activate", "S-1", "t-0", &s[0]));
-    ok(
-        &db,
-        &["account", "create", "--region", "US", "--currency", "USD"],
-    );
-    let code = &printer_codes(&export_path(&db, 1))[0];
+    let (sold, codes) = first_card_sold_and_an_account(&db, 1);
+    let code = &codes[0];
     let redeem = |input: String| {
         let mut command = tender(&db);
         command.args(["redeem", "--account", "1"]);
@@ -1745,7 +1731,7 @@ fn the_sixth_attempt_in_an_hour_is_refused_across_processes(db: TestDb) {
     assert_eq!(refusal(out), "redeem.rate_limited");
     assert!(stderr.contains("try again after"), "{stderr}");
     let card: serde_json::Value =
-        serde_json::from_str(&ok(&db, &["card", "show", &s[0], "--format", "json"])).unwrap();
+        serde_json::from_str(&ok(&db, &["card", "show", &sold, "--format", "json"])).unwrap();
     assert_eq!(card["state"], "active");
     assert!(ok(&db, &["balance", "--account", "1"]).contains("0.00 USD"));
     let attempts = ok(&db, &["attempts", "--account", "1"]);
