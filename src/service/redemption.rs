@@ -290,7 +290,11 @@ impl<S: Store> Redemption<'_, S> {
         let began = tokio::time::Instant::now();
         let account = AccountId::parse(account)?;
         let key = idempotency_key.map(parse_key).transpose()?;
-        let code = Code::parse(code).map_err(RedeemError::InvalidFormat)?;
+        let code = Code::parse(code).map_err(|e| {
+            // Counted, though nothing else is: a stream of malformed codes is a bot's mark.
+            self.0.metrics.redemption("redeem.invalid_format");
+            RedeemError::InvalidFormat(e)
+        })?;
         let attempt = Attempt {
             account,
             code,

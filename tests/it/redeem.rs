@@ -1034,5 +1034,8 @@ async fn a_busy_caller_is_throttled_with_an_alarm<S: Store>(env: TestApp<S>) {
         .unwrap();
     assert_eq!(redeemed.amount.to_string(), "25.00 USD");
     assert_eq!(metrics.redemptions("ok"), 1);
+    let malformed = redemption.redeem(&alice, "1234", None, &actor()).await;
+    assert_eq!(refusal(malformed), "redeem.invalid_format");
+    assert_eq!(metrics.redemptions("redeem.invalid_format"), 1);
 }
 both_backends!(busy_caller, a_busy_caller_is_throttled_with_an_alarm);
