@@ -3,6 +3,7 @@
 //! slots in all its windows are one conditional upsert.
 
 use sqlx::QueryBuilder;
+use sqlx::query_builder::Separated;
 
 use super::Db;
 use crate::codegen::CodeDigest;
@@ -14,6 +15,21 @@ use crate::store::{SqlTx, StoreResult};
 
 fn seq(serial: Serial) -> StoreResult<i64> {
     int(serial.sequence())
+}
+
+/// One window as a row of a `VALUES` list, `(subject, span_ms, start_ms[, cap])`: taking and
+/// giving back name windows alike, so both lock them in the same order.
+fn window_row(rows: &mut Separated<'_, Db, &'static str>, window: &Window, cap: Option<i64>) {
+    rows.push("(")
+        .push_bind_unseparated(&window.subject)
+        .push_unseparated(", ")
+        .push_bind_unseparated(window.span_ms)
+        .push_unseparated(", ")
+        .push_bind_unseparated(window.start_ms);
+    if let Some(cap) = cap {
+        rows.push_unseparated(", ").push_bind_unseparated(cap);
+    }
+    rows.push_unseparated(")");
 }
 
 impl RedeemRepo for SqlTx<Db> {
@@ -110,15 +126,7 @@ impl RedeemRepo for SqlTx<Db> {
             QueryBuilder::<Db>::new("WITH wanted (subject, span_ms, start_ms, cap) AS (VALUES ");
         let mut rows = upsert.separated(", ");
         for (window, limit) in windows {
-            rows.push("(")
-                .push_bind_unseparated(&window.subject)
-                .push_unseparated(", ")
-                .push_bind_unseparated(window.span_ms)
-                .push_unseparated(", ")
-                .push_bind_unseparated(window.start_ms)
-                .push_unseparated(", ")
-                .push_bind_unseparated(i64::from(*limit))
-                .push_unseparated(")");
+            window_row(&mut rows, window, Some(i64::from(*limit)));
         }
         // `WHERE true` tells SQLite's parser the ON CONFLICT belongs to the INSERT.
         upsert.push(
@@ -166,13 +174,7 @@ impl RedeemRepo for SqlTx<Db> {
             QueryBuilder::<Db>::new("WITH returned (subject, span_ms, start_ms) AS (VALUES ");
         let mut rows = upsert.separated(", ");
         for window in windows {
-            rows.push("(")
-                .push_bind_unseparated(&window.subject)
-                .push_unseparated(", ")
-                .push_bind_unseparated(window.span_ms)
-                .push_unseparated(", ")
-                .push_bind_unseparated(window.start_ms)
-                .push_unseparated(")");
+            window_row(&mut rows, window, None);
         }
         upsert.push(
             ") INSERT INTO redeem_window (subject, span_ms, start_ms, used, given) \
