@@ -55,6 +55,16 @@ impl ApiError {
         self.code
     }
 
+    /// The sentence.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     /// The response body for the request `request_id`.
     pub(super) fn render(&self, request_id: &str) -> Json<serde_json::Value> {
         Json(json!({

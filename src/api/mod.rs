@@ -3,12 +3,16 @@
 //! Handlers are thin over the services, and [`error::ApiError`] maps every classified error to
 //! a status in one place.
 //!
-//! Served so far: the probes, `/metrics` (admin keys, see [`auth`]) and redemption (redeem
-//! keys); the other resources arrive with the rest of the API's issue.
+//! Every route is added through [`Routes`], which keeps the list of what the router serves:
+//! the OpenAPI document ([`doc`]) is tested against that list, so no route goes undocumented.
+//! Every JSON body is read by [`json::Body`], so no route forgets a rule of hostile input.
 
 pub mod auth;
+pub mod doc;
 pub mod error;
+pub mod json;
 pub mod redeem;
+pub mod schema;
 
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
@@ -16,11 +20,12 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::extract::{Request, State};
+use axum::handler::Handler;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -39,19 +44,91 @@ pub const REQUEST_GRACE: Duration = Duration::from_secs(20);
 /// The response header naming the request, for support to find it in the logs.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// How long one request may take before it is answered 503 `api.timeout` and its work is
+/// dropped (an open transaction rolls back). Under [`REQUEST_GRACE`], so a shutdown never cuts
+/// a request that could still have finished; far over any unit of work, which takes
+/// milliseconds, so only a stuck database reaches it.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One route: its method and its path as the router and the OpenAPI document spell it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Route {
+    /// `GET`, `POST`, …
+    pub method: Method,
+    /// `/v1/accounts/{id}`, …
+    pub path: &'static str,
+}
+
+/// The router under construction, with the list of the routes it serves.
+pub struct Routes<S: Store> {
+    app: App<S>,
+    router: Router<App<S>>,
+    served: Vec<Route>,
+}
+
+impl<S: Store> Routes<S> {
+    fn new(app: App<S>) -> Routes<S> {
+        Routes {
+            app,
+            router: Router::new(),
+            served: Vec::new(),
+        }
+    }
+
+    fn add(mut self, method: Method, path: &'static str, route: MethodRouter<App<S>>) -> Self {
+        self.router = self.router.route(path, route);
+        self.served.push(Route { method, path });
+        self
+    }
+
+    /// `GET path`: a read.
+    pub fn get<H: Handler<T, App<S>>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add(Method::GET, path, get(handler))
+    }
+
+    /// `POST path` that moves no value (creating an account, blocking a card).
+    pub fn post<H: Handler<T, App<S>>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add(Method::POST, path, post(handler))
+    }
+
+    /// `POST path` that moves value: it takes an `Idempotency-Key` header.
+    pub fn post_moving<H: Handler<T, App<S>>, T: 'static>(
+        self,
+        path: &'static str,
+        handler: H,
+    ) -> Self {
+        let _ = &self.app;
+        self.add(Method::POST, path, post(handler))
+    }
+
+    /// The routes added so far.
+    pub fn served(&self) -> &[Route] {
+        &self.served
+    }
+}
+
+/// Every route over `app`, with the list of them.
+pub fn routes<S: Store>(app: App<S>) -> (Router, Vec<Route>) {
+    let routes = Routes::new(app.clone())
+        .get("/healthz", healthz)
+        .get("/readyz", readyz::<S>)
+        .get("/metrics", metrics::<S>)
+        .get("/openapi.json", openapi)
+        .post_moving("/v1/accounts/{id}/redemptions", redeem::redeem::<S>);
+    let Routes { router, served, .. } = routes;
+    let router = router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(app)
+        .layer(DefaultBodyLimit::max(json::JSON_BODY_MAX_BYTES))
+        .layer(middleware::from_fn(timeout))
+        .layer(middleware::from_fn(request_id));
+    (router, served)
+}
+
 /// Every route, over `app`.
 pub fn router<S: Store>(app: App<S>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz::<S>))
-        .route("/metrics", get(metrics::<S>))
-        .route(
-            "/v1/accounts/{id}/redemptions",
-            post(redeem::redeem::<S>).layer(DefaultBodyLimit::max(redeem::JSON_BODY_MAX_BYTES)),
-        )
-        .fallback(not_found)
-        .with_state(app)
-        .layer(middleware::from_fn(request_id))
+    routes(app).0
 }
 
 /// Serves `router(app)` on `listener` until `shutdown` resolves; then it accepts no more
@@ -110,14 +187,38 @@ async fn request_id(request: Request, next: Next) -> Response {
     response
 }
 
+/// Answers 503 `api.timeout` for a request not done within [`REQUEST_TIMEOUT`]; its work is
+/// dropped, so an open transaction rolls back.
+async fn timeout(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(
+                timeout_secs = REQUEST_TIMEOUT.as_secs(),
+                "a request ran out of time"
+            );
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api.timeout",
+                "the request took too long and was abandoned; nothing it began was kept, try again",
+            )
+            .into_response()
+        }
+    }
+}
+
 /// `GET /healthz`: 200 while the process serves; it does not touch the database, so an
 /// orchestrator does not restart a server whose database is down.
+#[utoipa::path(get, path = "/healthz", tag = "probes", security(()),
+    responses((status = 200, description = "The process serves", body = Object)))]
 async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// `GET /readyz`: 200 when the database answers and its schema is exactly this tender's;
 /// otherwise 503 with the store's stable code (`store.busy`, `store.schema_behind`, …).
+#[utoipa::path(get, path = "/readyz", tag = "probes", security(()),
+    responses((status = 200, description = "The database answers with this tender's schema", body = Object)))]
 async fn readyz<S: Store>(State(app): State<App<S>>) -> Result<Json<Value>, ApiError> {
     app.store()
         .check_schema()
@@ -127,6 +228,9 @@ async fn readyz<S: Store>(State(app): State<App<S>>) -> Result<Json<Value>, ApiE
 }
 
 /// `GET /metrics` (admin keys): this process's counters in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "probes",
+    responses((status = 200, description = "Counters in the Prometheus text format", body = String,
+        content_type = "text/plain")))]
 async fn metrics<S: Store>(
     State(app): State<App<S>>,
     caller: auth::Caller,
@@ -140,11 +244,31 @@ async fn metrics<S: Store>(
         .into_response())
 }
 
+/// `GET /openapi.json`: the OpenAPI 3.1 document of every route, generated from the code.
+#[utoipa::path(get, path = "/openapi.json", tag = "probes", security(()),
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+async fn openapi() -> Response {
+    (
+        [(CONTENT_TYPE, "application/json")],
+        doc::document().to_json().expect("the document serialises"),
+    )
+        .into_response()
+}
+
 /// Any path no route serves.
 async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "api.not_found",
         "no such route; see the README for the routes",
+    )
+}
+
+/// A path served, with a method it is not served for.
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "api.method_not_allowed",
+        "this route does not take this method; see the README for the routes",
     )
 }

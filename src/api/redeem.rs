@@ -4,32 +4,48 @@
 //! the calling key is the caller whose guessing limits count.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::Deserialize;
+use utoipa::ToSchema;
 use zeroize::Zeroize;
 
 use super::auth::Caller;
 use super::error::ApiError;
+use super::json::Body;
 use crate::app::App;
-use crate::domain::{Actor, ApiRole};
+use crate::domain::{AccountId, Actor, ApiRole, Money, TransferId};
 use crate::service::redemption::{RedeemError, Redeemed};
 use crate::store::Store;
-
-/// The largest body a JSON route reads: a few fields, never more than a few hundred bytes.
-pub const JSON_BODY_MAX_BYTES: usize = 16 * 1024;
 
 /// The header carrying a value-moving request's idempotency key.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// A redemption's body.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedeemBody {
-    /// The 16-digit code, with or without its grouping.
+    /// The 16-digit code from under the scratch-off, with or without spaces or hyphens.
+    #[schema(example = "1234 5678 9012 3456", max_length = 64)]
     code: String,
+}
+
+/// What a redemption did.
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+#[schema(as = Redemption)]
+struct RedeemedSchema {
+    /// The card, masked but for its last 4 digits.
+    card: String,
+    account_id: AccountId,
+    /// The card's whole value, credited.
+    amount: Money,
+    transfer_id: TransferId,
+    /// The account's balance right after it.
+    balance_after: Money,
+    /// Whether this answers a retry: the first success, nothing new written.
+    replayed: bool,
 }
 
 impl Drop for RedeemBody {
@@ -41,12 +57,28 @@ impl Drop for RedeemBody {
 
 /// Redeems the body's code into the account: 201 with the redemption; 200 with the first
 /// answer when it is a retry.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{id}/redemptions",
+    tag = "accounts",
+    params(
+        ("id" = i64, Path, description = "The account credited"),
+        ("Idempotency-Key" = String, Header, description = "The redemption's idempotency key: 1 to 128 printable ASCII characters"),
+    ),
+    request_body = RedeemBody,
+    responses(
+        (status = 201, description = "The card's value was credited", body = RedeemedSchema),
+        (status = 200, description = "A retry: the first redemption, nothing new written", body = RedeemedSchema),
+        (status = 429, description = "Too many attempts for this account or key; see Retry-After", body = super::doc::ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds until a slot frees"))),
+    ),
+)]
 pub async fn redeem<S: Store>(
     State(app): State<App<S>>,
     caller: Caller,
     Path(account): Path<String>,
     headers: HeaderMap,
-    body: Result<Json<RedeemBody>, JsonRejection>,
+    body: Body<RedeemBody>,
 ) -> Result<(StatusCode, Json<Redeemed>), ApiError> {
     let caller = caller.allowed(&[ApiRole::Redeem])?;
     let key = headers
@@ -59,14 +91,7 @@ pub async fn redeem<S: Store>(
                 "a value-moving request needs an Idempotency-Key header",
             )
         })?;
-    // The rejection's own text may quote the body, and the body holds a code: never echoed.
-    let Json(body) = body.map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "api.bad_body",
-            r#"the body must be JSON of the form {"code": "16 digits"}, and nothing else"#,
-        )
-    })?;
+    let Body(body) = body;
     let actor = Actor::api(&caller.0.name);
     let redeemed = app
         .services()

@@ -1,98 +1,14 @@
 //! The HTTP API through the real router on a real socket.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 
+use tender::error::Classify;
 use tender::store::{DbPool, PgStore, Store};
 
-use tender::codegen::CodeGenerator;
-use tender::error::Classify;
-use tender::service::api_keys::ApiKeyForm;
-use tender::service::cards::{ActivateForm, PosForm, StoreForm};
-
-use crate::helpers::{TestApp, TestDb, actor, both_backends, open_account, usd_form};
-
-/// A response as the client sees it.
-struct Reply {
-    status: u16,
-    request_id: Option<String>,
-    /// Every header, names in lower case.
-    headers: Vec<(String, String)>,
-    /// The body as text, and as JSON where it is JSON.
-    text: String,
-    body: serde_json::Value,
-}
-
-/// One HTTP/1.1 GET on a new connection.
-async fn get(addr: SocketAddr, path: &str) -> Reply {
-    get_with(addr, path, None).await
-}
-
-/// One HTTP/1.1 GET on a new connection, with `Authorization: Bearer KEY` when given a key.
-async fn get_with(addr: SocketAddr, path: &str, key: Option<&str>) -> Reply {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let auth = key.map_or(String::new(), |key| {
-        format!("Authorization: Bearer {key}\r\n")
-    });
-    let request = format!("GET {path} HTTP/1.1\r\nHost: tender\r\n{auth}Connection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    parse_reply(&response)
-}
-
-/// A whole HTTP/1.1 response, as read off the socket.
-fn parse_reply(response: &str) -> Reply {
-    let (head, text) = response.split_once("\r\n\r\n").unwrap();
-    let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(": "))
-        .map(|(name, value)| (name.to_ascii_lowercase(), value.to_string()))
-        .collect();
-    let request_id = headers
-        .iter()
-        .find(|(name, _)| name == "x-request-id")
-        .map(|(_, value)| value.clone());
-    Reply {
-        status: status.parse().unwrap(),
-        request_id,
-        headers,
-        text: text.to_string(),
-        body: serde_json::from_str(text).unwrap_or(serde_json::Value::Null),
-    }
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// `env`'s API on a free loopback port, and the way to stop it.
-async fn start<S: Store>(
-    env: &TestApp<S>,
-) -> (
-    SocketAddr,
-    oneshot::Sender<()>,
-    JoinHandle<std::io::Result<()>>,
-) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(tender::api::serve(listener, env.app.clone(), async {
-        let _ = stopped.await;
-    }));
-    (addr, stop, server)
-}
+use crate::helpers::http::{acme, call, get, get_with, key, post, send_raw, sold_card, start};
+use crate::helpers::{TestApp, TestDb, actor, both_backends, open_account};
 
 async fn the_probes_answer_over_a_socket_and_the_server_stops_on_request<S: Store>(
     env: TestApp<S>,
@@ -201,34 +117,6 @@ async fn a_request_in_flight_when_shutdown_begins_still_gets_its_answer() {
         .unwrap();
 }
 
-/// The retailer every key and card here belongs to.
-async fn acme<S: Store>(env: &TestApp<S>) {
-    env.app
-        .services()
-        .retailers()
-        .add("Acme", "2.5", &actor())
-        .await
-        .unwrap();
-}
-
-/// A new API key of `role`, as `tender api-key create` makes it.
-async fn key<S: Store>(env: &TestApp<S>, name: &str, role: &str) -> String {
-    let form = ApiKeyForm {
-        name: name.into(),
-        role: role.into(),
-        retailer: (role == "pos").then(|| "Acme".to_string()),
-        store: None,
-    };
-    let created = env
-        .app
-        .services()
-        .api_keys()
-        .create(&form, &actor())
-        .await
-        .unwrap();
-    created.key.expose().to_string()
-}
-
 /// `/metrics` takes an admin key. No key, a malformed, unknown or revoked one get the same 401
 /// with `WWW-Authenticate: Bearer`; another role's key is 403. The admin gets this process's
 /// counters in the Prometheus text format, the redemption outcomes among them.
@@ -291,69 +179,6 @@ async fn metrics_take_an_admin_key<S: Store>(env: TestApp<S>) {
 }
 both_backends!(api_metrics, metrics_take_an_admin_key);
 
-/// One HTTP/1.1 POST of `body` on a new connection, with a key and an idempotency key when
-/// given.
-async fn post(
-    addr: SocketAddr,
-    path: &str,
-    key: Option<&str>,
-    idempotency_key: Option<&str>,
-    body: &str,
-) -> Reply {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut head = format!(
-        "POST {path} HTTP/1.1\r\nHost: tender\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    if let Some(key) = key {
-        head.push_str(&format!("Authorization: Bearer {key}\r\n"));
-    }
-    if let Some(idempotency_key) = idempotency_key {
-        head.push_str(&format!("Idempotency-Key: {idempotency_key}\r\n"));
-    }
-    stream
-        .write_all(format!("{head}\r\n{body}").as_bytes())
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    parse_reply(&response)
-}
-
-/// One sold 25.00 USD card of Acme's, and its code as printed.
-async fn sold_card<S: Store>(env: &TestApp<S>) -> String {
-    let services = env.app.services();
-    let batch = services
-        .batches()
-        .request(&usd_form(1), &actor())
-        .await
-        .unwrap();
-    let batch = env
-        .generate(batch.id, &mut CodeGenerator::from_os_rng(), 1)
-        .await;
-    let store = StoreForm {
-        retailer: "Acme".into(),
-        store: "S1".into(),
-        jurisdiction: "US-TX".into(),
-    };
-    services.cards().add_store(&store, &actor()).await.unwrap();
-    let sale = ActivateForm {
-        pos: PosForm {
-            retailer: "Acme".into(),
-            store: "S1".into(),
-            terminal: "till-1".into(),
-            pos_txn: "sale-1".into(),
-            pos_time: None,
-        },
-        serial: batch.first_serial.to_string(),
-        to_serial: None,
-        value: None,
-    };
-    services.cards().activate(&sale, &actor()).await.unwrap();
-    let mut reader = csv::Reader::from_path(env.export_file(batch.id)).unwrap();
-    reader.records().next().unwrap().unwrap()[1].to_string()
-}
-
 /// A redeem key redeems a code posted in the body: 201 with the value and the balance after; the
 /// same Idempotency-Key again answers 200 with the first redemption. A request without the
 /// header is 400, a point-of-sale key 403, a body with another field 400 (without echoing the
@@ -413,3 +238,105 @@ async fn redemption_over_http<S: Store>(env: TestApp<S>) {
     server.await.unwrap().unwrap();
 }
 both_backends!(api_redemption, redemption_over_http);
+
+/// The OpenAPI document served at `/openapi.json` (without a key) is OpenAPI 3.1 and describes
+/// exactly the routes the router serves, each method of each path, and the bearer scheme.
+async fn the_openapi_document_describes_every_route<S: Store>(env: TestApp<S>) {
+    let (_, served) = tender::api::routes(env.app.clone());
+    let (addr, stop, server) = start(&env).await;
+
+    let reply = get(addr, "/openapi.json").await;
+    assert_eq!(reply.status, 200);
+    let doc = reply.body;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc}");
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    documented.sort();
+    let mut routed: Vec<(String, String)> = served
+        .iter()
+        .map(|route| (route.method.to_string(), route.path.to_string()))
+        .collect();
+    routed.sort();
+    assert_eq!(routed, documented);
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+both_backends!(api_openapi, the_openapi_document_describes_every_route);
+
+/// The rules every JSON route shares, shown on redemption: a body not sent as JSON is 415, one
+/// over 16 KiB is 413, a duplicate key or a JSON number where a string belongs is 400 naming the
+/// field and never quoting the value, and a method a path does not take is 405 with `Allow`.
+/// Each is a JSON error with the request's id, and none redeems anything.
+async fn hostile_bodies_are_refused_before_any_work<S: Store>(env: TestApp<S>) {
+    let redeem = key(&env, "web", "redeem").await;
+    let account = open_account(&env, "US", "USD").await;
+    let path = format!("/v1/accounts/{account}/redemptions");
+    let (addr, stop, server) = start(&env).await;
+
+    let raw = |content_type: &str, body: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: tender\r\nAuthorization: Bearer {redeem}\r\n\
+             Idempotency-Key: h-1\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let form = send_raw(
+        addr,
+        raw("application/x-www-form-urlencoded", "code=1").as_bytes(),
+    )
+    .await;
+    assert_eq!(form.status, 415);
+    assert_eq!(form.body["error"]["code"], "api.unsupported_media_type");
+
+    let big = format!(r#"{{"code": "{}"}}"#, "1".repeat(20_000));
+    let large = send_raw(addr, raw("application/json", &big).as_bytes()).await;
+    assert_eq!(large.status, 413);
+    assert_eq!(large.body["error"]["code"], "api.body_too_large");
+
+    let twice = r#"{"code": "7000 0000 0000 0001", "code": "7000 0000 0000 0002"}"#;
+    let duplicate = send_raw(addr, raw("application/json", twice).as_bytes()).await;
+    assert_eq!(duplicate.status, 400);
+    assert_eq!(duplicate.body["error"]["message"], "`code` is given twice");
+    assert!(!duplicate.text.contains("7000"), "{}", duplicate.text);
+
+    let number = send_raw(
+        addr,
+        raw("application/json", r#"{"code": 7000000000000001}"#).as_bytes(),
+    )
+    .await;
+    assert_eq!(number.status, 400);
+    assert_eq!(number.body["error"]["code"], "api.bad_body");
+    assert!(!number.text.contains("7000"), "{}", number.text);
+
+    let missing = send_raw(
+        addr,
+        raw("application/json; charset=utf-8", "{}").as_bytes(),
+    )
+    .await;
+    assert_eq!(missing.status, 400);
+    assert_eq!(missing.body["error"]["message"], "`code` is required");
+
+    let wrong_method = call(addr, "DELETE", &path, Some(&redeem), None, None).await;
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.body["error"]["code"], "api.method_not_allowed");
+    assert_eq!(wrong_method.header("allow"), Some("POST"));
+    assert!(wrong_method.request_id.is_some());
+
+    assert_eq!(env.count("SELECT count(*) FROM redemption").await, 0);
+    assert_eq!(env.count("SELECT count(*) FROM redeem_attempt").await, 0);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+both_backends!(
+    api_hostile_bodies,
+    hostile_bodies_are_refused_before_any_work
+);

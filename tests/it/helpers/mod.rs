@@ -4,6 +4,8 @@
 //!
 //! A failed test's database is kept for inspection; its name or path is printed.
 
+pub mod http;
+
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};

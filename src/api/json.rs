@@ -1,0 +1,235 @@
+//! JSON in: [`Body`] reads a request body the way every JSON route must, so none can forget a
+//! rule. The media type must be JSON (415), the body within the route's limit (413), and the
+//! document exactly the route's shape (400): an unknown field, a duplicate key, a missing field
+//! or a JSON number where a decimal string belongs is refused, naming the field.
+//!
+//! A refusal never quotes the body: a body may hold a code, and `serde_json`'s own messages
+//! quote the values they choke on. Only the field's path, built from the route's own field
+//! names, and what was expected there are said.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// The largest body a JSON route reads: its documents are a few fields, never more than a few
+/// hundred bytes, so 16 KiB is generous and still bounds what a client makes the server hold.
+pub const JSON_BODY_MAX_BYTES: usize = 16 * 1024;
+
+/// A JSON request body of shape `T`, read strictly.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Body<T>, ApiError> {
+        if !is_json(&request) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "api.unsupported_media_type",
+                "the body must be JSON, sent with Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    too_large()
+                } else {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "api.bad_body",
+                        "the body could not be read",
+                    )
+                }
+            })?;
+        parse(&bytes).map(Body)
+    }
+}
+
+/// The refusal of a body over its route's limit.
+pub fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "api.body_too_large",
+        format!("the body is over this route's limit of {JSON_BODY_MAX_BYTES} bytes"),
+    )
+}
+
+/// Whether the request says its body is JSON (`application/json`, any parameters).
+fn is_json(request: &Request) -> bool {
+    request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// `bytes` as a `T`, or a 400 that names the field and what it wanted, never its value.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let refused = |path: &str, error: &serde_json::Error| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "api.bad_body",
+            explain(path, error),
+        )
+    };
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut json)
+        .map_err(|error| refused(&error.path().to_string(), error.inner()))?;
+    // Trailing bytes after the document are refused too: two documents are not one.
+    json.end().map_err(|error| refused("", &error))?;
+    Ok(value)
+}
+
+/// One sentence about a refused document, from parts that cannot hold a client's value.
+fn explain(path: &str, error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let text = error.to_string();
+    match error.classify() {
+        Category::Syntax | Category::Eof | Category::Io => format!(
+            "the body is not one well-formed JSON document (line {}, column {})",
+            error.line(),
+            error.column()
+        ),
+        Category::Data => {
+            // serde names these with the field in backticks; a field name the client made up
+            // is not repeated, since it could be anything, a code included.
+            if text.starts_with("missing field") {
+                format!("{} is required", quoted_field(&text, path))
+            } else if text.starts_with("duplicate field") {
+                format!("{} is given twice", quoted_field(&text, path))
+            } else if text.starts_with("unknown field") {
+                let expected = text
+                    .split_once(", expected ")
+                    .map_or(String::new(), |(_, rest)| {
+                        format!("; expected {}", strip_position(rest))
+                    });
+                format!("the body has a field this route does not take{expected}")
+            } else if let Some((_, expected)) = text.split_once(", expected ") {
+                let at = if path.is_empty() || path == "." {
+                    "the body".to_string()
+                } else {
+                    format!("`{path}`")
+                };
+                format!(
+                    "{at} must be {}; amounts, codes and ids are JSON strings",
+                    strip_position(expected)
+                )
+            } else {
+                format!("`{path}` is not valid here")
+            }
+        }
+    }
+}
+
+/// The field serde names in backticks, qualified by the path to its parent; the path alone
+/// when serde named none.
+fn quoted_field(text: &str, path: &str) -> String {
+    let field = text.split('`').nth(1).unwrap_or_default();
+    let parent = if path.is_empty() || path == "." {
+        ""
+    } else {
+        path
+    };
+    match (parent.is_empty(), field.is_empty()) {
+        (true, false) => format!("`{field}`"),
+        (false, false) => format!("`{parent}.{field}`"),
+        (_, true) => format!("`{path}`"),
+    }
+}
+
+/// serde_json's " at line L column C" suffix, dropped: the sentence names the field instead.
+fn strip_position(text: &str) -> &str {
+    text.split(" at line ").next().unwrap_or(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Spend {
+        amount: String,
+        currency: String,
+        order: Order,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Order {
+        id: String,
+    }
+
+    fn refusal(body: &str) -> String {
+        let error = parse::<Spend>(body.as_bytes()).unwrap_err();
+        assert_eq!(error.code(), "api.bad_body");
+        error.message().to_string()
+    }
+
+    #[test]
+    fn a_missing_field_is_named() {
+        assert_eq!(
+            refusal(r#"{"amount": "1.00", "order": {"id": "o"}}"#),
+            "`currency` is required"
+        );
+        assert_eq!(
+            refusal(r#"{"amount": "1.00", "currency": "USD", "order": {}}"#),
+            "`order.id` is required"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_key_is_refused() {
+        assert_eq!(
+            refusal(
+                r#"{"amount": "1.00", "amount": "2.00", "currency": "USD", "order": {"id": "o"}}"#
+            ),
+            "`amount` is given twice"
+        );
+    }
+
+    #[test]
+    fn a_number_where_a_decimal_string_belongs_is_refused_without_its_value() {
+        let message =
+            refusal(r#"{"amount": 1234567812345678, "currency": "USD", "order": {"id": "o"}}"#);
+        assert_eq!(
+            message,
+            "`amount` must be a string; amounts, codes and ids are JSON strings"
+        );
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused_without_repeating_its_name() {
+        let message = refusal(
+            r#"{"amount": "1.00", "currency": "USD", "order": {"id": "o"}, "4111111111111111": 1}"#,
+        );
+        assert!(!message.contains("4111"), "{message}");
+        assert!(
+            message.starts_with("the body has a field this route does not take"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn broken_json_and_trailing_bytes_are_refused_by_position() {
+        assert_eq!(
+            refusal(r#"{"amount": "#),
+            "the body is not one well-formed JSON document (line 1, column 11)"
+        );
+        assert!(
+            refusal(r#"{"amount": "1.00", "currency": "USD", "order": {"id": "o"}} x"#)
+                .starts_with("the body is not one well-formed JSON document")
+        );
+    }
+}
