@@ -1827,21 +1827,24 @@ fn api_keys_from_the_command_line(db: TestDb) {
 }
 both_backends_cli!(api_keys_from_the_command_line);
 
-/// `tender serve` as an orchestrator runs it: it names its port in the log, answers, and on
-/// SIGTERM stops within the grace period with status 0.
-#[test]
-fn serve_answers_and_stops_cleanly_on_sigterm() {
-    use std::io::{BufRead, BufReader, Read, Write};
+/// A `tender serve` process on a free port, logging at `log` to a channel (so it never blocks
+/// on a full pipe), and the address it named in its log.
+fn spawn_server(
+    db: &TestDb,
+    log: &str,
+) -> (
+    std::process::Child,
+    std::net::SocketAddr,
+    std::sync::mpsc::Receiver<String>,
+) {
+    use std::io::{BufRead, BufReader};
 
-    let db = TestDb::sqlite();
-    ok(&db, &["init"]);
-    let mut server = tender(&db)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("TENDER_LOG", "info")
+    let mut server = tender(db)
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-jobs"])
+        .env("TENDER_LOG", log)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Every log line goes to the channel, so the server never blocks on a full pipe.
     let (lines, logged) = std::sync::mpsc::channel();
     let stderr = BufReader::new(server.stderr.take().unwrap());
     std::thread::spawn(move || {
@@ -1849,7 +1852,7 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
             let _ = lines.send(line);
         })
     });
-    let addr: std::net::SocketAddr = loop {
+    let addr = loop {
         let line = logged
             .recv_timeout(Duration::from_secs(30))
             .expect("tender serve logs the address it listens on");
@@ -1857,25 +1860,20 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
             break rest.split_whitespace().next().unwrap().parse().unwrap();
         }
     };
+    (server, addr, logged)
+}
 
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: tender\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.ends_with(r#"{"status":"ok"}"#), "{response}");
-
+/// Sends SIGTERM and waits for the exit status, which must come within the grace period.
+fn stop_server(server: &mut std::process::Child) -> std::process::ExitStatus {
     let sent = Instant::now();
     rustix::process::kill_process(
-        rustix::process::Pid::from_child(&server),
+        rustix::process::Pid::from_child(server),
         rustix::process::Signal::TERM,
     )
     .unwrap();
-    let status = loop {
+    loop {
         if let Some(status) = server.try_wait().unwrap() {
-            break status;
+            return status;
         }
         assert!(
             sent.elapsed() < tender::api::REQUEST_GRACE,
@@ -1883,10 +1881,119 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
             tender::api::REQUEST_GRACE
         );
         std::thread::sleep(Duration::from_millis(50));
-    };
+    }
+}
+
+/// One HTTP/1.1 request on a new connection: the status line and the rest of the response.
+fn http(addr: std::net::SocketAddr, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// `tender serve` as an orchestrator runs it: it names its port in the log, answers, and on
+/// SIGTERM stops within the grace period with status 0.
+#[test]
+fn serve_answers_and_stops_cleanly_on_sigterm() {
+    let db = TestDb::sqlite();
+    ok(&db, &["init"]);
+    let (mut server, addr, _log) = spawn_server(&db, "info");
+
+    let response = http(
+        addr,
+        "GET /healthz HTTP/1.1\r\nHost: tender\r\nConnection: close\r\n\r\n",
+    );
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with(r#"{"status":"ok"}"#), "{response}");
+
+    let status = stop_server(&mut server);
     assert!(status.success(), "{status:?}");
     assert!(
         std::net::TcpStream::connect(addr).is_err(),
         "the port is released"
     );
 }
+
+/// Two `tender serve` processes on one database share the guessing limits, since the windows
+/// live in the database: eight wrong codes for one account sent at once, alternating between
+/// the servers, are evaluated five times (404 `redeem.not_found`) and refused three (429 with
+/// `Retry-After`); the valid code of an active card is then refused by either server. With both
+/// logging at debug level, no code sent appears in their logs.
+fn two_servers_share_one_rate_limit(db: TestDb) {
+    let (sold, codes) = first_card_sold_and_an_account(&db, 1);
+    let created = ok(
+        &db,
+        &["api-key", "create", "--role", "redeem", "--name", "web"],
+    );
+    let key = created
+        .split_whitespace()
+        .find(|word| word.starts_with("tdr_live_"))
+        .expect("the key is printed once")
+        .to_string();
+    let servers = [spawn_server(&db, "debug"), spawn_server(&db, "debug")];
+    let addrs = [servers[0].1, servers[1].1];
+    let redeem = |addr: std::net::SocketAddr, code: &str, idempotency_key: &str| {
+        let body = format!(r#"{{"code": "{code}"}}"#);
+        http(
+            addr,
+            &format!(
+                "POST /v1/accounts/1/redemptions HTTP/1.1\r\nHost: tender\r\n\
+                 Authorization: Bearer {key}\r\nIdempotency-Key: {idempotency_key}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    let guesses: Vec<String> = (0..8).map(|n| format!("7000 0000 0000 000{n}")).collect();
+
+    clear_of_the_hours_end();
+    let mut statuses: Vec<String> = std::thread::scope(|scope| {
+        let sent: Vec<_> = guesses
+            .iter()
+            .enumerate()
+            .map(|(n, guess)| {
+                let redeem = &redeem;
+                scope.spawn(move || redeem(addrs[n % 2], guess, &format!("guess-{n}")))
+            })
+            .collect();
+        sent.into_iter()
+            .map(|reply| {
+                let reply = reply.join().unwrap();
+                let status = reply.split(' ').nth(1).unwrap().to_string();
+                if status == "429" {
+                    assert!(reply.to_lowercase().contains("retry-after: "), "{reply}");
+                }
+                status
+            })
+            .collect()
+    });
+    statuses.sort();
+    assert_eq!(statuses, [vec!["404"; 5], vec!["429"; 3]].concat());
+    for (n, addr) in addrs.iter().enumerate() {
+        let reply = redeem(*addr, &codes[0], &format!("valid-{n}"));
+        assert!(reply.starts_with("HTTP/1.1 429"), "{reply}");
+        assert!(reply.contains("redeem.rate_limited"), "{reply}");
+    }
+    let card: serde_json::Value =
+        serde_json::from_str(&ok(&db, &["card", "show", &sold, "--format", "json"])).unwrap();
+    assert_eq!(card["state"], "active");
+
+    let mut logs = String::new();
+    for (mut server, _, log) in servers {
+        assert!(stop_server(&mut server).success());
+        logs.extend(log.try_iter().map(|line| line + "\n"));
+    }
+    assert!(logs.contains("DEBUG"), "the servers logged at debug level");
+    let mut typed: Vec<String> = codes.iter().flat_map(|c| typed_forms(c)).collect();
+    typed.extend(
+        guesses
+            .iter()
+            .flat_map(|g| typed_forms(&g.replace(' ', ""))),
+    );
+    assert_eq!(codes_found_in(logs.as_bytes(), &typed), 0, "{logs}");
+}
+both_backends_cli!(two_servers_share_one_rate_limit);
