@@ -64,6 +64,8 @@ pub struct Routes<S: Store> {
     app: App<S>,
     router: Router<App<S>>,
     served: Vec<Route>,
+    /// The paths whose GET takes query parameters; every other route refuses a query string.
+    queried: Vec<&'static str>,
 }
 
 impl<S: Store> Routes<S> {
@@ -72,6 +74,7 @@ impl<S: Store> Routes<S> {
             app,
             router: Router::new(),
             served: Vec::new(),
+            queried: Vec::new(),
         }
     }
 
@@ -84,6 +87,16 @@ impl<S: Store> Routes<S> {
     /// `GET path`: a read.
     pub fn get<H: Handler<T, App<S>>, T: 'static>(self, path: &'static str, handler: H) -> Self {
         self.add(Method::GET, path, get(handler))
+    }
+
+    /// `GET path?…`: a read that takes query parameters (a page's `limit` and `after`).
+    pub fn get_queried<H: Handler<T, App<S>>, T: 'static>(
+        mut self,
+        path: &'static str,
+        handler: H,
+    ) -> Self {
+        self.queried.push(path);
+        self.get(path, handler)
     }
 
     /// `POST path` that moves no value (creating an account, blocking a card).
@@ -115,8 +128,17 @@ pub fn routes<S: Store>(app: App<S>) -> (Router, Vec<Route>) {
         .get("/metrics", metrics::<S>)
         .get("/openapi.json", openapi)
         .post_moving("/v1/accounts/{id}/redemptions", redeem::redeem::<S>);
-    let Routes { router, served, .. } = routes;
+    let Routes {
+        router,
+        served,
+        queried,
+        ..
+    } = routes;
     let router = router
+        .layer(middleware::from_fn_with_state(
+            Arc::new(queried),
+            refuse_query,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
@@ -185,6 +207,30 @@ async fn request_id(request: Request, next: Next) -> Response {
     let value = HeaderValue::from_str(&id).expect("a ULID is a valid header value");
     response.headers_mut().insert(REQUEST_ID, value);
     response
+}
+
+/// Refuses a query string on every route that takes none: a code must never travel in a URL,
+/// where proxies and browsers keep it, so a request that puts anything there is refused before
+/// it is read, and the query is never echoed or logged.
+async fn refuse_query(
+    State(queried): State<Arc<Vec<&'static str>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let takes_query = request.method() == Method::GET
+        && request
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .is_some_and(|path| queried.contains(&path.as_str()));
+    if request.uri().query().is_some() && !takes_query {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "api.query_refused",
+            "this route takes no query string; codes and other values travel in the JSON body",
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Answers 503 `api.timeout` for a request not done within [`REQUEST_TIMEOUT`]; its work is

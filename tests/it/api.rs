@@ -340,3 +340,27 @@ both_backends!(
     api_hostile_bodies,
     hostile_bodies_are_refused_before_any_work
 );
+
+/// A code in a query string is refused before anything reads it: every route but the paged
+/// reads refuses a query string, and the refusal does not repeat it.
+async fn a_query_string_is_refused_where_a_route_takes_none<S: Store>(env: TestApp<S>) {
+    let redeem = key(&env, "web", "redeem").await;
+    let account = open_account(&env, "US", "USD").await;
+    let (addr, stop, server) = start(&env).await;
+
+    let path = format!("/v1/accounts/{account}/redemptions?code=7000000000000001");
+    let body = r#"{"code": "7000 0000 0000 0002"}"#;
+    let reply = call(addr, "POST", &path, Some(&redeem), Some("q-1"), Some(body)).await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.body["error"]["code"], "api.query_refused");
+    assert!(!reply.text.contains("7000"), "{}", reply.text);
+    let probe = get(addr, "/healthz?code=7000000000000001").await;
+    assert_eq!(probe.status, 400);
+    assert_eq!(env.count("SELECT count(*) FROM redeem_attempt").await, 0);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+both_backends!(
+    api_query_refused,
+    a_query_string_is_refused_where_a_route_takes_none
+);
