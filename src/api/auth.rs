@@ -3,10 +3,12 @@
 //! `WWW-Authenticate: Bearer`, that says nothing of which; a known key whose role a route does
 //! not allow is 403.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use crate::app::App;
@@ -46,10 +48,41 @@ fn unauthenticated() -> ApiError {
     )
 }
 
+/// The key check in front of every keyed route (see [`crate::api::Access`]): authenticates
+/// the key, checks its role against `roles`, and leaves the [`Caller`] in the request for the
+/// handler, so a refused key is answered before its request's body is read.
+pub async fn authorize<S: Store>(
+    State((app, roles)): State<(App<S>, &'static [ApiRole])>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (mut parts, body) = request.into_parts();
+    match authenticate(&parts, &app)
+        .await
+        .and_then(|caller| caller.allowed(roles))
+    {
+        Ok(caller) => {
+            parts.extensions.insert(caller);
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Err(refused) => refused.into_response(),
+    }
+}
+
 impl<S: Store> FromRequestParts<App<S>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App<S>) -> Result<Caller, ApiError> {
+        match parts.extensions.get::<Caller>() {
+            Some(caller) => Ok(caller.clone()),
+            None => authenticate(parts, app).await,
+        }
+    }
+}
+
+/// The caller whose key the request carries, or the one 401.
+async fn authenticate<S: Store>(parts: &Parts, app: &App<S>) -> Result<Caller, ApiError> {
+    {
         let header = parts
             .headers
             .get(AUTHORIZATION)

@@ -262,6 +262,18 @@ async fn the_openapi_document_describes_every_route<S: Store>(env: TestApp<S>) {
         .collect();
     routed.sort();
     assert_eq!(routed, documented);
+    // The routes open to anyone are the ones the document marks as needing no key.
+    for route in &served {
+        let operation = &doc["paths"][route.path][route.method.as_str().to_lowercase()];
+        let open = operation["security"] == serde_json::json!([{}]);
+        assert_eq!(
+            open,
+            route.access == tender::api::Access::Open,
+            "{} {}",
+            route.method,
+            route.path
+        );
+    }
     assert_eq!(
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
