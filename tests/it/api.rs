@@ -376,3 +376,114 @@ both_backends!(
     api_query_refused,
     a_query_string_is_refused_where_a_route_takes_none
 );
+
+/// The README's route table: (method, path, roles) for every row, `anyone` for open routes.
+fn readme_routes() -> Vec<(String, String, Vec<String>)> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    readme
+        .lines()
+        .filter(|line| line.starts_with("| `GET` ") || line.starts_with("| `POST` "))
+        .map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let roles = cells[3]
+                .split(',')
+                .map(|role| role.trim().to_string())
+                .collect();
+            (
+                cells[1].trim_matches('`').to_string(),
+                cells[2].trim_matches('`').to_string(),
+                roles,
+            )
+        })
+        .collect()
+}
+
+/// The authorization matrix: the README's table lists exactly the routes the router serves, with
+/// exactly the roles each allows; then every role's key meets every keyed route, and is refused
+/// 403 `api.forbidden` exactly where the table does not list its role, before its body is read
+/// (the body here is empty, so an allowed role meets the route's own 400 or 404 instead). No
+/// key, or a revoked one, is 401 on every keyed route.
+async fn every_role_meets_every_route_as_the_readme_says<S: Store>(env: TestApp<S>) {
+    use tender::api::Access;
+    use tender::domain::ApiRole;
+
+    acme(&env).await;
+    let mut keys = Vec::new();
+    for role in ApiRole::ALL {
+        keys.push((
+            role,
+            key(&env, &format!("k-{}", role.as_str()), role.as_str()).await,
+        ));
+    }
+    let revoked = key(&env, "gone", "admin").await;
+    env.app
+        .services()
+        .api_keys()
+        .revoke("gone", &actor())
+        .await
+        .unwrap();
+    let (_, served) = tender::api::routes(env.app.clone());
+
+    let mut table = readme_routes();
+    table.sort();
+    let mut routed: Vec<(String, String, Vec<String>)> = served
+        .iter()
+        .map(|route| {
+            let roles = match route.access {
+                Access::Open => vec!["anyone".to_string()],
+                Access::Roles(roles) => roles.iter().map(|r| r.as_str().to_string()).collect(),
+            };
+            (route.method.to_string(), route.path.to_string(), roles)
+        })
+        .collect();
+    routed.sort();
+    assert_eq!(table, routed, "the README's route table is the router's");
+
+    let (addr, stop, server) = start(&env).await;
+    for route in &served {
+        let Access::Roles(allowed) = route.access else {
+            continue;
+        };
+        // Placeholders name nothing that exists: an allowed key meets a 400 or a 404.
+        let path = route
+            .path
+            .replace("{id}", "999999")
+            .replace("{serial}", "000000000013");
+        let method = route.method.as_str();
+        let body = (method == "POST").then_some("{}");
+        for (role, key) in &keys {
+            let reply = call(addr, method, &path, Some(key), Some("matrix"), body).await;
+            if allowed.contains(role) {
+                assert!(
+                    ![401, 403].contains(&reply.status),
+                    "{} {} let a {} key in: {}",
+                    method,
+                    route.path,
+                    role.as_str(),
+                    reply.text
+                );
+            } else {
+                assert_eq!(
+                    reply.status,
+                    403,
+                    "{method} {} as {}",
+                    route.path,
+                    role.as_str()
+                );
+                assert_eq!(reply.body["error"]["code"], "api.forbidden");
+            }
+        }
+        for presented in [None, Some(revoked.as_str())] {
+            let reply = call(addr, method, &path, presented, Some("matrix"), body).await;
+            assert_eq!(reply.status, 401, "{method} {}", route.path);
+            assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
+        }
+    }
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+both_backends!(
+    api_authorization_matrix,
+    every_role_meets_every_route_as_the_readme_says
+);
