@@ -32,7 +32,7 @@ pub(super) struct DemoArgs {
     /// The new directory (default: tender-demo-<timestamp>).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Cards in the demo batch (at least 5: it sells the first five).
+    /// Cards in the demo batch (at least 6: it sells a box of five and one more over HTTP).
     #[arg(long, default_value_t = 10_000)]
     cards: u64,
 }
@@ -62,10 +62,13 @@ pub(super) async fn run(args: DemoArgs, actor: Actor) -> Result<(), CliError> {
             shared.now().format("%Y%m%d-%H%M%S")
         ))
     });
-    if args.cards < DEMO_SOLD {
+    if args.cards <= DEMO_SOLD {
         return Err(CliError::new(
             "demo.too_few_cards",
-            format!("the demo sells {DEMO_SOLD} cards, so its batch holds at least {DEMO_SOLD}"),
+            format!(
+                "the demo sells a box of {DEMO_SOLD} cards and one more over HTTP, so its batch holds at least {}",
+                DEMO_SOLD + 1
+            ),
         ));
     }
     if dir.exists() {
@@ -216,6 +219,17 @@ impl Launch for Demo {
         self.redemptions(&app, &batches, &accounts, &codes).await?;
         self.refusals(&app, &batches, &accounts, &codes).await?;
         self.statements(&app, &accounts).await?;
+        let web_card = batches.us.serial_at(DEMO_SOLD);
+        super::demo_http::OverHttp {
+            retailer: retailer.name.as_str(),
+            store: DEMO_STORE,
+            card: web_card,
+            code: codes.of(web_card),
+            account: accounts.alice,
+            actor: &self.actor,
+        }
+        .run(&app)
+        .await?;
         let settings = app.settings();
         let seal_key = SealKey::create_files(&settings.key_dir())?;
         let sealed = services
@@ -238,7 +252,7 @@ impl Launch for Demo {
             ));
         }
         println!(
-            "14. audit trail sealed under seal key {} (seal {}, witnessed in {}) and verified: {} records in {} chains, every record's hash and tag, the seal's signature and the witness checked",
+            "15. audit trail sealed under seal key {} (seal {}, witnessed in {}) and verified: {} records in {} chains, every record's hash and tag, the seal's signature and the witness checked",
             seal_key.public().short(),
             sealed.seal.seal_id,
             sealed.witness.display(),
@@ -393,9 +407,9 @@ impl Demo {
     }
 
     /// The cards whose codes the demo types: the US box (voided, blocked, two to redeem, one
-    /// that stays active) and both UK cards.
+    /// that stays active), the card sold and redeemed over HTTP, and both UK cards.
     fn codes_needed(&self, batches: &Batches) -> Vec<Serial> {
-        let mut serials: Vec<Serial> = (0..DEMO_SOLD).map(|n| batches.us.serial_at(n)).collect();
+        let mut serials: Vec<Serial> = (0..=DEMO_SOLD).map(|n| batches.us.serial_at(n)).collect();
         serials.extend((0..UK_CARDS).map(|n| batches.uk.serial_at(n)));
         serials
     }

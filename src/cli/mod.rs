@@ -7,6 +7,7 @@ mod audit;
 mod batch;
 mod cards;
 mod demo;
+mod demo_http;
 mod jobs;
 mod keys;
 mod ledger;

@@ -1528,11 +1528,11 @@ fn the_demo_runs_the_whole_flow() {
             .output()
             .unwrap()
     };
-    let out = demo("4");
+    let out = demo("5");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).ends_with("[demo.too_few_cards]\n"));
     assert!(!dir.exists(), "nothing was created");
-    let out = demo("5");
+    let out = demo("6");
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(
         out.status.success(),
@@ -1552,7 +1552,12 @@ fn the_demo_runs_the_whole_flow() {
         "     account 2: balance 25.00 USD\n       redemption    25.00 USD  balance    25.00 USD  ••••••••0045\n",
         "card ••••••••0059 is still active",
         "13. ledger check:",
-        "14. audit trail sealed",
+        "14. over HTTP: `tender serve` on http://127.0.0.1:",
+        "/v1/activations -H \"Authorization: Bearer $POS_KEY\"",
+        "       201 {",
+        "the same request again: 200 with the first answer",
+        "       tender_redemptions_total{outcome=\"ok\"} ",
+        "15. audit trail sealed",
     ] {
         assert!(stdout.contains(expected), "{expected:?} in {stdout}");
     }
@@ -1582,7 +1587,8 @@ fn the_demo_runs_the_whole_flow() {
     );
     let mut codes = printer_codes(&dir.join("exports/batch-1.csv"));
     codes.extend(printer_codes(&dir.join("exports/batch-2.csv")));
-    assert_eq!(codes.len(), 7);
+    assert_eq!(codes.len(), 8);
+    assert!(!stdout.contains("tdr_live_"), "no API key is printed");
     let typed: Vec<String> = codes.iter().flat_map(|c| typed_forms(c)).collect();
     assert_eq!(codes_found_in(stdout.as_bytes(), &typed), 0, "{stdout}");
     assert_eq!(codes_found_in(&out.stderr, &typed), 0);
