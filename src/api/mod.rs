@@ -8,6 +8,8 @@
 //! Every JSON body is read by [`json::Body`], so no route forgets a rule of hostile input.
 
 pub mod auth;
+pub mod batches;
+pub mod cards;
 pub mod doc;
 pub mod error;
 pub mod json;
@@ -114,7 +116,14 @@ pub fn routes<S: Store>(app: App<S>) -> (Router, Vec<Route>) {
         .get("/readyz", readyz::<S>)
         .get("/metrics", metrics::<S>)
         .get("/openapi.json", openapi)
-        .post_moving("/v1/accounts/{id}/redemptions", redeem::redeem::<S>);
+        .post_moving("/v1/accounts/{id}/redemptions", redeem::redeem::<S>)
+        .post("/v1/batches", batches::request::<S>)
+        .get("/v1/batches/{id}", batches::show::<S>)
+        .post_moving("/v1/activations", cards::activate::<S>)
+        .post_moving("/v1/voids", cards::void::<S>)
+        .get("/v1/cards/{serial}", cards::show::<S>)
+        .post("/v1/cards/{serial}/block", cards::block::<S>)
+        .post("/v1/cards/{serial}/unblock", cards::unblock::<S>);
     let Routes { router, served, .. } = routes;
     let router = router
         .fallback(not_found)
