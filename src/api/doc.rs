@@ -13,7 +13,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::redeem;
+use super::{batches, cards, redeem};
 
 /// The error body every refusal carries.
 #[derive(ToSchema)]
@@ -49,6 +49,13 @@ pub struct ErrorDetail {
         super::metrics,
         super::openapi,
         redeem::redeem,
+        batches::request,
+        batches::show,
+        cards::activate,
+        cards::void,
+        cards::show,
+        cards::block,
+        cards::unblock,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security, &Refusals),

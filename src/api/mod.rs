@@ -8,6 +8,8 @@
 //! Every JSON body is read by [`json::Body`], so no route forgets a rule of hostile input.
 
 pub mod auth;
+pub mod batches;
+pub mod cards;
 pub mod doc;
 pub mod error;
 pub mod json;
@@ -171,6 +173,37 @@ pub fn routes<S: Store>(app: App<S>) -> (Router, Vec<Route>) {
         .get("/readyz", Access::Open, readyz::<S>)
         .get("/openapi.json", Access::Open, openapi)
         .get("/metrics", Access::Roles(&[Admin]), metrics::<S>)
+        .post(
+            "/v1/batches",
+            Access::Roles(&[Admin]),
+            batches::request::<S>,
+        )
+        .get(
+            "/v1/batches/{id}",
+            Access::Roles(&[Admin, Support, Finance, Pos]),
+            batches::show::<S>,
+        )
+        .post_moving(
+            "/v1/activations",
+            Access::Roles(&[Pos]),
+            cards::activate::<S>,
+        )
+        .post_moving("/v1/voids", Access::Roles(&[Pos]), cards::void::<S>)
+        .get(
+            "/v1/cards/{serial}",
+            Access::Roles(&[Pos, Support, Finance, Admin]),
+            cards::show::<S>,
+        )
+        .post(
+            "/v1/cards/{serial}/block",
+            Access::Roles(&[Support, Admin]),
+            cards::block::<S>,
+        )
+        .post(
+            "/v1/cards/{serial}/unblock",
+            Access::Roles(&[Support, Admin]),
+            cards::unblock::<S>,
+        )
         .post_moving(
             "/v1/accounts/{id}/redemptions",
             Access::Roles(&[Redeem]),

@@ -27,7 +27,10 @@ pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key
 #[serde(deny_unknown_fields)]
 pub struct RedeemBody {
     /// The 16-digit code from under the scratch-off, with or without spaces or hyphens.
-    #[schema(example = "1234 5678 9012 3456", pattern = "^[0-9]{4}([ -]?[0-9]{4}){3}$")]
+    #[schema(
+        example = "1234 5678 9012 3456",
+        pattern = "^[0-9]{4}([ -]?[0-9]{4}){3}$"
+    )]
     code: String,
 }
 

@@ -6,7 +6,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::{KnownFormat, RefOr, SchemaFormat};
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::domain::{AccountId, CardState, Money, Serial, TransferId};
+use crate::domain::{AccountId, BatchState, CardAction, CardState, Money, Serial, TransferId};
 
 /// A string schema with `pattern` and a description.
 fn string(pattern: &str, description: &str) -> ObjectBuilder {
@@ -93,3 +93,43 @@ impl PartialSchema for CardState {
     }
 }
 impl ToSchema for CardState {}
+
+/// A string schema with exactly these values.
+fn one_of(values: &[&str], description: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::new(Type::String))
+        .enum_values(Some(values.iter().copied()))
+        .description(Some(description))
+        .into()
+}
+
+impl PartialSchema for BatchState {
+    fn schema() -> RefOr<Schema> {
+        let states = [
+            BatchState::Requested,
+            BatchState::Generating,
+            BatchState::Completed,
+            BatchState::Failed,
+        ];
+        let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+        one_of(&names, "Where a batch is in its life")
+    }
+}
+impl ToSchema for BatchState {}
+
+impl PartialSchema for CardAction {
+    fn schema() -> RefOr<Schema> {
+        let actions = [
+            CardAction::Activated,
+            CardAction::Voided,
+            CardAction::Redeemed,
+            CardAction::Blocked,
+            CardAction::Unblocked,
+            CardAction::Exposed,
+            CardAction::ExposureCleared,
+        ];
+        let names: Vec<&str> = actions.iter().map(|a| a.as_str()).collect();
+        one_of(&names, "A change a card's history records")
+    }
+}
+impl ToSchema for CardAction {}

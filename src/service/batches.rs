@@ -9,7 +9,7 @@ use super::{JobPayload, Services};
 use crate::audit::events;
 use crate::domain::{
     Actor, Batch, BatchError, BatchId, BatchRequest, CardValue, Currency, Money, MoneyError,
-    PageRows, Region, RegionError, RetailerError, RetailerName, SERIAL_SEQUENCE_MAX,
+    PageRows, Region, RegionError, RetailerError, RetailerId, RetailerName, SERIAL_SEQUENCE_MAX,
 };
 use crate::error::{Classify, Kind};
 use crate::keys::KeyPurpose;
@@ -164,6 +164,9 @@ impl Classify for RestartBatchError {
 /// Why a batch cannot be shown.
 #[derive(Debug, thiserror::Error)]
 pub enum ShowBatchError {
+    /// The id is not a positive integer.
+    #[error("a batch id is a positive integer")]
+    BadId,
     /// No batch has this id.
     #[error("batch {0} does not exist")]
     NotFound(BatchId),
@@ -175,6 +178,7 @@ pub enum ShowBatchError {
 impl Classify for ShowBatchError {
     fn code(&self) -> &'static str {
         match self {
+            ShowBatchError::BadId => "batch.bad_id",
             ShowBatchError::NotFound(_) => "batch.not_found",
             ShowBatchError::Store(e) => e.code(),
         }
@@ -182,6 +186,7 @@ impl Classify for ShowBatchError {
 
     fn kind(&self) -> Kind {
         match self {
+            ShowBatchError::BadId => Kind::Invalid,
             ShowBatchError::NotFound(_) => Kind::NotFound,
             ShowBatchError::Store(e) => e.kind(),
         }
@@ -298,5 +303,27 @@ impl<S: Store> Batches<'_, S> {
             .batch(id)
             .await?
             .ok_or(ShowBatchError::NotFound(id))
+    }
+
+    /// One batch, by its id as a caller gives it, as a caller scoped to `retailer` (a
+    /// point-of-sale key) may see it: another retailer's batch is
+    /// [`ShowBatchError::NotFound`], exactly as one that does not exist. `None`: any batch.
+    pub async fn show_for(
+        &self,
+        id: &str,
+        retailer: Option<RetailerId>,
+    ) -> Result<Batch, ShowBatchError> {
+        let id = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|id: &i64| *id > 0)
+            .map(BatchId)
+            .ok_or(ShowBatchError::BadId)?;
+        let batch = self.show(id).await?;
+        if retailer.is_some_and(|retailer| retailer != batch.retailer_id) {
+            return Err(ShowBatchError::NotFound(id));
+        }
+        Ok(batch)
     }
 }

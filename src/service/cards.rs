@@ -20,8 +20,8 @@ use crate::audit::events::{self, ActivationAudit};
 use crate::domain::{
     Actor, Batch, CardAction, CardSale, CardState, CardValue, Currency, Jurisdiction,
     JurisdictionError, LedgerValueError, Money, MoneyError, Name, PageRows, PosError, PosTxnId,
-    Posting, Region, RetailStore, Retailer, RetailerError, RetailerName, Serial, SerialError,
-    SerialRange, StoreCode, TerminalId, TransferId, check_pos_time,
+    Posting, Region, RetailStore, Retailer, RetailerError, RetailerId, RetailerName, Serial,
+    SerialError, SerialRange, StoreCode, TerminalId, TransferId, check_pos_time,
 };
 use crate::error::{Classify, Kind};
 use crate::store::pos::{ActivationRow, CardEventRow, CardStatus, PosOperation, PosRequestRow};
@@ -111,6 +111,14 @@ pub enum CardError {
         /// The highest value.
         max: Money,
     },
+    /// A value named in another currency than the card's.
+    #[error("card {serial} is sold in {currency}")]
+    WrongCurrency {
+        /// The card.
+        serial: Serial,
+        /// The card's currency.
+        currency: Currency,
+    },
     /// A value other than a fixed-value card's.
     #[error("card {serial} carries a fixed value of {value}")]
     ValueFixed {
@@ -189,7 +197,8 @@ impl CardError {
             CardError::WrongRegion { serial, .. }
             | CardError::ValueRequired { serial, .. }
             | CardError::ValueOutOfRange { serial, .. }
-            | CardError::ValueFixed { serial, .. } => Some(*serial),
+            | CardError::ValueFixed { serial, .. }
+            | CardError::WrongCurrency { serial, .. } => Some(*serial),
             _ => None,
         }
     }
@@ -214,6 +223,7 @@ impl Classify for CardError {
             CardError::ValueRequired { .. } => "activation.value_required",
             CardError::ValueOutOfRange { .. } => "activation.value_out_of_range",
             CardError::ValueFixed { .. } => "activation.value_fixed",
+            CardError::WrongCurrency { .. } => "activation.wrong_currency",
             CardError::AlreadyActive(_) => "card.already_active",
             CardError::NotActive(_) => "card.not_active",
             CardError::AlreadyRedeemed(_) => "card.already_redeemed",
@@ -242,7 +252,8 @@ impl Classify for CardError {
             | CardError::RangeSpansBatches(_)
             | CardError::ValueRequired { .. }
             | CardError::ValueOutOfRange { .. }
-            | CardError::ValueFixed { .. } => Kind::Invalid,
+            | CardError::ValueFixed { .. }
+            | CardError::WrongCurrency { .. } => Kind::Invalid,
             CardError::UnknownRetailer(_)
             | CardError::UnknownStore { .. }
             | CardError::NotFound(_) => Kind::NotFound,
@@ -406,9 +417,16 @@ const REVIEW_EXPOSED: &str = "exposed_before_sale";
 #[derive(Debug)]
 pub struct Cards<'a, S>(pub(super) &'a Services<S>);
 
+/// The retailer a POS request acts for: named by the caller (the CLI), or the one a
+/// point-of-sale key is bound to (the API), which the request's body never names.
+enum RetailerRef {
+    Named(RetailerName),
+    Id(RetailerId),
+}
+
 /// A parsed POS request's origin.
 struct Origin {
-    retailer: RetailerName,
+    retailer: RetailerRef,
     store: StoreCode,
     terminal: TerminalId,
     pos_txn: PosTxnId,
@@ -500,11 +518,31 @@ impl<S: Store> Cards<'_, S> {
         form: &ActivateForm,
         actor: &Actor,
     ) -> Result<PosResult, CardError> {
-        let origin = self.origin(&form.pos)?;
+        let retailer = RetailerRef::Named(RetailerName::parse(&form.pos.retailer)?);
+        let origin = self.origin(retailer, &form.pos)?;
         let first = Serial::parse(&form.serial)?;
         let last = form.to_serial.as_deref().map(Serial::parse).transpose()?;
         let range = SerialRange::new(first, last)?;
-        rerun!(self.activate_once(&origin, range, form.value.as_deref(), actor))
+        rerun!(self.activate_once(&origin, range, form.value.as_deref(), None, actor))
+    }
+
+    /// [`Cards::activate`] for a point-of-sale key of `retailer`: the retailer is the key's
+    /// (the form's retailer name is not read), and a value given names its `currency`, which
+    /// must be the card's. A card of another retailer is refused as
+    /// [`CardError::ForeignRetailer`].
+    pub async fn activate_for(
+        &self,
+        retailer: RetailerId,
+        form: &ActivateForm,
+        currency: Option<&str>,
+        actor: &Actor,
+    ) -> Result<PosResult, CardError> {
+        let origin = self.origin(RetailerRef::Id(retailer), &form.pos)?;
+        let first = Serial::parse(&form.serial)?;
+        let last = form.to_serial.as_deref().map(Serial::parse).transpose()?;
+        let range = SerialRange::new(first, last)?;
+        let currency = currency.map(Currency::parse).transpose()?;
+        rerun!(self.activate_once(&origin, range, form.value.as_deref(), currency, actor))
     }
 
     async fn activate_once(
@@ -512,6 +550,7 @@ impl<S: Store> Cards<'_, S> {
         origin: &Origin,
         range: SerialRange,
         value: Option<&str>,
+        currency: Option<Currency>,
         actor: &Actor,
     ) -> Result<PosResult, CardError> {
         let services = self.0;
@@ -525,7 +564,7 @@ impl<S: Store> Cards<'_, S> {
                 store: sale.store.jurisdiction.country(),
             });
         }
-        let value = card_value(&sale.batch, range.first, value)?;
+        let value = card_value(&sale.batch, range.first, value, currency)?;
         let request = request_row(
             origin,
             &sale,
@@ -651,7 +690,29 @@ impl<S: Store> Cards<'_, S> {
     /// Voids an active card's sale for the retailer that sold it: the activation's transfer is
     /// reversed and the card is never sold again.
     pub async fn void(&self, form: &VoidForm, actor: &Actor) -> Result<PosResult, CardError> {
-        let origin = self.origin(&form.pos)?;
+        let retailer = RetailerRef::Named(RetailerName::parse(&form.pos.retailer)?);
+        self.void_as(retailer, form, actor).await
+    }
+
+    /// [`Cards::void`] for a point-of-sale key of `retailer`: the retailer is the key's (the
+    /// form's retailer name is not read). A card of another retailer is refused as
+    /// [`CardError::ForeignRetailer`].
+    pub async fn void_for(
+        &self,
+        retailer: RetailerId,
+        form: &VoidForm,
+        actor: &Actor,
+    ) -> Result<PosResult, CardError> {
+        self.void_as(RetailerRef::Id(retailer), form, actor).await
+    }
+
+    async fn void_as(
+        &self,
+        retailer: RetailerRef,
+        form: &VoidForm,
+        actor: &Actor,
+    ) -> Result<PosResult, CardError> {
+        let origin = self.origin(retailer, &form.pos)?;
         let serial = Serial::parse(&form.serial)?;
         let range = SerialRange::new(serial, None)?;
         rerun!(self.void_once(&origin, range, actor))
@@ -846,6 +907,17 @@ impl<S: Store> Cards<'_, S> {
     /// The support desk's view of a card: state, flags, batch, retailer, sale, funds-expiry and
     /// history. Never its code.
     pub async fn show(&self, serial: &str) -> Result<CardView, CardError> {
+        self.show_for(serial, None).await
+    }
+
+    /// [`Cards::show`] as a caller scoped to `retailer` (a point-of-sale key) may see it: a card
+    /// issued to another retailer is [`CardError::NotFound`], exactly as one that does not
+    /// exist, so a key learns nothing of another tenant's cards. `None`: any card.
+    pub async fn show_for(
+        &self,
+        serial: &str,
+        retailer: Option<RetailerId>,
+    ) -> Result<CardView, CardError> {
         let serial = Serial::parse(serial)?;
         let mut tx = self.0.store.read().await?;
         let status = card_status(&mut tx, serial).await?;
@@ -853,6 +925,9 @@ impl<S: Store> Cards<'_, S> {
             .batch_of(serial)
             .await?
             .ok_or_else(|| StoreError::corrupt("a card outside every batch"))?;
+        if retailer.is_some_and(|id| id != batch.retailer_id) {
+            return Err(CardError::NotFound(serial));
+        }
         let retailer = tx
             .retailer(batch.retailer_id)
             .await?
@@ -877,9 +952,9 @@ impl<S: Store> Cards<'_, S> {
 
     /// The request's origin, parsed. Its POS time is checked once the request is known to be
     /// new ([`Origin::check_pos_time`]): a retry is answered however old its POS time has grown.
-    fn origin(&self, form: &PosForm) -> Result<Origin, CardError> {
+    fn origin(&self, retailer: RetailerRef, form: &PosForm) -> Result<Origin, CardError> {
         Ok(Origin {
-            retailer: RetailerName::parse(&form.retailer)?,
+            retailer,
             store: StoreCode::parse(&form.store)?,
             terminal: TerminalId::parse(&form.terminal)?,
             pos_txn: PosTxnId::parse(&form.pos_txn)?,
@@ -903,12 +978,19 @@ async fn sale<T: RetailerRepo + PosRepo>(
     origin: &Origin,
     range: SerialRange,
 ) -> Result<Sale, CardError> {
-    let retailer = retailer_named(tx, &origin.retailer).await?;
+    let retailer = match &origin.retailer {
+        RetailerRef::Named(name) => retailer_named(tx, name).await?,
+        RetailerRef::Id(id) => tx
+            .retailer(*id)
+            .await?
+            // A key's retailer is a foreign key of the key's row: it cannot be missing.
+            .ok_or_else(|| StoreError::corrupt("a point-of-sale key of no retailer"))?,
+    };
     let store =
         tx.store(retailer.id, &origin.store)
             .await?
             .ok_or_else(|| CardError::UnknownStore {
-                retailer: origin.retailer.clone(),
+                retailer: retailer.name.clone(),
                 store: origin.store.clone(),
             })?;
     let batch = tx
@@ -929,8 +1011,16 @@ async fn sale<T: RetailerRepo + PosRepo>(
 }
 
 /// The value a card of `batch` is sold for: the batch's own, or one in its range.
-fn card_value(batch: &Batch, serial: Serial, given: Option<&str>) -> Result<Money, CardError> {
+fn card_value(
+    batch: &Batch,
+    serial: Serial,
+    given: Option<&str>,
+    named: Option<Currency>,
+) -> Result<Money, CardError> {
     let currency = batch.value.currency();
+    if named.is_some_and(|named| named != currency) {
+        return Err(CardError::WrongCurrency { serial, currency });
+    }
     let given = given.map(|v| Money::parse(v, currency)).transpose()?;
     match (batch.value, given) {
         (CardValue::Fixed { value }, None) => Ok(value),

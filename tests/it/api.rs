@@ -386,10 +386,11 @@ fn readme_routes() -> Vec<(String, String, Vec<String>)> {
         .filter(|line| line.starts_with("| `GET` ") || line.starts_with("| `POST` "))
         .map(|line| {
             let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-            let roles = cells[3]
+            let mut roles: Vec<String> = cells[3]
                 .split(',')
                 .map(|role| role.trim().to_string())
                 .collect();
+            roles.sort();
             (
                 cells[1].trim_matches('`').to_string(),
                 cells[2].trim_matches('`').to_string(),
@@ -430,10 +431,11 @@ async fn every_role_meets_every_route_as_the_readme_says<S: Store>(env: TestApp<
     let mut routed: Vec<(String, String, Vec<String>)> = served
         .iter()
         .map(|route| {
-            let roles = match route.access {
+            let mut roles: Vec<String> = match route.access {
                 Access::Open => vec!["anyone".to_string()],
                 Access::Roles(roles) => roles.iter().map(|r| r.as_str().to_string()).collect(),
             };
+            roles.sort();
             (route.method.to_string(), route.path.to_string(), roles)
         })
         .collect();

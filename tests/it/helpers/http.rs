@@ -121,6 +121,29 @@ pub async fn key<S: Store>(env: &TestApp<S>, name: &str, role: &str) -> String {
     created.key.expose().to_string()
 }
 
+/// A new point-of-sale key of `retailer`, bound to `store` when given.
+pub async fn pos_key<S: Store>(
+    env: &TestApp<S>,
+    name: &str,
+    retailer: &str,
+    store: Option<&str>,
+) -> String {
+    let form = ApiKeyForm {
+        name: name.into(),
+        role: "pos".into(),
+        retailer: Some(retailer.into()),
+        store: store.map(str::to_string),
+    };
+    let created = env
+        .app
+        .services()
+        .api_keys()
+        .create(&form, &actor())
+        .await
+        .unwrap();
+    created.key.expose().to_string()
+}
+
 /// One HTTP/1.1 POST of `body` on a new connection, with a key and an idempotency key when
 /// given.
 pub async fn post(
