@@ -452,20 +452,27 @@ async fn with_raised_limits<S: Store>(env: &TestApp<S>) -> App<S> {
 
 const RACERS: usize = 50;
 
-/// 50 concurrent redemptions of one code over HTTP, each under its own key: exactly one credit
-/// (201); every other is 409 `redeem.already_redeemed`.
+/// 50 concurrent redemptions of one code over HTTP, each under its own key and into its own
+/// account: exactly one credit (201); every other is 409 `redeem.already_redeemed`, and each
+/// answer is kept under its key. (Into one account, the service would answer the others as
+/// retries of the first, 200: the code's own idempotency.)
 async fn fifty_keys_racing_for_one_code_credit_it_once<S: Store>(env: TestApp<S>) {
     acme(&env).await;
     let codes = sold_cards(&env, 1).await;
     let redeem = key(&env, "web", "redeem").await;
-    let account = open_account(&env, "US", "USD").await;
-    let path = format!("/v1/accounts/{account}/redemptions");
+    let mut paths = Vec::new();
+    for _ in 0..RACERS {
+        let account = open_account(&env, "US", "USD").await;
+        paths.push(format!("/v1/accounts/{account}/redemptions"));
+    }
     let body = redeem_body(&codes[0]);
     let (addr, stop, server) = start_app(with_raised_limits(&env).await).await;
 
-    let racers: Vec<_> = (0..RACERS)
-        .map(|n| {
-            let (path, redeem, body) = (path.clone(), redeem.clone(), body.clone());
+    let racers: Vec<_> = paths
+        .into_iter()
+        .enumerate()
+        .map(|(n, path)| {
+            let (redeem, body) = (redeem.clone(), body.clone());
             tokio::spawn(async move {
                 post(
                     addr,
