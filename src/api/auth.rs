@@ -4,9 +4,9 @@
 //! not allow is 403.
 
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -57,7 +57,7 @@ pub async fn authorize<S: Store>(
     next: Next,
 ) -> Response {
     let (mut parts, body) = request.into_parts();
-    match authenticate(&parts, &app)
+    match authenticate(&parts.headers, &app)
         .await
         .and_then(|caller| caller.allowed(roles))
     {
@@ -69,35 +69,33 @@ pub async fn authorize<S: Store>(
     }
 }
 
+/// The caller `headers` authenticate: an absent, malformed, unknown or revoked key is 401; a
+/// failure of the database or a key file is not the caller's fault, and answered as its kind.
+pub async fn authenticate<S: Store>(headers: &HeaderMap, app: &App<S>) -> Result<Caller, ApiError> {
+    let header = headers
+        .get(AUTHORIZATION)
+        .filter(|value| value.len() <= AUTHORIZATION_MAX_BYTES)
+        .and_then(|value| value.to_str().ok())
+        .ok_or_else(unauthenticated)?;
+    let key = header
+        .strip_prefix("Bearer ")
+        .ok_or_else(unauthenticated)?
+        .trim();
+    match app.services().api_keys().authenticate(key).await {
+        Ok(client) => Ok(Caller(client)),
+        Err(ApiKeyError::Unauthenticated) => Err(unauthenticated()),
+        Err(error) => Err(ApiError::from(error)),
+    }
+}
+
 impl<S: Store> FromRequestParts<App<S>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App<S>) -> Result<Caller, ApiError> {
-        match parts.extensions.get::<Caller>() {
-            Some(caller) => Ok(caller.clone()),
-            None => authenticate(parts, app).await,
+        // The key check in front of the route left the caller here: one check per request.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
         }
-    }
-}
-
-/// The caller whose key the request carries, or the one 401.
-async fn authenticate<S: Store>(parts: &Parts, app: &App<S>) -> Result<Caller, ApiError> {
-    {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .filter(|value| value.len() <= AUTHORIZATION_MAX_BYTES)
-            .and_then(|value| value.to_str().ok())
-            .ok_or_else(unauthenticated)?;
-        let key = header
-            .strip_prefix("Bearer ")
-            .ok_or_else(unauthenticated)?
-            .trim();
-        match app.services().api_keys().authenticate(key).await {
-            Ok(client) => Ok(Caller(client)),
-            Err(ApiKeyError::Unauthenticated) => Err(unauthenticated()),
-            // The database or a key file failed: not the caller's fault, and not a 401.
-            Err(error) => Err(ApiError::from(error)),
-        }
+        authenticate(&parts.headers, app).await
     }
 }

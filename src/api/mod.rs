@@ -12,6 +12,7 @@ pub mod batches;
 pub mod cards;
 pub mod doc;
 pub mod error;
+pub mod idempotency;
 pub mod json;
 pub mod redeem;
 pub mod schema;
@@ -45,6 +46,10 @@ pub const REQUEST_GRACE: Duration = Duration::from_secs(20);
 
 /// The response header naming the request, for support to find it in the logs.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request's id, in its extensions, for a layer that renders a body itself.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
 
 /// How long one request may take before it is answered 503 `api.timeout` and its work is
 /// dropped (an open transaction rolls back). Under [`REQUEST_GRACE`], so a shutdown never cuts
@@ -149,14 +154,17 @@ impl<S: Store> Routes<S> {
         self.add(Method::POST, path, access, post(handler))
     }
 
-    /// `POST path` that moves value: it takes an `Idempotency-Key` header.
+    /// `POST path` that moves value: it takes an `Idempotency-Key` header, and a retry under
+    /// the same key gets the first answer (see [`idempotency`]). The layer wraps this route
+    /// alone, so a method the path does not take is still a plain 405.
     pub fn post_moving<H: Handler<T, App<S>>, T: 'static>(
         self,
         path: &'static str,
         access: Access,
         handler: H,
     ) -> Self {
-        self.add(Method::POST, path, access, post(handler))
+        let layer = middleware::from_fn_with_state(self.app.clone(), idempotency::idempotent::<S>);
+        self.add(Method::POST, path, access, post(handler).route_layer(layer))
     }
 
     /// The routes added so far.
@@ -271,8 +279,9 @@ pub async fn serve<S: Store>(
 
 /// Names every request with a new random id, sent back as `X-Request-Id` and in any error
 /// body. The caller's own id is not taken: it would let a client forge log lines.
-async fn request_id(request: Request, next: Next) -> Response {
+async fn request_id(mut request: Request, next: Next) -> Response {
     let id = ulid::Ulid::generate().to_string();
+    request.extensions_mut().insert(RequestId(id.clone()));
     let mut response = next.run(request).await;
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         let status = response.status();

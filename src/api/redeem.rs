@@ -6,7 +6,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header::RETRY_AFTER;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use zeroize::Zeroize;
@@ -19,8 +19,7 @@ use crate::domain::{AccountId, Actor, Money, TransferId};
 use crate::service::redemption::{RedeemError, Redeemed};
 use crate::store::Store;
 
-/// The header carrying a value-moving request's idempotency key.
-pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub use super::idempotency::IDEMPOTENCY_KEY;
 
 /// A redemption's body.
 #[derive(Deserialize, ToSchema)]
@@ -58,8 +57,9 @@ impl Drop for RedeemBody {
     }
 }
 
-/// Redeems the body's code into the account: 201 with the redemption; 200 with the first
-/// answer when it is a retry.
+/// Redeems the body's code into the account: 201 with the redemption. A retry under the same
+/// key is answered by the idempotency layer; one that outlived its record (purged after 30
+/// days) reaches the service, which finds the first redemption by the same key: 200.
 #[utoipa::path(
     post,
     path = "/v1/accounts/{id}/redemptions",
@@ -70,8 +70,9 @@ impl Drop for RedeemBody {
     ),
     request_body = RedeemBody,
     responses(
-        (status = 201, description = "The card's value was credited", body = RedeemedSchema),
-        (status = 200, description = "A retry: the first redemption, nothing new written", body = RedeemedSchema),
+        (status = 201, description = "The card's value was credited (a retry under the same key gets this answer again, with Idempotent-Replayed: true)", body = RedeemedSchema,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a retry's replay of the first answer"))),
+        (status = 200, description = "A retry whose idempotency record was purged (after 30 days or more): the first redemption, found by its own key, nothing new written", body = RedeemedSchema),
         (status = 429, description = "Too many attempts for this account or key; see Retry-After", body = super::doc::ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds until a slot frees"))),
     ),

@@ -32,9 +32,10 @@ pub(super) struct OverHttp<'a> {
     pub actor: &'a Actor,
 }
 
-/// A reply: its status and body.
+/// A reply: its status, whether it replays a first answer, and its body.
 struct Reply {
     status: u16,
+    replayed: bool,
     body: String,
 }
 
@@ -120,9 +121,14 @@ impl OverHttp<'_> {
             &body,
         )
         .await?;
-        expect(&again, 200, "the retried redemption")?;
+        expect(&again, 201, "the retried redemption")?;
+        if !again.replayed || again.body != redeemed.body {
+            return Err(failed(
+                "the retried redemption was not the first answer".into(),
+            ));
+        }
         println!(
-            "       the same request again: {} with the first answer, nothing credited twice",
+            "       the same request again: {} with the first answer and Idempotent-Replayed: true; nothing credited twice",
             again.status
         );
 
@@ -183,8 +189,12 @@ async fn request(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| failed(format!("{method} {path}: no status")))?;
+    let replayed = head
+        .to_ascii_lowercase()
+        .contains("\r\nidempotent-replayed: true");
     Ok(Reply {
         status,
+        replayed,
         body: body.trim_end().to_string(),
     })
 }

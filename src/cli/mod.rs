@@ -8,6 +8,7 @@ mod batch;
 mod cards;
 mod demo;
 mod demo_http;
+mod idempotency;
 mod jobs;
 mod keys;
 mod ledger;
@@ -150,6 +151,9 @@ enum Command {
     /// Create, list and revoke the HTTP API's keys.
     #[command(subcommand)]
     ApiKey(api_key::ApiKeyCommand),
+    /// Purge the HTTP API's idempotency records.
+    #[command(subcommand)]
+    Idempotency(idempotency::IdempotencyCommand),
     /// Serve the HTTP API and run the job runner until ctrl-c or SIGTERM.
     Serve(serve::ServeArgs),
     /// Run the whole flow on a fresh SQLite database in a new directory and print a summary.
@@ -303,6 +307,8 @@ impl Launch for Dispatch {
             | Command::History(_)
             | Command::Ledger(_)
             | Command::Attempts(_) => KeyNeeds::NONE,
+            // Deletes records by age: no key, no audit event (they are not the books).
+            Command::Idempotency(_) => KeyNeeds::NONE,
             Command::Redeem(_) => KeyNeeds::ALL,
             Command::Account(_) | Command::Spend(_) | Command::Refund(_) | Command::Adjust(_) => {
                 KeyNeeds::AUDIT
@@ -336,6 +342,7 @@ impl Launch for Dispatch {
             Command::Redeem(args) => redeem::redeem(&app, ctx, args).await,
             Command::Attempts(args) => redeem::attempts(&app, ctx, args).await,
             Command::ApiKey(command) => api_key::run(&app, ctx, command).await,
+            Command::Idempotency(command) => idempotency::run(&app, ctx, command).await,
             Command::Init | Command::Demo(_) => {
                 unreachable!("run() handles these before the app opens")
             }

@@ -21,6 +21,7 @@ pub mod api_keys;
 pub mod batches;
 pub mod cards;
 pub mod generation;
+pub mod idempotency;
 pub mod keys;
 pub mod ledger;
 pub mod metrics;
@@ -118,6 +119,11 @@ impl<S: Store> Services<S> {
     /// Creating, listing, revoking and authenticating API keys.
     pub fn api_keys(&self) -> api_keys::ApiKeys<'_, S> {
         api_keys::ApiKeys(self)
+    }
+
+    /// The HTTP API's idempotency records: claims, stored answers, purges.
+    pub fn idempotency(&self) -> idempotency::Idempotency<'_, S> {
+        idempotency::Idempotency(self)
     }
 
     /// Adding and listing retailers.

@@ -3,7 +3,7 @@
 //! A service opens a transaction with [`Store::begin`] (a write) or [`Store::read`] (a
 //! consistent snapshot), calls repository steps on it, one trait per aggregate
 //! ([`RetailerRepo`], [`BatchRepo`], [`CardRepo`], [`AuditRepo`], [`OutboxRepo`],
-//! [`KeyRepo`], [`LedgerRepo`], [`PosRepo`], [`RedeemRepo`], [`ApiKeyRepo`]), and commits.
+//! [`KeyRepo`], [`LedgerRepo`], [`PosRepo`], [`RedeemRepo`], [`ApiKeyRepo`], [`IdempotencyRepo`]), and commits.
 //!
 //! Every SQL statement is written once, in `store/sql/`, with `$N` placeholders, and compiled
 //! for each backend with that backend's concrete types (`sqlite.rs` and `postgres.rs` each
@@ -12,6 +12,7 @@
 
 pub mod api_keys;
 mod backend;
+pub mod idempotency;
 pub mod ledger;
 pub mod pos;
 mod postgres;
@@ -21,6 +22,7 @@ mod sqlite;
 
 pub use api_keys::ApiKeyRepo;
 pub use backend::Backend;
+pub use idempotency::IdempotencyRepo;
 pub use ledger::LedgerRepo;
 pub use pos::PosRepo;
 pub use redeem::RedeemRepo;
@@ -186,6 +188,7 @@ pub trait Store: Clone + Send + Sync + 'static {
         + PosRepo
         + RedeemRepo
         + ApiKeyRepo
+        + IdempotencyRepo
         + Send;
 
     /// Whether [`OutboxRepo::claim_outbox`] holds row locks until the transaction ends

@@ -15,6 +15,7 @@ use crate::domain::{
 };
 use crate::keys::KeyId;
 use crate::store::api_keys::StoredApiClient;
+use crate::store::idempotency::{IdemRecord, StoredAnswer};
 use crate::store::ledger::{AdjustmentRow, AdjustmentState, OrderRow, RefundRow};
 use crate::store::pos::{ActivationRow, CardEventRow, CardStatus, PosRequestRow};
 use crate::store::redeem::{AttemptRow, CardMatch, RedemptionRow};
@@ -721,5 +722,41 @@ impl TryFrom<ApiClientRow> for ApiClient {
 
     fn try_from(r: ApiClientRow) -> StoreResult<ApiClient> {
         StoredApiClient::try_from(r).map(|stored| stored.client)
+    }
+}
+
+/// An `idempotency_record` row, without its keys.
+#[derive(sqlx::FromRow)]
+pub(super) struct IdemRecordRow {
+    mac_key_id: i16,
+    fingerprint: Vec<u8>,
+    state: String,
+    claim_token: String,
+    status: Option<i32>,
+    body: Option<String>,
+    created_ms: i64,
+    started_ms: i64,
+}
+
+impl TryFrom<IdemRecordRow> for IdemRecord {
+    type Error = StoreError;
+
+    fn try_from(r: IdemRecordRow) -> StoreResult<IdemRecord> {
+        let answer = match (r.state.as_str(), r.status, r.body) {
+            ("in_flight", None, None) => None,
+            ("done", Some(status), Some(body)) => Some(StoredAnswer {
+                status: u16::try_from(status).map_err(|_| corrupt("a stored HTTP status"))?,
+                body,
+            }),
+            _ => return Err(corrupt("an idempotency record's state")),
+        };
+        Ok(IdemRecord {
+            mac_key_id: key_id(r.mac_key_id)?,
+            fingerprint: CodeDigest(bytes32(r.fingerprint)?),
+            claim_token: r.claim_token,
+            answer,
+            created_ms: r.created_ms,
+            started_ms: r.started_ms,
+        })
     }
 }

@@ -1555,7 +1555,7 @@ fn the_demo_runs_the_whole_flow() {
         "14. over HTTP: `tender serve` on http://127.0.0.1:",
         "/v1/activations -H \"Authorization: Bearer $POS_KEY\"",
         "       201 {",
-        "the same request again: 200 with the first answer",
+        "the same request again: 201 with the first answer and Idempotent-Replayed: true",
         "       tender_redemptions_total{outcome=\"ok\"} ",
         "15. audit trail sealed",
     ] {

@@ -3,6 +3,7 @@
 
 mod api;
 mod api_cards;
+mod api_idempotency;
 mod api_keys;
 mod audit;
 mod bank;

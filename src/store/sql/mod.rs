@@ -11,6 +11,7 @@ mod api_keys;
 mod audit;
 mod batch;
 mod card;
+mod idempotency;
 mod keys;
 mod ledger;
 mod outbox;
