@@ -499,7 +499,7 @@ async fn fifty_keys_racing_for_one_code_credit_it_once<S: Store>(env: TestApp<S>
     assert_eq!(
         env.count("SELECT count(*) FROM idempotency_record WHERE state = 'done'")
             .await,
-        RACERS as i64
+        i64::try_from(RACERS).unwrap()
     );
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
