@@ -11,6 +11,7 @@ pub mod auth;
 pub mod doc;
 pub mod error;
 pub mod json;
+pub mod observe;
 pub mod redeem;
 pub mod schema;
 
@@ -43,6 +44,18 @@ pub const REQUEST_GRACE: Duration = Duration::from_secs(20);
 
 /// The response header naming the request, for support to find it in the logs.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A request's id, as the request-id middleware made it: in the request's extensions for the
+/// layers and handlers inside, and sent back as [`REQUEST_ID`].
+#[derive(Debug, Clone)]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// The id, a ULID.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// How long one request may take before it is answered 503 `api.timeout` and its work is
 /// dropped (an open transaction rolls back). Under [`REQUEST_GRACE`], so a shutdown never cuts
@@ -116,12 +129,25 @@ pub fn routes<S: Store>(app: App<S>) -> (Router, Vec<Route>) {
         .get("/openapi.json", openapi)
         .post_moving("/v1/accounts/{id}/redemptions", redeem::redeem::<S>);
     let Routes { router, served, .. } = routes;
+    let mut templates: Vec<&'static str> = served.iter().map(|route| route.path).collect();
+    templates.sort_unstable();
+    templates.dedup();
+    let observer = observe::Observer {
+        app: app.clone(),
+        routes: templates.into(),
+    };
     let router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
         .layer(DefaultBodyLimit::max(json::JSON_BODY_MAX_BYTES))
         .layer(middleware::from_fn(timeout))
+        // Inside the request id (which it logs) and before the error body is rendered (the
+        // error's code is still on the response).
+        .layer(middleware::from_fn_with_state(
+            observer,
+            observe::observe::<S>,
+        ))
         .layer(middleware::from_fn(request_id));
     (router, served)
 }
@@ -168,8 +194,9 @@ pub async fn serve<S: Store>(
 
 /// Names every request with a new random id, sent back as `X-Request-Id` and in any error
 /// body. The caller's own id is not taken: it would let a client forge log lines.
-async fn request_id(request: Request, next: Next) -> Response {
+async fn request_id(mut request: Request, next: Next) -> Response {
     let id = ulid::Ulid::generate().to_string();
+    request.extensions_mut().insert(RequestId(id.clone()));
     let mut response = next.run(request).await;
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         let status = response.status();
@@ -227,16 +254,17 @@ async fn readyz<S: Store>(State(app): State<App<S>>) -> Result<Json<Value>, ApiE
     Ok(Json(json!({ "status": "ready" })))
 }
 
-/// `GET /metrics` (admin keys): this process's counters in the Prometheus text format.
+/// `GET /metrics` (admin keys): this process's counters, the database pool's use and the job
+/// runner's backlog, in the Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "probes",
-    responses((status = 200, description = "Counters in the Prometheus text format", body = String,
+    responses((status = 200, description = "Counters and gauges in the Prometheus text format", body = String,
         content_type = "text/plain")))]
 async fn metrics<S: Store>(
     State(app): State<App<S>>,
     caller: auth::Caller,
 ) -> Result<Response, ApiError> {
     caller.allowed(&[ApiRole::Admin])?;
-    let body = app.services().metrics().render();
+    let body = app.services().scrape().await;
     Ok((
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         body,

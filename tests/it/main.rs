@@ -3,6 +3,7 @@
 
 mod api;
 mod api_keys;
+mod api_metrics;
 mod audit;
 mod bank;
 mod cards;
