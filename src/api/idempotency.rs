@@ -183,7 +183,7 @@ fn replay(answer: StoredAnswer, request_id: Option<&RequestId>) -> Response {
     if let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&body)
         && let Some(error) = value.get_mut("error").and_then(|e| e.as_object_mut())
     {
-        let id = request_id.map_or(String::new(), |id| id.0.clone());
+        let id = request_id.map_or(String::new(), |id| id.as_str().to_string());
         error.insert("request_id".into(), serde_json::Value::String(id));
         body = value.to_string();
     }

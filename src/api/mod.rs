@@ -14,6 +14,7 @@ pub mod doc;
 pub mod error;
 pub mod idempotency;
 pub mod json;
+pub mod observe;
 pub mod redeem;
 pub mod schema;
 
@@ -47,9 +48,17 @@ pub const REQUEST_GRACE: Duration = Duration::from_secs(20);
 /// The response header naming the request, for support to find it in the logs.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The request's id, in its extensions, for a layer that renders a body itself.
+/// A request's id, as the request-id middleware made it: in the request's extensions for the
+/// layers and handlers inside, and sent back as [`REQUEST_ID`].
 #[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub struct RequestId(String);
+
+impl RequestId {
+    /// The id, a ULID.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// How long one request may take before it is answered 503 `api.timeout` and its work is
 /// dropped (an open transaction rolls back). Under [`REQUEST_GRACE`], so a shutdown never cuts
@@ -223,6 +232,13 @@ pub fn routes<S: Store>(app: App<S>) -> (Router, Vec<Route>) {
         queried,
         ..
     } = routes;
+    let mut templates: Vec<&'static str> = served.iter().map(|route| route.path).collect();
+    templates.sort_unstable();
+    templates.dedup();
+    let observer = observe::Observer {
+        app: app.clone(),
+        routes: templates.into(),
+    };
     let router = router
         .layer(middleware::from_fn_with_state(
             Arc::new(queried),
@@ -233,6 +249,12 @@ pub fn routes<S: Store>(app: App<S>) -> (Router, Vec<Route>) {
         .with_state(app)
         .layer(DefaultBodyLimit::max(json::JSON_BODY_MAX_BYTES))
         .layer(middleware::from_fn(timeout))
+        // Inside the request id (which it logs) and before the error body is rendered (the
+        // error's code is still on the response).
+        .layer(middleware::from_fn_with_state(
+            observer,
+            observe::observe::<S>,
+        ))
         .layer(middleware::from_fn(request_id));
     (router, served)
 }
@@ -363,12 +385,13 @@ async fn readyz<S: Store>(State(app): State<App<S>>) -> Result<Json<Value>, ApiE
     Ok(Json(json!({ "status": "ready" })))
 }
 
-/// `GET /metrics`: this process's counters in the Prometheus text format.
+/// `GET /metrics`: this process's counters, the database pool's use and the job runner's
+/// backlog, in the Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "probes",
-    responses((status = 200, description = "Counters in the Prometheus text format", body = String,
+    responses((status = 200, description = "Counters and gauges in the Prometheus text format", body = String,
         content_type = "text/plain")))]
 async fn metrics<S: Store>(State(app): State<App<S>>) -> Response {
-    let body = app.services().metrics().render();
+    let body = app.services().scrape().await;
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         body,

@@ -101,6 +101,12 @@ impl<S: Store> Services<S> {
         &self.metrics
     }
 
+    /// Every metric in the Prometheus text format, for `GET /metrics`: this process's
+    /// counters, and the database pool's use and the job runner's backlog as they are now.
+    pub async fn scrape(&self) -> String {
+        metrics::scrape(&self.metrics, &self.store).await
+    }
+
     /// Redeeming codes into account balances, and the attempt log.
     pub fn redemption(&self) -> redemption::Redemption<'_, S> {
         redemption::Redemption(self)

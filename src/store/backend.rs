@@ -54,6 +54,11 @@ pub trait Backend: sqlx::Database + Sync {
     /// The pool as the job runner sees it.
     fn db_pool(pool: &Pool<Self>) -> DbPool;
 
+    /// The job runner's tasks not done, by queue and status. The statement is one, written
+    /// in [`task_counts!`]; only the table's name differs, as apalis names it per backend
+    /// (`Jobs` in SQLite's one schema, `apalis.jobs` in PostgreSQL's own schema).
+    const TASK_COUNTS: &'static str;
+
     /// Bulk load. PostgreSQL: `COPY` straight into `card` where the server logs errors tersely,
     /// otherwise into an unindexed staging table and on with `INSERT … ON CONFLICT DO NOTHING`
     /// (a `COPY` failed by a taken digest logs the digest). SQLite: multi-row `INSERT … ON
@@ -95,3 +100,16 @@ macro_rules! locking {
     };
 }
 pub(super) use locking;
+
+/// [`Backend::TASK_COUNTS`] over apalis' table `$table`. `Done` tasks are left out: they only
+/// grow, so counting them would make every scrape slower, and they are no one's backlog.
+macro_rules! task_counts {
+    ($table:literal) => {
+        concat!(
+            "SELECT job_type, status, count(*) FROM ",
+            $table,
+            " WHERE status <> 'Done' GROUP BY job_type, status ORDER BY job_type, status"
+        )
+    };
+}
+pub(super) use task_counts;

@@ -225,6 +225,15 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// The pool, for the job runner and tests.
     fn db_pool(&self) -> DbPool;
 
+    /// How many of the pool's connections are in use, idle, and allowed, as of now: read at
+    /// every metrics scrape, without touching the database.
+    fn pool_use(&self) -> PoolUse;
+
+    /// The work waiting for or held by the job runner, as of now: outbox rows not yet relayed
+    /// by job, and the runner's tasks not done by queue and status. Read at every metrics
+    /// scrape, outside any transaction.
+    fn job_counts(&self) -> impl Future<Output = StoreResult<JobCounts>> + Send;
+
     /// Closes every connection; waits for those in use to come back.
     fn close(&self) -> impl Future<Output = ()> + Send;
 }
@@ -536,6 +545,27 @@ pub struct OutboxRow {
     pub job: String,
     /// Its JSON payload.
     pub payload: String,
+}
+
+/// The pool's connections at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUse {
+    /// Lent out to a transaction or a statement.
+    pub in_use: u32,
+    /// Open and waiting in the pool.
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
+}
+
+/// The job runner's backlog at one moment, as stored: no status is interpreted here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobCounts {
+    /// Outbox rows not yet relayed: `(job, rows)`, by job name.
+    pub outbox: Vec<(String, i64)>,
+    /// The runner's tasks in any status but `Done`: `(queue, status, tasks)`, with apalis'
+    /// queue names (`tender.generate-batch.v1`) and statuses (`Pending`, `Running`, …).
+    pub tasks: Vec<(String, String, i64)>,
 }
 
 /// A relay's claim on pending outbox rows.

@@ -10,6 +10,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Pool, Postgres};
 
+use super::backend::task_counts;
 use super::rows::bytes32;
 use super::{Backend, CardChunk, DbPool, OutboxClaim, OutboxRow, StoreError, StoreResult};
 use crate::codegen::CodeDigest;
@@ -60,6 +61,7 @@ impl Backend for Postgres {
 
     const APPLIED_MIGRATIONS: &'static str =
         "SELECT version FROM public._sqlx_migrations WHERE success ORDER BY version";
+    const TASK_COUNTS: &'static str = task_counts!("apalis.jobs");
 
     fn migrators() -> [Migrator; 2] {
         // apalis keeps its tables and migration history in its own `apalis` schema.

@@ -10,6 +10,7 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Pool, QueryBuilder, Sqlite, SqliteConnection};
 
+use super::backend::task_counts;
 use super::rows::bytes32;
 use super::{Backend, CardChunk, DbPool, OutboxClaim, OutboxRow, StoreResult};
 use crate::codegen::CodeDigest;
@@ -49,6 +50,7 @@ impl Backend for Sqlite {
     const OUTBOX_CLAIM_LOCKS_ROWS: bool = false;
     const APPLIED_MIGRATIONS: &'static str =
         "SELECT version FROM _tender_migrations WHERE success ORDER BY version";
+    const TASK_COUNTS: &'static str = task_counts!("Jobs");
 
     async fn connect(url: &str) -> StoreResult<Pool<Sqlite>> {
         let options = SqliteConnectOptions::from_str(url)?

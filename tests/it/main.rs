@@ -5,6 +5,7 @@ mod api;
 mod api_cards;
 mod api_idempotency;
 mod api_keys;
+mod api_metrics;
 mod audit;
 mod bank;
 mod cards;

@@ -22,7 +22,9 @@ mod retailer;
 use std::sync::Arc;
 
 use super::Db;
-use crate::store::{Backend, DbPool, SqlStore, SqlTx, Store, StoreError, StoreResult, Tx};
+use crate::store::{
+    Backend, DbPool, JobCounts, PoolUse, SqlStore, SqlTx, Store, StoreError, StoreResult, Tx,
+};
 
 impl Store for SqlStore<Db> {
     type Tx = SqlTx<Db>;
@@ -82,6 +84,29 @@ impl Store for SqlStore<Db> {
 
     fn db_pool(&self) -> DbPool {
         <Db as Backend>::db_pool(&self.pool)
+    }
+
+    fn pool_use(&self) -> PoolUse {
+        // `size` counts the idle too; read after it, `idle` can only be the smaller.
+        let open = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        PoolUse {
+            in_use: open.saturating_sub(idle),
+            idle: idle.min(open),
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
+    async fn job_counts(&self) -> StoreResult<JobCounts> {
+        let outbox = sqlx::query_as::<Db, (String, i64)>(
+            "SELECT job, count(*) FROM outbox WHERE relayed_at IS NULL GROUP BY job ORDER BY job",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let tasks = sqlx::query_as::<Db, (String, String, i64)>(<Db as Backend>::TASK_COUNTS)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(JobCounts { outbox, tasks })
     }
 
     async fn close(&self) {
