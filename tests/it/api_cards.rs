@@ -164,6 +164,29 @@ async fn activations_and_voids_over_http<S: Store>(env: TestApp<S>) {
     assert_eq!(shown.body["state"], "voided");
     assert_eq!(shown.body["sale"]["void_pos_txn"], "void-1");
 
+    // The document names exactly the fields each answer carries.
+    let doc = crate::helpers::http::get(addr, "/openapi.json").await.body;
+    let fields = |schema: &str| -> Vec<String> {
+        let mut names: Vec<String> = doc["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{schema} is documented: {doc}"))
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    };
+    let keys = |body: &Value| -> Vec<String> {
+        let mut names: Vec<String> = body.as_object().unwrap().keys().cloned().collect();
+        names.sort();
+        names
+    };
+    assert_eq!(fields("PosReply"), keys(&voided.body));
+    assert_eq!(fields("CardOutcome"), keys(&boxed.body["cards"][0]));
+    assert_eq!(fields("CardReply"), keys(&shown.body));
+    assert_eq!(fields("CardSaleReply"), keys(&shown.body["sale"]));
+    assert_eq!(fields("CardEvent"), keys(&shown.body["history"][0]));
+
     // One request per sale, box and void: retries wrote nothing.
     assert_eq!(env.count("SELECT count(*) FROM pos_request").await, 4);
     assert_eq!(env.count("SELECT count(*) FROM card_activation").await, 4);
@@ -368,6 +391,16 @@ async fn batches_over_http<S: Store>(env: TestApp<S>) {
     let id = made.body["id"].as_i64().unwrap();
     let path = format!("/v1/batches/{id}");
     assert_eq!(made.header("location"), Some(path.as_str()));
+    let doc = crate::helpers::http::get(addr, "/openapi.json").await.body;
+    let mut documented: Vec<&String> = doc["components"]["schemas"]["BatchReply"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    documented.sort();
+    let mut sent: Vec<&String> = made.body.as_object().unwrap().keys().collect();
+    sent.sort();
+    assert_eq!(documented, sent);
 
     let variable = json!({
         "retailer": "Acme", "count": 2, "currency": "USD", "min": "10.00", "max": "500.00",
