@@ -181,6 +181,18 @@ async fn activations_and_voids_over_http<S: Store>(env: TestApp<S>) {
         names.sort();
         names
     };
+    // Each operation has its own id, as OpenAPI requires and clients generate names from.
+    let mut ids: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .map(|operation| operation["operationId"].as_str().unwrap())
+        .collect();
+    let operations = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), operations, "{ids:?}");
     assert_eq!(fields("PosReply"), keys(&voided.body));
     assert_eq!(fields("CardOutcome"), keys(&boxed.body["cards"][0]));
     assert_eq!(fields("CardReply"), keys(&shown.body));
@@ -222,6 +234,16 @@ async fn block_and_unblock_over_http<S: Store>(env: TestApp<S>) {
     assert_eq!(blocked.status, 200, "{}", blocked.text);
     assert_eq!(blocked.body["blocked"], "lost_in_transit");
     assert_eq!(blocked.body["state"], "issued");
+    let doc = crate::helpers::http::get(addr, "/openapi.json").await.body;
+    let mut documented: Vec<&String> = doc["components"]["schemas"]["CardFlags"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    documented.sort();
+    let mut sent: Vec<&String> = blocked.body.as_object().unwrap().keys().collect();
+    sent.sort();
+    assert_eq!(documented, sent);
     let twice = post(addr, &block, Some(&support), None, &reason).await;
     assert_eq!(twice.status, 409);
     assert_eq!(twice.body["error"]["code"], "card.already_blocked");
