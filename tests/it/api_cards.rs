@@ -2,7 +2,8 @@
 //!
 //! - `POST /v1/activations` and `POST /v1/voids` take point-of-sale keys and act for the key's
 //!   retailer: 201 for a new sale or void, 200 with the same body (`replayed: true`) for a retry
-//!   under the same POS transaction. A range answers card by card.
+//!   under the same POS transaction, whatever its `Idempotency-Key`. A range answers card by
+//!   card.
 //! - A point-of-sale key of another retailer gets 404 `card.not_found` for a card it did not
 //!   issue, read, sold or voided: exactly the answer for a card that does not exist. The same for
 //!   batches.
@@ -77,12 +78,26 @@ fn at(store: &str, txn: &str, serial: Serial) -> Value {
     json!({ "serial": serial.to_string(), "store": store, "terminal": "T1", "pos_txn": txn })
 }
 
+/// A fresh `Idempotency-Key` for a value-moving request: a retry here is a new HTTP request
+/// under the same POS transaction, which the POS natural key (not the header) answers.
+fn fresh() -> String {
+    ulid::Ulid::generate().to_string()
+}
+
 async fn activate(addr: SocketAddr, key: &str, body: &Value) -> Reply {
-    post(addr, "/v1/activations", Some(key), None, &body.to_string()).await
+    let body = body.to_string();
+    post(addr, "/v1/activations", Some(key), Some(&fresh()), &body).await
 }
 
 async fn void(addr: SocketAddr, key: &str, body: &Value) -> Reply {
-    post(addr, "/v1/voids", Some(key), None, &body.to_string()).await
+    post(
+        addr,
+        "/v1/voids",
+        Some(key),
+        Some(&fresh()),
+        &body.to_string(),
+    )
+    .await
 }
 
 /// The body without its `replayed` flag.
