@@ -140,6 +140,7 @@ impl From<Batch> for BatchReply {
 #[utoipa::path(
     post,
     path = "/v1/batches",
+    operation_id = "request_batch",
     tag = "batches",
     request_body = BatchBody,
     responses(
@@ -176,6 +177,7 @@ pub async fn request<S: Store>(
 #[utoipa::path(
     get,
     path = "/v1/batches/{id}",
+    operation_id = "show_batch",
     tag = "batches",
     params(("id" = String, Path, description = "The batch's id, a positive integer")),
     responses(

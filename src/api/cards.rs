@@ -325,6 +325,7 @@ impl From<CardView> for CardReply {
 #[utoipa::path(
     post,
     path = "/v1/activations",
+    operation_id = "activate_cards",
     tag = "cards",
     request_body = ActivationBody,
     responses(
@@ -365,6 +366,7 @@ pub async fn activate<S: Store>(
 #[utoipa::path(
     post,
     path = "/v1/voids",
+    operation_id = "void_card",
     tag = "cards",
     request_body = VoidBody,
     responses(
@@ -399,6 +401,7 @@ pub async fn void<S: Store>(
 #[utoipa::path(
     get,
     path = "/v1/cards/{serial}",
+    operation_id = "show_card",
     tag = "cards",
     params(("serial" = String, Path, description = "The card's serial: 12 digits, or three groups of 4 separated by hyphens")),
     responses(
@@ -425,6 +428,7 @@ pub async fn show<S: Store>(
 #[utoipa::path(
     post,
     path = "/v1/cards/{serial}/block",
+    operation_id = "block_card",
     tag = "cards",
     params(("serial" = String, Path, description = "The card's serial")),
     request_body = FlagBody,
@@ -450,6 +454,7 @@ pub async fn block<S: Store>(
 #[utoipa::path(
     post,
     path = "/v1/cards/{serial}/unblock",
+    operation_id = "unblock_card",
     tag = "cards",
     params(("serial" = String, Path, description = "The card's serial")),
     request_body = FlagBody,

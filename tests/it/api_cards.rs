@@ -2,7 +2,8 @@
 //!
 //! - `POST /v1/activations` and `POST /v1/voids` take point-of-sale keys and act for the key's
 //!   retailer: 201 for a new sale or void, 200 with the same body (`replayed: true`) for a retry
-//!   under the same POS transaction. A range answers card by card.
+//!   under the same POS transaction, whatever its `Idempotency-Key`. A range answers card by
+//!   card.
 //! - A point-of-sale key of another retailer gets 404 `card.not_found` for a card it did not
 //!   issue, read, sold or voided: exactly the answer for a card that does not exist. The same for
 //!   batches.
@@ -77,26 +78,15 @@ fn at(store: &str, txn: &str, serial: Serial) -> Value {
     json!({ "serial": serial.to_string(), "store": store, "terminal": "T1", "pos_txn": txn })
 }
 
-/// A new Idempotency-Key for every request: these tests show the POS natural key underneath
-/// (a retry under a new key is still answered from the first sale); the keyed replay has its
-/// own tests in `api_idempotency`.
-fn fresh_key() -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    format!(
-        "k-{}",
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    )
+/// A fresh `Idempotency-Key` for a value-moving request: a retry here is a new HTTP request
+/// under the same POS transaction, which the POS natural key (not the header) answers.
+fn fresh() -> String {
+    ulid::Ulid::generate().to_string()
 }
 
 async fn activate(addr: SocketAddr, key: &str, body: &Value) -> Reply {
-    post(
-        addr,
-        "/v1/activations",
-        Some(key),
-        Some(&fresh_key()),
-        &body.to_string(),
-    )
-    .await
+    let body = body.to_string();
+    post(addr, "/v1/activations", Some(key), Some(&fresh()), &body).await
 }
 
 async fn void(addr: SocketAddr, key: &str, body: &Value) -> Reply {
@@ -104,7 +94,7 @@ async fn void(addr: SocketAddr, key: &str, body: &Value) -> Reply {
         addr,
         "/v1/voids",
         Some(key),
-        Some(&fresh_key()),
+        Some(&fresh()),
         &body.to_string(),
     )
     .await
@@ -189,6 +179,41 @@ async fn activations_and_voids_over_http<S: Store>(env: TestApp<S>) {
     assert_eq!(shown.body["state"], "voided");
     assert_eq!(shown.body["sale"]["void_pos_txn"], "void-1");
 
+    // The document names exactly the fields each answer carries.
+    let doc = crate::helpers::http::get(addr, "/openapi.json").await.body;
+    let fields = |schema: &str| -> Vec<String> {
+        let mut names: Vec<String> = doc["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{schema} is documented: {doc}"))
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    };
+    let keys = |body: &Value| -> Vec<String> {
+        let mut names: Vec<String> = body.as_object().unwrap().keys().cloned().collect();
+        names.sort();
+        names
+    };
+    // Each operation has its own id, as OpenAPI requires and clients generate names from.
+    let mut ids: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .map(|operation| operation["operationId"].as_str().unwrap())
+        .collect();
+    let operations = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), operations, "{ids:?}");
+    assert_eq!(fields("PosReply"), keys(&voided.body));
+    assert_eq!(fields("CardOutcome"), keys(&boxed.body["cards"][0]));
+    assert_eq!(fields("CardReply"), keys(&shown.body));
+    assert_eq!(fields("CardSaleReply"), keys(&shown.body["sale"]));
+    assert_eq!(fields("CardEvent"), keys(&shown.body["history"][0]));
+
     // One request per sale, box and void: retries wrote nothing.
     assert_eq!(env.count("SELECT count(*) FROM pos_request").await, 4);
     assert_eq!(env.count("SELECT count(*) FROM card_activation").await, 4);
@@ -224,6 +249,16 @@ async fn block_and_unblock_over_http<S: Store>(env: TestApp<S>) {
     assert_eq!(blocked.status, 200, "{}", blocked.text);
     assert_eq!(blocked.body["blocked"], "lost_in_transit");
     assert_eq!(blocked.body["state"], "issued");
+    let doc = crate::helpers::http::get(addr, "/openapi.json").await.body;
+    let mut documented: Vec<&String> = doc["components"]["schemas"]["CardFlags"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    documented.sort();
+    let mut sent: Vec<&String> = blocked.body.as_object().unwrap().keys().collect();
+    sent.sort();
+    assert_eq!(documented, sent);
     let twice = post(addr, &block, Some(&support), None, &reason).await;
     assert_eq!(twice.status, 409);
     assert_eq!(twice.body["error"]["code"], "card.already_blocked");
@@ -393,6 +428,16 @@ async fn batches_over_http<S: Store>(env: TestApp<S>) {
     let id = made.body["id"].as_i64().unwrap();
     let path = format!("/v1/batches/{id}");
     assert_eq!(made.header("location"), Some(path.as_str()));
+    let doc = crate::helpers::http::get(addr, "/openapi.json").await.body;
+    let mut documented: Vec<&String> = doc["components"]["schemas"]["BatchReply"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    documented.sort();
+    let mut sent: Vec<&String> = made.body.as_object().unwrap().keys().collect();
+    sent.sort();
+    assert_eq!(documented, sent);
 
     let variable = json!({
         "retailer": "Acme", "count": 2, "currency": "USD", "min": "10.00", "max": "500.00",
