@@ -13,7 +13,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{batches, cards, redeem};
+use super::{accounts, batches, cards, redeem};
 
 /// The error body every refusal carries.
 #[derive(ToSchema)]
@@ -56,6 +56,15 @@ pub struct ErrorDetail {
         cards::show,
         cards::block,
         cards::unblock,
+        accounts::open,
+        accounts::show,
+        accounts::balance,
+        accounts::history,
+        accounts::attempts,
+        accounts::spend,
+        accounts::refund,
+        accounts::adjust,
+        accounts::approve,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security, &Refusals),

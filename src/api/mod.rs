@@ -7,6 +7,7 @@
 //! the OpenAPI document ([`doc`]) is tested against that list, so no route goes undocumented.
 //! Every JSON body is read by [`json::Body`], so no route forgets a rule of hostile input.
 
+pub mod accounts;
 pub mod auth;
 pub mod batches;
 pub mod cards;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod idempotency;
 pub mod json;
 pub mod observe;
+pub mod params;
 pub mod redeem;
 pub mod schema;
 
@@ -221,10 +223,55 @@ pub fn routes<S: Store>(app: App<S>) -> (Router, Vec<Route>) {
             Access::Roles(&[Support, Admin]),
             cards::unblock::<S>,
         )
+        .post(
+            "/v1/accounts",
+            Access::Roles(&[Redeem, Support]),
+            accounts::open::<S>,
+        )
+        .get(
+            "/v1/accounts/{id}",
+            Access::Roles(&[Redeem, Support, Finance]),
+            accounts::show::<S>,
+        )
+        .get(
+            "/v1/accounts/{id}/balance",
+            Access::Roles(&[Redeem, Support, Finance]),
+            accounts::balance::<S>,
+        )
+        .get_queried(
+            "/v1/accounts/{id}/history",
+            Access::Roles(&[Redeem, Support, Finance]),
+            accounts::history::<S>,
+        )
+        .get_queried(
+            "/v1/accounts/{id}/attempts",
+            Access::Roles(&[Support]),
+            accounts::attempts::<S>,
+        )
         .post_moving(
             "/v1/accounts/{id}/redemptions",
             Access::Roles(&[Redeem]),
             redeem::redeem::<S>,
+        )
+        .post_moving(
+            "/v1/accounts/{id}/spends",
+            Access::Roles(&[Redeem]),
+            accounts::spend::<S>,
+        )
+        .post_moving(
+            "/v1/accounts/{id}/refunds",
+            Access::Roles(&[Redeem, Support]),
+            accounts::refund::<S>,
+        )
+        .post_moving(
+            "/v1/accounts/{id}/adjustments",
+            Access::Roles(&[Support]),
+            accounts::adjust::<S>,
+        )
+        .post_moving(
+            "/v1/adjustments/{id}/approve",
+            Access::Roles(&[Support]),
+            accounts::approve::<S>,
         );
     let Routes {
         router,

@@ -6,7 +6,9 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::{KnownFormat, RefOr, SchemaFormat};
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::domain::{AccountId, BatchState, CardAction, CardState, Money, Serial, TransferId};
+use crate::domain::{
+    AccountId, BatchState, CardAction, CardState, Money, Serial, TransferId, TransferKind,
+};
 
 /// A string schema with `pattern` and a description.
 fn string(pattern: &str, description: &str) -> ObjectBuilder {
@@ -133,3 +135,20 @@ impl PartialSchema for CardAction {
     }
 }
 impl ToSchema for CardAction {}
+impl PartialSchema for TransferKind {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::new(Type::String))
+            .enum_values(Some([
+                "spend",
+                "refund",
+                "adjustment",
+                "activation",
+                "void",
+                "redemption",
+            ]))
+            .description(Some("What a ledger transfer was for"))
+            .into()
+    }
+}
+impl ToSchema for TransferKind {}

@@ -10,7 +10,7 @@ use sqlx::Connection;
 use tender::clock::{Clock, SystemClock};
 use tender::domain::Serial;
 
-use crate::helpers::TestDb;
+use crate::helpers::{Reaped, TestDb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tender");
 
@@ -1839,18 +1839,20 @@ fn spawn_server(
     db: &TestDb,
     log: &str,
 ) -> (
-    std::process::Child,
+    Reaped,
     std::net::SocketAddr,
     std::sync::mpsc::Receiver<String>,
 ) {
     use std::io::{BufRead, BufReader};
 
-    let mut server = tender(db)
-        .args(["serve", "--listen", "127.0.0.1:0", "--no-jobs"])
-        .env("TENDER_LOG", log)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut server = Reaped(
+        tender(db)
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-jobs"])
+            .env("TENDER_LOG", log)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let (lines, logged) = std::sync::mpsc::channel();
     let stderr = BufReader::new(server.stderr.take().unwrap());
     std::thread::spawn(move || {

@@ -2,6 +2,7 @@
 //! Library-level tests run each body on SQLite and on PostgreSQL, each on its own database.
 
 mod api;
+mod api_accounts;
 mod api_cards;
 mod api_idempotency;
 mod api_keys;
