@@ -87,7 +87,7 @@ const REDEEM_KEY: &str = "bench-redeem";
 /// Redemption limits raised so that no run is refused: attempts per hour / per day, for every
 /// account and every caller (the setting's largest value).
 const LIMITS: &str = "1000000/1000000";
-const LIMIT_EACH: u64 = 1_000_000;
+const LIMIT_EACH: u32 = 1_000_000;
 /// How long the server may take to name its port and answer `/readyz`.
 const START_WAIT: Duration = Duration::from_secs(60);
 /// How often the server's memory is sampled under load.
@@ -182,8 +182,11 @@ async fn main() {
     let pgbench = pgbench(&plan).await;
 
     let service = [
-        ("spread", service_run(&bench, &bench.spread, &plan).await),
-        ("hot", service_run(&bench, &bench.hot, &plan).await),
+        (
+            "spread",
+            service_run(&bench, "spread", &bench.spread, &plan).await,
+        ),
+        ("hot", service_run(&bench, "hot", &bench.hot, &plan).await),
     ];
     for (name, run) in &service {
         println!(
@@ -599,7 +602,7 @@ impl ServiceRun {
 
 /// [`CLIENTS`] tasks redeeming one fresh code at a time into `accounts` in turn, for the
 /// warm-up and then `plan.seconds`, all as the redeem key's principal, as the API calls it.
-async fn service_run(bench: &Bench, accounts: &[String], plan: &Plan) -> ServiceRun {
+async fn service_run(bench: &Bench, name: &str, accounts: &[String], plan: &Plan) -> ServiceRun {
     let mut run = ServiceRun {
         done: 0,
         seconds: 0.0,
@@ -621,7 +624,7 @@ async fn service_run(bench: &Bench, accounts: &[String], plan: &Plan) -> Service
                         .get(i)
                         .expect("the codes ran out: give a higher rate_cap");
                     let account = &accounts[i % accounts.len()];
-                    let key = format!("service-{tag}-{task}-{i}");
+                    let key = format!("service-{name}-{tag}-{task}-{i}");
                     let began = Instant::now();
                     let redeemed = bench
                         .app
