@@ -38,10 +38,9 @@
 //!    under load and VmHWM after it. The server is stopped with SIGTERM and must exit 0;
 //!    `ledger check` must pass, and the database must hold a redemption for every 201 answered.
 //!
-//! Activation requests (single card, `POST /v1/activations`) are not measured yet: this branch
-//! predates the route. The bench says it skipped them, and whether the server it ran serves the
-//! route; `post.lua` replays any plan of POSTs, so a plan of activation bodies and the pos key's
-//! file are all that figure needs.
+//! 6. Activations: then `seconds` of single-card `POST /v1/activations` with the pos key (bound
+//!    to the store), each a card of the batch left unsold and its own POS transaction id and
+//!    idempotency key; every one must get 201, and the database must hold each as sold.
 //!
 //! Without `--bench` (as `cargo test --all-targets` runs it) a smoke run: the same steps with
 //! the debug binary, 1-second runs and small numbers, to prove they work end to end.
@@ -120,10 +119,15 @@ impl Plan {
         self.rate_cap * usize::try_from(seconds).unwrap()
     }
 
-    /// Cards the whole bench uses: two service-layer runs with their warm-ups, wrk's warm-up
-    /// and its two runs.
+    /// Cards the redemption runs use: two service-layer runs with their warm-ups, wrk's
+    /// warm-up and its two runs. All are sold in setup.
     fn cards(&self) -> usize {
         4 * self.codes_for(self.seconds + self.warm)
+    }
+
+    /// Cards left unsold for the activation run.
+    fn unsold(&self) -> usize {
+        self.codes_for(self.seconds)
     }
 }
 
@@ -236,19 +240,16 @@ async fn main() {
         );
         http.push((name, result));
     }
+    let activations = bench.activation_plan(dir.path(), plan.seconds, &plan);
+    let activated =
+        wrk(addr, &activations, &bench.pos_key_file, plan.seconds, 201).check("http_activations");
+    let sold = bench.sold_by_bench_pos().await;
+    assert!(
+        sold >= activated.expected,
+        "the database holds a sale for every 201: {sold} for {}",
+        activated.expected
+    );
     let loaded = memory(server.pid());
-
-    let (status, body) = http_get(addr, "/openapi.json", None).await;
-    assert_eq!(status, 200);
-    if body.contains("\"/v1/activations\"") {
-        println!(
-            "http_activations skipped: this build serves POST /v1/activations, which this bench does not drive yet"
-        );
-    } else {
-        println!(
-            "http_activations skipped: this build serves no POST /v1/activations (issue 12's route is not merged yet)"
-        );
-    }
     let (status, metrics) = http_get(addr, "/metrics", Some(&bench.admin_key)).await;
     assert_eq!(status, 200, "the admin key reads /metrics");
     for line in metrics
@@ -259,7 +260,9 @@ async fn main() {
     }
     server.stop();
 
-    report(&plan, &pgbench, &service, &http, idle, loaded, &peak);
+    report(
+        &plan, &pgbench, &service, &http, &activated, idle, loaded, &peak,
+    );
 
     check(&bench.app).await;
     bench.app.store().close().await;
@@ -276,6 +279,11 @@ struct Bench {
     hot: Vec<String>,
     /// The redeem key's file, for wrk; read by no one else.
     redeem_key_file: PathBuf,
+    /// The pos key's file (bound to the bench's store), for the activation run.
+    pos_key_file: PathBuf,
+    /// The batch, whose cards from `sold` on are left for the activation run.
+    batch: Batch,
+    sold: usize,
     /// The admin key, for `/metrics`.
     admin_key: String,
 }
@@ -319,6 +327,38 @@ impl Bench {
             path,
             lines: codes.len(),
         }
+    }
+
+    /// A plan of single-card activations for wrk over `seconds`: the unsold cards in serial
+    /// order, each with its own POS transaction id and idempotency key.
+    fn activation_plan(&self, dir: &Path, seconds: u64, plan: &Plan) -> PlanFile {
+        let lines = plan.codes_for(seconds);
+        let path = dir.join("plan-activations.tsv");
+        let mut file = std::io::BufWriter::new(private_file(&path));
+        for i in 0..lines {
+            let serial = self.batch.serial_at((self.sold + i) as u64);
+            writeln!(
+                file,
+                "/v1/activations\thttp-activation-{i}\t{{\"serial\":\"{serial}\",\"store\":\"{STORE}\",\"terminal\":\"T-bench\",\"pos_txn\":\"bench-{i}\"}}"
+            )
+            .unwrap();
+        }
+        file.flush().unwrap();
+        PlanFile { path, lines }
+    }
+
+    /// Activations recorded at the bench's terminal (the activation run's sales).
+    async fn sold_by_bench_pos(&self) -> u64 {
+        let DbPool::Postgres(pool) = self.app.store().db_pool() else {
+            unreachable!("the bench runs on PostgreSQL")
+        };
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pos_request WHERE terminal = 'T-bench' AND operation = 'activate'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        u64::try_from(n).unwrap()
     }
 
     /// Redemptions stored whose idempotency key the plan `name` gave.
@@ -396,7 +436,7 @@ async fn setup(url: &str, dir: &Path, plan: &Plan) -> Bench {
     let cards = plan.cards();
     let form = BatchForm {
         retailer: RETAILER.into(),
-        count: cards as u64,
+        count: (cards + plan.unsold()) as u64,
         value: Some("25.00".into()),
         currency: "USD".into(),
         region: "US".into(),
@@ -421,8 +461,8 @@ async fn setup(url: &str, dir: &Path, plan: &Plan) -> Bench {
         .await
         .unwrap();
     sell(&app, &batch, cards).await;
-    let codes = printer_codes(&settings.export_dir(), &batch);
-    assert_eq!(codes.len(), cards);
+    let mut codes = printer_codes(&settings.export_dir(), &batch);
+    codes.truncate(cards);
     let spread = accounts(&app, plan.spread_accounts).await;
     let hot = accounts(&app, HOT_ACCOUNTS).await;
     let mut keys = Vec::new();
@@ -448,12 +488,14 @@ async fn setup(url: &str, dir: &Path, plan: &Plan) -> Bench {
         pool.execute("VACUUM ANALYZE").await.unwrap();
     }
     println!(
-        "setup {cards} cards sold, {} + {HOT_ACCOUNTS} accounts, 3 keys in {:.1} s",
+        "setup {cards} cards sold and {} left unsold, {} + {HOT_ACCOUNTS} accounts, 3 keys in {:.1} s",
+        plan.unsold(),
         plan.spread_accounts,
         start.elapsed().as_secs_f64()
     );
     let admin_key = keys.pop().unwrap().1;
-    let redeem_key_file = keys.swap_remove(0).0;
+    let pos_key_file = keys.pop().unwrap().0;
+    let redeem_key_file = keys.pop().unwrap().0;
     Bench {
         app: Arc::new(app),
         codes: codes.into_iter().map(|(_, code)| code).collect(),
@@ -461,6 +503,9 @@ async fn setup(url: &str, dir: &Path, plan: &Plan) -> Bench {
         spread,
         hot,
         redeem_key_file,
+        pos_key_file,
+        batch,
+        sold: cards,
         admin_key,
     }
 }
@@ -943,6 +988,7 @@ fn report(
     pg: &PgBench,
     service: &[(&str, ServiceRun); 2],
     http: &[(&str, WrkRun)],
+    activations: &WrkRun,
     idle: Memory,
     loaded: Memory,
     peak: &AtomicU64,
@@ -986,6 +1032,24 @@ fn report(
             verdict(ratio >= 0.75)
         );
     }
+    let rate = activations.rate();
+    println!(
+        "http_activations_ratio_to_pgbench_tpcb_c8 {:.2} ({rate:.0} / {:.0} TPS)",
+        rate / pg.tpcb_tps,
+        pg.tpcb_tps
+    );
+    if let Some(ceiling) = ceiling {
+        println!(
+            "http_activations_ratio_to_ceil_pg_tpcb_tps {:.2} ({ceiling:.0} TPS)",
+            rate / ceiling
+        );
+    }
+    println!(
+        "http_activations_p99_to_pgbench_c32_latency_avg {:.1} ({:.2} ms / {:.2} ms)",
+        activations.p99_ms / pg.c32_latency_ms,
+        activations.p99_ms,
+        pg.c32_latency_ms
+    );
     let service_hot = service[1].1.rate() / service[0].1.rate();
     println!("service_hot_ratio_to_spread {service_hot:.2}");
     println!(

@@ -404,7 +404,6 @@ pub async fn history<S: Store>(
     tag = "accounts",
     params(
         ("id" = i64, Path, minimum = 1, description = "The account debited"),
-        ("Idempotency-Key" = String, Header, description = "The request's idempotency key: 1 to 128 printable ASCII characters"),
     ),
     request_body = SpendBody,
     responses(
@@ -442,7 +441,6 @@ pub async fn spend<S: Store>(
     tag = "accounts",
     params(
         ("id" = i64, Path, minimum = 1, description = "The account credited"),
-        ("Idempotency-Key" = String, Header, description = "The request's idempotency key: 1 to 128 printable ASCII characters"),
     ),
     request_body = RefundBody,
     responses(
@@ -491,7 +489,6 @@ fn posted_reply(posted: Posted) -> (StatusCode, Json<PostedView>) {
     tag = "accounts",
     params(
         ("id" = i64, Path, minimum = 1, description = "The account adjusted"),
-        ("Idempotency-Key" = String, Header, description = "The request's idempotency key: 1 to 128 printable ASCII characters"),
     ),
     request_body = AdjustmentBody,
     responses(
@@ -549,7 +546,6 @@ pub async fn adjust<S: Store>(
     tag = "accounts",
     params(
         ("id" = i64, Path, minimum = 1, description = "The pending adjustment"),
-        ("Idempotency-Key" = String, Header, description = "The request's idempotency key: 1 to 128 printable ASCII characters"),
     ),
     responses((status = 200, description = "Approved and posted", body = AdjustmentPosted)),
 )]

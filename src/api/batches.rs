@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::json::Body;
+use super::json::{self, Body};
 use crate::app::App;
 use crate::domain::{Actor, ApiRole, Batch, BatchState, CardValue, Money, RetailerId, Serial};
 use crate::service::batches::BatchForm;
@@ -29,6 +29,7 @@ pub struct BatchBody {
     retailer: String,
     /// How many cards: 1 to 10,000,000 (`MAX_CARDS_PER_BATCH`).
     #[schema(example = 1000, minimum = 1, maximum = 10_000_000)]
+    #[serde(deserialize_with = "json::whole")]
     count: u64,
     /// ISO 4217, such as USD.
     #[schema(example = "USD")]
@@ -47,7 +48,7 @@ pub struct BatchBody {
     #[schema(example = "US")]
     region: String,
     /// Days until the cards expire: 1 to 3,650 (`MAX_EXPIRY_DAYS`); absent or null for never.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "json::whole_or_null")]
     #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<u32>,
 }

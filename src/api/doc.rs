@@ -7,13 +7,16 @@
 //! with the one error body. A handler documents the statuses particular to it (429 on
 //! redemption) itself.
 
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{accounts, batches, cards, redeem};
+use super::{Route, accounts, batches, cards, redeem};
+use crate::service::idempotency::IDEMPOTENCY_KEY_MAX_CHARS;
 
 /// The error body every refusal carries.
 #[derive(ToSchema)]
@@ -72,9 +75,47 @@ pub struct ErrorDetail {
 )]
 struct ApiDoc;
 
-/// The document `GET /openapi.json` serves.
-pub fn document() -> Document {
-    ApiDoc::openapi()
+/// The document `GET /openapi.json` serves for `routes`: each value-moving route's operation
+/// gets the `Idempotency-Key` header it requires, from the router's own list, so the two
+/// cannot disagree.
+pub fn document(routes: &[Route]) -> Document {
+    let mut doc = ApiDoc::openapi();
+    for route in routes.iter().filter(|route| route.moving) {
+        let operation = doc
+            .paths
+            .paths
+            .get_mut(route.path)
+            .and_then(|item| item.post.as_mut());
+        if let Some(operation) = operation {
+            operation
+                .parameters
+                .get_or_insert_with(Vec::new)
+                .push(idempotency_key_parameter());
+        }
+    }
+    doc
+}
+
+/// The `Idempotency-Key` header: required, and shaped as the idempotency layer accepts it.
+fn idempotency_key_parameter() -> Parameter {
+    ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::True)
+        .description(Some(format!(
+            "The request's idempotency key, scoped to the calling key: 1 to {IDEMPOTENCY_KEY_MAX_CHARS} \
+             printable ASCII characters without spaces. A retry with the same key and body gets \
+             the first answer; another body under it is 422; a request still in flight under \
+             it is 409."
+        )))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(format!("^[!-~]{{1,{IDEMPOTENCY_KEY_MAX_CHARS}}}$")))
+                .min_length(Some(1))
+                .max_length(Some(IDEMPOTENCY_KEY_MAX_CHARS)),
+        ))
+        .build()
 }
 
 /// The one security scheme: `Authorization: Bearer KEY`.

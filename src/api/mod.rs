@@ -32,7 +32,7 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -88,6 +88,8 @@ pub struct Route {
     pub path: &'static str,
     /// Who may call it.
     pub access: Access,
+    /// Whether it moves value: it then takes an `Idempotency-Key` header.
+    pub moving: bool,
 }
 
 /// The router under construction, with the list of the routes it serves.
@@ -116,6 +118,7 @@ impl<S: Store> Routes<S> {
         method: Method,
         path: &'static str,
         access: Access,
+        moving: bool,
         route: MethodRouter<App<S>>,
     ) -> Self {
         let route = match access {
@@ -130,6 +133,7 @@ impl<S: Store> Routes<S> {
             method,
             path,
             access,
+            moving,
         });
         self
     }
@@ -141,7 +145,7 @@ impl<S: Store> Routes<S> {
         access: Access,
         handler: H,
     ) -> Self {
-        self.add(Method::GET, path, access, get(handler))
+        self.add(Method::GET, path, access, false, get(handler))
     }
 
     /// `GET path?…`: a read that takes query parameters (a page's `limit` and `after`).
@@ -162,7 +166,7 @@ impl<S: Store> Routes<S> {
         access: Access,
         handler: H,
     ) -> Self {
-        self.add(Method::POST, path, access, post(handler))
+        self.add(Method::POST, path, access, false, post(handler))
     }
 
     /// `POST path` that moves value: it takes an `Idempotency-Key` header, and a retry under
@@ -175,7 +179,13 @@ impl<S: Store> Routes<S> {
         handler: H,
     ) -> Self {
         let layer = middleware::from_fn_with_state(self.app.clone(), idempotency::idempotent::<S>);
-        self.add(Method::POST, path, access, post(handler).route_layer(layer))
+        self.add(
+            Method::POST,
+            path,
+            access,
+            true,
+            post(handler).route_layer(layer),
+        )
     }
 
     /// The routes added so far.
@@ -279,6 +289,12 @@ pub fn routes<S: Store>(app: App<S>) -> (Router, Vec<Route>) {
         queried,
         ..
     } = routes;
+    let document = OpenApiJson(
+        doc::document(&served)
+            .to_json()
+            .expect("the document serialises")
+            .into(),
+    );
     let mut templates: Vec<&'static str> = served.iter().map(|route| route.path).collect();
     templates.sort_unstable();
     templates.dedup();
@@ -294,6 +310,7 @@ pub fn routes<S: Store>(app: App<S>) -> (Router, Vec<Route>) {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
+        .layer(Extension(document))
         .layer(DefaultBodyLimit::max(json::JSON_BODY_MAX_BYTES))
         .layer(middleware::from_fn(timeout))
         // Inside the request id (which it logs) and before the error body is rendered (the
@@ -449,13 +466,13 @@ async fn metrics<S: Store>(State(app): State<App<S>>) -> Response {
 /// `GET /openapi.json`: the OpenAPI 3.1 document of every route, generated from the code.
 #[utoipa::path(get, path = "/openapi.json", tag = "probes", security(()),
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
-async fn openapi() -> Response {
-    (
-        [(CONTENT_TYPE, "application/json")],
-        doc::document().to_json().expect("the document serialises"),
-    )
-        .into_response()
+async fn openapi(Extension(OpenApiJson(document)): Extension<OpenApiJson>) -> Response {
+    ([(CONTENT_TYPE, "application/json")], document.to_string()).into_response()
 }
+
+/// The OpenAPI document of the routes served, rendered once when the router is built.
+#[derive(Clone)]
+struct OpenApiJson(Arc<str>);
 
 /// Any path no route serves.
 async fn not_found() -> ApiError {

@@ -4,7 +4,7 @@
 //! the calling key is the caller whose guessing limits count.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
@@ -14,6 +14,7 @@ use zeroize::Zeroize;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::json::Body;
+use super::params::Id;
 use crate::app::App;
 use crate::domain::{AccountId, Actor, Money, TransferId};
 use crate::service::redemption::{RedeemError, Redeemed};
@@ -65,8 +66,7 @@ impl Drop for RedeemBody {
     path = "/v1/accounts/{id}/redemptions",
     tag = "accounts",
     params(
-        ("id" = i64, Path, description = "The account credited"),
-        ("Idempotency-Key" = String, Header, description = "The redemption's idempotency key: 1 to 128 printable ASCII characters"),
+        ("id" = i64, Path, minimum = 1, description = "The account credited"),
     ),
     request_body = RedeemBody,
     responses(
@@ -80,7 +80,7 @@ impl Drop for RedeemBody {
 pub async fn redeem<S: Store>(
     State(app): State<App<S>>,
     caller: Caller,
-    Path(account): Path<String>,
+    Id(account): Id,
     headers: HeaderMap,
     body: Body<RedeemBody>,
 ) -> Result<(StatusCode, Json<Redeemed>), ApiError> {
@@ -99,7 +99,7 @@ pub async fn redeem<S: Store>(
     let redeemed = app
         .services()
         .redemption()
-        .redeem(&account, &body.code, Some(key), &actor)
+        .redeem(&account.to_string(), &body.code, Some(key), &actor)
         .await
         .map_err(answer)?;
     let status = if redeemed.replayed {

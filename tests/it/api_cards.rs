@@ -582,16 +582,39 @@ async fn bad_serials_and_values_write_nothing<S: Store>(env: TestApp<S>) {
             400,
             "api.bad_body",
         ),
+        (
+            json!({ "retailer": "Acme", "count": 2.5, "currency": "USD", "value": "25.00", "region": "US" }),
+            400,
+            "api.bad_body",
+        ),
+        (
+            json!({ "retailer": "Acme", "count": 1e30, "currency": "USD", "value": "25.00", "region": "US" }),
+            400,
+            "api.bad_body",
+        ),
     ];
     for (body, status, code) in &batches {
         let reply = post(addr, "/v1/batches", Some(&admin), None, &body.to_string()).await;
         assert_eq!(reply.status, *status, "{body}: {}", reply.text);
         assert_eq!(reply.body["error"]["code"], *code, "{body}");
     }
+    let fraction = r#"{"retailer": "Acme", "count": 2.5, "currency": "USD", "value": "25.00", "region": "US"}"#;
+    let reply = post(addr, "/v1/batches", Some(&admin), None, fraction).await;
+    assert_eq!(
+        reply.body["error"]["message"],
+        "`count` must be a whole number; amounts, codes and ids are JSON strings"
+    );
+    // JSON has one number type: a whole number written with a fraction or an exponent is the
+    // same number, as JSON Schema's `integer` (and so the OpenAPI document) reads it.
+    let written_as_floats = r#"{"retailer": "Acme", "count": 2.0, "currency": "USD", "value": "25.00", "region": "US", "expires_in_days": 3e1}"#;
+    let reply = post(addr, "/v1/batches", Some(&admin), None, written_as_floats).await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    assert_eq!(reply.body["count"], 2);
+    assert_eq!(reply.body["expires_at"], "2026-03-31T09:00:00Z");
 
     assert_eq!(env.count("SELECT count(*) FROM pos_request").await, 0);
     assert_eq!(env.count("SELECT count(*) FROM card_activation").await, 0);
-    assert_eq!(env.count("SELECT count(*) FROM batch").await, 1);
+    assert_eq!(env.count("SELECT count(*) FROM batch").await, 2);
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
