@@ -150,6 +150,49 @@ fn strip_position(text: &str) -> &str {
     text.split(" at line ").next().unwrap_or(text)
 }
 
+/// The largest whole number a JSON number with a fraction or exponent (`1000.0`, `1e3`) is read
+/// as exactly: 2^53, the last integer an IEEE double holds without a gap.
+const WHOLE_FLOAT_MAX: f64 = 9_007_199_254_740_992.0;
+
+/// A whole number as JSON Schema's `integer` reads one: `1000`, `1000.0` and `1e3` alike, since
+/// JSON has one number type. A fraction, a sign or a value out of `T`'s range is refused.
+pub fn whole<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::{Error, Unexpected};
+    let number = serde_json::Number::deserialize(deserializer)?;
+    let value = match (number.as_u64(), number.as_f64()) {
+        (Some(value), _) => value,
+        (None, Some(float)) if float.fract() == 0.0 && (0.0..=WHOLE_FLOAT_MAX).contains(&float) => {
+            // Exact: a whole number within 2^53 converts without rounding.
+            float as u64
+        }
+        (None, Some(float)) => {
+            return Err(D::Error::invalid_value(
+                Unexpected::Float(float),
+                &"a whole number",
+            ));
+        }
+        (None, None) => return Err(D::Error::custom("expected a whole number")),
+    };
+    T::try_from(value).map_err(|_| {
+        D::Error::invalid_value(Unexpected::Unsigned(value), &"a smaller whole number")
+    })
+}
+
+/// [`whole`], or null.
+pub fn whole_or_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    #[derive(Deserialize)]
+    struct Whole<T: TryFrom<u64>>(#[serde(deserialize_with = "whole")] T);
+    Ok(Option::<Whole<T>>::deserialize(deserializer)?.map(|Whole(value)| value))
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;
@@ -233,47 +276,4 @@ mod tests {
                 .starts_with("the body is not one well-formed JSON document")
         );
     }
-}
-
-/// The largest whole number a JSON number with a fraction or exponent (`1000.0`, `1e3`) is read
-/// as exactly: 2^53, the last integer an IEEE double holds without a gap.
-const WHOLE_FLOAT_MAX: f64 = 9_007_199_254_740_992.0;
-
-/// A whole number as JSON Schema's `integer` reads one: `1000`, `1000.0` and `1e3` alike, since
-/// JSON has one number type. A fraction, a sign or a value out of `T`'s range is refused.
-pub fn whole<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: TryFrom<u64>,
-{
-    use serde::de::{Error, Unexpected};
-    let number = serde_json::Number::deserialize(deserializer)?;
-    let value = match (number.as_u64(), number.as_f64()) {
-        (Some(value), _) => value,
-        (None, Some(float)) if float.fract() == 0.0 && (0.0..=WHOLE_FLOAT_MAX).contains(&float) => {
-            // Exact: a whole number within 2^53 converts without rounding.
-            float as u64
-        }
-        (None, Some(float)) => {
-            return Err(D::Error::invalid_value(
-                Unexpected::Float(float),
-                &"a whole number",
-            ));
-        }
-        (None, None) => return Err(D::Error::custom("expected a whole number")),
-    };
-    T::try_from(value).map_err(|_| {
-        D::Error::invalid_value(Unexpected::Unsigned(value), &"a smaller whole number")
-    })
-}
-
-/// [`whole`], or null.
-pub fn whole_or_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: TryFrom<u64>,
-{
-    #[derive(Deserialize)]
-    struct Whole<T: TryFrom<u64>>(#[serde(deserialize_with = "whole")] T);
-    Ok(Option::<Whole<T>>::deserialize(deserializer)?.map(|Whole(value)| value))
 }
