@@ -37,13 +37,13 @@ fn actor(caller: &Caller) -> Actor {
 #[serde(deny_unknown_fields)]
 pub struct OpenAccountBody {
     /// The storefront country, ISO 3166-1 alpha-2: only cards sold for it redeem here.
-    #[schema(example = "US", max_length = 8)]
+    #[schema(example = "US", pattern = "^[A-Z]{2}$")]
     region: String,
     /// The account's one currency, ISO 4217.
-    #[schema(example = "USD", max_length = 8)]
+    #[schema(example = "USD", pattern = "^[A-Z]{3}$")]
     currency: String,
     /// The store's own customer reference: 1 to 64 of `A-Z a-z 0-9 . _ : -`, unique.
-    #[schema(example = "C-1042", max_length = 64)]
+    #[schema(example = "C-1042", pattern = r"^[A-Za-z0-9._:-]{1,64}$")]
     external_id: Option<String>,
 }
 
@@ -53,16 +53,16 @@ pub struct OpenAccountBody {
 #[serde(deny_unknown_fields)]
 pub struct SpendBody {
     /// The spending service's order id: 1 to 64 of `A-Z a-z 0-9 . _ : -`.
-    #[schema(example = "A-77", max_length = 64)]
+    #[schema(example = "A-77", pattern = r"^[A-Za-z0-9._:-]{1,64}$")]
     order: String,
     /// The spending service: 1 to 32 of `a-z 0-9 - _`.
-    #[schema(example = "app-store", max_length = 32)]
+    #[schema(example = "app-store", pattern = r"^[a-z0-9_-]{1,32}$")]
     service: String,
     /// A positive decimal string, such as "10.00"; never a JSON number.
     #[schema(example = "10.00", pattern = r"^[0-9]+(\.[0-9]+)?$", max_length = 32)]
     amount: String,
     /// ISO 4217: the account's currency.
-    #[schema(example = "USD", max_length = 8)]
+    #[schema(example = "USD", pattern = "^[A-Z]{3}$")]
     currency: String,
     /// When the order was placed (RFC 3339); now when not given.
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -75,16 +75,16 @@ pub struct SpendBody {
 #[serde(deny_unknown_fields)]
 pub struct RefundBody {
     /// The order refunded, as its spend named it.
-    #[schema(example = "A-77", max_length = 64)]
+    #[schema(example = "A-77", pattern = r"^[A-Za-z0-9._:-]{1,64}$")]
     order: String,
     /// The refund's own id: 1 to 64 of `A-Z a-z 0-9 . _ : -`.
-    #[schema(example = "R-1", max_length = 64)]
+    #[schema(example = "R-1", pattern = r"^[A-Za-z0-9._:-]{1,64}$")]
     refund: String,
     /// A positive decimal string, such as "5.00"; never a JSON number.
     #[schema(example = "5.00", pattern = r"^[0-9]+(\.[0-9]+)?$", max_length = 32)]
     amount: String,
     /// ISO 4217: the order's currency.
-    #[schema(example = "USD", max_length = 8)]
+    #[schema(example = "USD", pattern = "^[A-Z]{3}$")]
     currency: String,
     /// When the refund was made (RFC 3339); now when not given.
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -99,10 +99,10 @@ pub struct AdjustmentBody {
     #[schema(example = "25.00", pattern = r"^-?[0-9]+(\.[0-9]+)?$", max_length = 32)]
     amount: String,
     /// ISO 4217: the account's currency.
-    #[schema(example = "USD", max_length = 8)]
+    #[schema(example = "USD", pattern = "^[A-Z]{3}$")]
     currency: String,
     /// A reason code: 1 to 32 of `a-z 0-9 - _`.
-    #[schema(example = "goodwill", max_length = 32)]
+    #[schema(example = "goodwill", pattern = r"^[a-z0-9_-]{1,32}$")]
     reason: String,
 }
 

@@ -25,27 +25,29 @@ use crate::store::Store;
 #[serde(deny_unknown_fields)]
 pub struct BatchBody {
     /// The retailer's name, as added with `tender retailer add`.
-    #[schema(example = "Acme")]
+    #[schema(example = "Acme", min_length = 1, max_length = 100)]
     retailer: String,
     /// How many cards: 1 to 10,000,000 (`MAX_CARDS_PER_BATCH`).
     #[schema(example = 1000, minimum = 1, maximum = 10_000_000)]
     #[serde(deserialize_with = "json::whole")]
     count: u64,
     /// ISO 4217, such as USD.
-    #[schema(example = "USD")]
+    #[schema(example = "USD", pattern = "^[A-Z]{3}$")]
     currency: String,
     /// Every card's fixed value, a decimal string such as "25.00"; or give `min` and `max`.
     #[serde(default)]
-    #[schema(example = "25.00")]
+    #[schema(example = "25.00", pattern = r"^[0-9]{1,15}(\.[0-9]{1,4})?$")]
     value: Option<String>,
     /// The lowest value of a variable-value batch, chosen at activation.
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]{1,15}(\.[0-9]{1,4})?$")]
     min: Option<String>,
     /// The highest value of a variable-value batch.
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]{1,15}(\.[0-9]{1,4})?$")]
     max: Option<String>,
     /// The storefront country the cards are redeemed in, ISO 3166-1 alpha-2.
-    #[schema(example = "US")]
+    #[schema(example = "US", pattern = "^[A-Z]{2}$")]
     region: String,
     /// Days until the cards expire: 1 to 3,650 (`MAX_EXPIRY_DAYS`); absent or null for never.
     #[serde(default, deserialize_with = "json::whole_or_null")]

@@ -33,10 +33,10 @@ use crate::store::pos::{CardEventRow, CardStatus};
 #[serde(deny_unknown_fields)]
 pub struct ValueBody {
     /// A decimal string, such as "50.00"; never a JSON number.
-    #[schema(example = "50.00")]
+    #[schema(example = "50.00", pattern = r"^[0-9]{1,15}(\.[0-9]{1,4})?$")]
     amount: String,
     /// ISO 4217, such as USD.
-    #[schema(example = "USD")]
+    #[schema(example = "USD", pattern = "^[A-Z]{3}$")]
     currency: String,
 }
 
@@ -46,10 +46,14 @@ pub struct ValueBody {
 pub struct ActivationBody {
     /// The card's serial, or the first of a range: 12 digits, or three groups of 4 separated
     /// by spaces or hyphens.
-    #[schema(example = "000000000013")]
+    #[schema(
+        example = "000000000013",
+        pattern = r"^([0-9]{12}|[0-9]{4}[ -][0-9]{4}[ -][0-9]{4})$"
+    )]
     serial: String,
     /// The last serial of a range of one batch, at most 1,000 cards (`RANGE_CARDS_MAX`).
     #[serde(default)]
+    #[schema(pattern = r"^([0-9]{12}|[0-9]{4}[ -][0-9]{4}[ -][0-9]{4})$")]
     to_serial: Option<String>,
     /// The value: required for a variable-value card (within its batch's range); for a
     /// fixed-value card absent, or the card's own value.
@@ -57,14 +61,14 @@ pub struct ActivationBody {
     value: Option<ValueBody>,
     /// The store's id, as added with `tender store add`: 1 to 64 of A-Z a-z 0-9 . _ : -
     /// (`POS_ID_MAX_CHARS`).
-    #[schema(example = "S-0042")]
+    #[schema(example = "S-0042", pattern = r"^[A-Za-z0-9._:-]{1,64}$")]
     store: String,
     /// The till or terminal, in the same alphabet.
-    #[schema(example = "T3")]
+    #[schema(example = "T3", pattern = r"^[A-Za-z0-9._:-]{1,64}$")]
     terminal: String,
     /// The POS system's transaction id, in the same alphabet: with the store, terminal and
     /// serials, the request's natural key.
-    #[schema(example = "88231")]
+    #[schema(example = "88231", pattern = r"^[A-Za-z0-9._:-]{1,64}$")]
     pos_txn: String,
     /// When the sale happened at the till, RFC 3339, for a store-and-forward sale sent late: at
     /// most 5 minutes ahead and 7 days old. Absent: now.
@@ -78,16 +82,19 @@ pub struct ActivationBody {
 #[serde(deny_unknown_fields)]
 pub struct VoidBody {
     /// The card's serial.
-    #[schema(example = "000000000013")]
+    #[schema(
+        example = "000000000013",
+        pattern = r"^([0-9]{12}|[0-9]{4}[ -][0-9]{4}[ -][0-9]{4})$"
+    )]
     serial: String,
     /// The store's id: the one that sold the card's retailer's card.
-    #[schema(example = "S-0042")]
+    #[schema(example = "S-0042", pattern = r"^[A-Za-z0-9._:-]{1,64}$")]
     store: String,
     /// The till or terminal.
-    #[schema(example = "T3")]
+    #[schema(example = "T3", pattern = r"^[A-Za-z0-9._:-]{1,64}$")]
     terminal: String,
     /// The POS system's transaction id for the void.
-    #[schema(example = "88240")]
+    #[schema(example = "88240", pattern = r"^[A-Za-z0-9._:-]{1,64}$")]
     pos_txn: String,
     /// When the void happened at the till, RFC 3339. Absent: now.
     #[serde(default)]
@@ -100,7 +107,7 @@ pub struct VoidBody {
 #[serde(deny_unknown_fields)]
 pub struct FlagBody {
     /// A reason code: 1 to 32 lower-case letters, digits, - and _ (`NAME_MAX_CHARS`).
-    #[schema(example = "lost_in_transit")]
+    #[schema(example = "lost_in_transit", pattern = r"^[a-z0-9_-]{1,32}$")]
     reason: String,
 }
 
@@ -403,7 +410,7 @@ pub async fn void<S: Store>(
     path = "/v1/cards/{serial}",
     operation_id = "show_card",
     tag = "cards",
-    params(("serial" = String, Path, description = "The card's serial: 12 digits, or three groups of 4 separated by hyphens")),
+    params(("serial" = String, Path, pattern = r"^([0-9]{12}|[0-9]{4}-[0-9]{4}-[0-9]{4})$", description = "The card's serial: 12 digits, or three groups of 4 separated by hyphens")),
     responses(
         (status = 200, description = "The card", body = CardReply),
         (status = 422, description = "The serial is malformed or its check digit is wrong", body = super::doc::ErrorBody),
@@ -430,7 +437,7 @@ pub async fn show<S: Store>(
     path = "/v1/cards/{serial}/block",
     operation_id = "block_card",
     tag = "cards",
-    params(("serial" = String, Path, description = "The card's serial")),
+    params(("serial" = String, Path, pattern = r"^([0-9]{12}|[0-9]{4}-[0-9]{4}-[0-9]{4})$", description = "The card's serial")),
     request_body = FlagBody,
     responses((status = 200, description = "Blocked", body = CardFlags)),
 )]
@@ -456,7 +463,7 @@ pub async fn block<S: Store>(
     path = "/v1/cards/{serial}/unblock",
     operation_id = "unblock_card",
     tag = "cards",
-    params(("serial" = String, Path, description = "The card's serial")),
+    params(("serial" = String, Path, pattern = r"^([0-9]{12}|[0-9]{4}-[0-9]{4}-[0-9]{4})$", description = "The card's serial")),
     request_body = FlagBody,
     responses((status = 200, description = "Unblocked", body = CardFlags)),
 )]
