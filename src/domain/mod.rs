@@ -21,6 +21,7 @@ mod pos;
 mod region;
 mod retailer;
 mod serial;
+mod tradein;
 
 pub use actor::{ACTOR_SUFFIX_MAX_CHARS, ACTOR_USER_MAX_CHARS, Actor, ActorError};
 pub use api_key::{API_KEY_NAME_MAX_CHARS, ApiClient, ApiKeyName, ApiKeyValueError, ApiRole};
@@ -48,3 +49,8 @@ pub use retailer::{
     RetailerName,
 };
 pub use serial::{SERIAL_SEQUENCE_MAX, Serial, SerialError};
+pub use tradein::{
+    DEVICE_MODEL_MAX_CHARS, DEVICE_SERIAL_MAX_CHARS, DEVICE_SERIAL_MIN_CHARS, Device, DeviceModel,
+    FIELD_MAX_BYTES, FieldError, Grade, IMEI_DIGITS, TRADE_IN_ID_MAX_CHARS, TradeInError,
+    TradeInId, Valuation, ValuationText, WarehouseId,
+};

@@ -109,7 +109,7 @@ impl RetailerName {
 /// around them: Cc (controls), Cf (bidi overrides and isolates, zero-width characters, soft
 /// hyphen, BOM), Zl and Zp (line and paragraph separators), Co (private use) and Cn (unassigned,
 /// whose look and confusables are unknown).
-fn is_hidden_or_control(c: char) -> bool {
+pub(crate) fn is_hidden_or_control(c: char) -> bool {
     use GeneralCategory as G;
     matches!(
         c.general_category(),

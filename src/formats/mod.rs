@@ -2,3 +2,4 @@
 //! known in one file, reader and writer side by side.
 
 pub mod printer_file;
+pub mod tradein_csv;
