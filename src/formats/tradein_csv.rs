@@ -424,6 +424,65 @@ fn positions(names: &[String]) -> Result<Positions, FileError> {
     })
 }
 
+/// A cell as a report writes it, so that no spreadsheet runs it as a formula: a plain decimal
+/// number (`-?[0-9]+(\.[0-9]+)?`) as it is; any other text that begins with `=`, `+`, `-`, `@`,
+/// a tab or a carriage return behind a leading single quote (OWASP's CSV injection rule).
+pub fn guarded(cell: &str) -> std::borrow::Cow<'_, str> {
+    let plain_number = {
+        let digits = cell.strip_prefix('-').unwrap_or(cell);
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
+        let all_digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        all_digits(whole) && all_digits(fraction)
+    };
+    if !plain_number && cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
+/// Writes the rejects file: the file's own header with a `reason` column, then each refused row
+/// as the file held it with its line and reason, every cell [`guarded`].
+pub struct RejectsWriter<W: std::io::Write> {
+    csv: csv::Writer<W>,
+}
+
+impl<W: std::io::Write> RejectsWriter<W> {
+    /// Starts the file with `header` (the upload's own) and `line` and `reason` columns.
+    pub fn new(out: W, header: &[String]) -> csv::Result<RejectsWriter<W>> {
+        let mut csv = csv::Writer::from_writer(out);
+        let names = header.iter().map(|name| guarded(name));
+        csv.write_record(
+            ["line", "reason"]
+                .into_iter()
+                .map(std::borrow::Cow::Borrowed)
+                .chain(names)
+                .map(|cell| cell.into_owned()),
+        )?;
+        Ok(RejectsWriter { csv })
+    }
+
+    /// Adds a refused row: its line, the reason, and its fields as the file held them.
+    pub fn reject<'a>(
+        &mut self,
+        line: u64,
+        reason: &str,
+        fields: impl Iterator<Item = &'a str>,
+    ) -> csv::Result<()> {
+        self.csv.write_field(line.to_string())?;
+        self.csv.write_field(guarded(reason).as_bytes())?;
+        for field in fields {
+            self.csv.write_field(guarded(field).as_bytes())?;
+        }
+        self.csv.write_record(None::<&[u8]>)
+    }
+
+    /// Flushes and returns the output.
+    pub fn finish(self) -> std::io::Result<W> {
+        self.csv.into_inner().map_err(|e| e.into_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -599,6 +658,47 @@ mod tests {
         assert_eq!(
             (error.field, error.code()),
             ("device_model", "tradein.field_too_long")
+        );
+    }
+
+    #[test]
+    fn a_cell_that_a_spreadsheet_would_run_is_quoted_and_numbers_are_not() {
+        for (cell, written) in [
+            ("=1+2", "'=1+2"),
+            ("+1", "'+1"),
+            ("-1+2", "'-1+2"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("-25.00", "-25.00"),
+            ("25", "25"),
+            ("-", "'-"),
+            ("-.5", "'-.5"),
+            ("iPhone 13", "iPhone 13"),
+            ("", ""),
+        ] {
+            assert_eq!(guarded(cell), written, "{cell:?}");
+        }
+    }
+
+    #[test]
+    fn the_rejects_file_holds_each_refused_row_as_sent_with_its_line_and_reason() {
+        let file = format!(
+            "{HEADER}\nTI-1,42,WH-1,=HYPERLINK(\"x\"),490154203237519,good,1.00,USD,2026-03-01T00:00:00Z\n"
+        );
+        let mut reader = Reader::new(file.as_bytes()).unwrap();
+        let row = reader.next_row().unwrap().unwrap();
+        let error = Valuation::parse(&row.text()).unwrap_err();
+        let mut rejects = RejectsWriter::new(Vec::new(), reader.header()).unwrap();
+        rejects
+            .reject(row.line(), &error.to_string(), row.fields())
+            .unwrap();
+        let written = String::from_utf8(rejects.finish().unwrap()).unwrap();
+        assert_eq!(
+            written,
+            format!(
+                "line,reason,{HEADER}\n2,device_id: the IMEI's check digit is wrong: a digit was mistyped,TI-1,42,WH-1,\"'=HYPERLINK(\"\"x\"\")\",490154203237519,good,1.00,USD,2026-03-01T00:00:00Z\n"
+            )
         );
     }
 }
