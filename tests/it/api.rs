@@ -262,7 +262,8 @@ async fn the_openapi_document_describes_every_route<S: Store>(env: TestApp<S>) {
         .collect();
     routed.sort();
     assert_eq!(routed, documented);
-    // The routes open to anyone are the ones the document marks as needing no key.
+    // The routes open to anyone are the ones the document marks as needing no key, and the
+    // value-moving ones exactly those that require an Idempotency-Key.
     for route in &served {
         let operation = &doc["paths"][route.path][route.method.as_str().to_lowercase()];
         let open = operation["security"] == serde_json::json!([{}]);
@@ -273,7 +274,25 @@ async fn the_openapi_document_describes_every_route<S: Store>(env: TestApp<S>) {
             route.method,
             route.path
         );
+        let idempotency_keys: Vec<_> = operation["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["name"] == "Idempotency-Key")
+            .collect();
+        if route.moving {
+            assert_eq!(idempotency_keys.len(), 1, "{} {}", route.method, route.path);
+            assert_eq!(idempotency_keys[0]["in"], "header");
+            assert_eq!(idempotency_keys[0]["required"], true);
+        } else {
+            assert!(idempotency_keys.is_empty(), "{} {}", route.method, route.path);
+        }
     }
+    assert_eq!(
+        served.iter().filter(|route| route.moving).count(),
+        7,
+        "redemptions, spends, refunds, adjustments, approvals, activations, voids"
+    );
     assert_eq!(
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
