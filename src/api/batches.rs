@@ -4,7 +4,7 @@
 //! only its own retailer's batches, and another's answers 404 as if it did not exist.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use chrono::{DateTime, Utc};
@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::json::{self, Body};
+use super::params::Id;
 use crate::app::App;
 use crate::domain::{Actor, ApiRole, Batch, BatchState, CardValue, Money, RetailerId, Serial};
 use crate::service::batches::BatchForm;
@@ -182,21 +183,18 @@ pub async fn request<S: Store>(
     path = "/v1/batches/{id}",
     operation_id = "show_batch",
     tag = "batches",
-    params(("id" = String, Path, description = "The batch's id, a positive integer")),
-    responses(
-        (status = 200, description = "The batch", body = BatchReply),
-        (status = 422, description = "The id is not a positive integer", body = super::doc::ErrorBody),
-    ),
+    params(("id" = i64, Path, minimum = 1, description = "The batch's id")),
+    responses((status = 200, description = "The batch", body = BatchReply)),
 )]
 pub async fn show<S: Store>(
     State(app): State<App<S>>,
     caller: Caller,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<Json<BatchReply>, ApiError> {
     let batch = app
         .services()
         .batches()
-        .show_for(&id, scope(&caller)?)
+        .show_for(&id.to_string(), scope(&caller)?)
         .await?;
     Ok(Json(batch.into()))
 }

@@ -285,7 +285,12 @@ async fn the_openapi_document_describes_every_route<S: Store>(env: TestApp<S>) {
             assert_eq!(idempotency_keys[0]["in"], "header");
             assert_eq!(idempotency_keys[0]["required"], true);
         } else {
-            assert!(idempotency_keys.is_empty(), "{} {}", route.method, route.path);
+            assert!(
+                idempotency_keys.is_empty(),
+                "{} {}",
+                route.method,
+                route.path
+            );
         }
     }
     assert_eq!(

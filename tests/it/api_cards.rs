@@ -549,9 +549,11 @@ async fn bad_serials_and_values_write_nothing<S: Store>(env: TestApp<S>) {
     let read = get_with(addr, &format!("/v1/cards/{typo}"), Some(&till)).await;
     assert_eq!(read.status, 422);
     assert_eq!(read.body["error"]["code"], "serial.check_digit");
-    let read = get_with(addr, "/v1/batches/abc", Some(&admin)).await;
-    assert_eq!(read.status, 422);
-    assert_eq!(read.body["error"]["code"], "batch.bad_id");
+    for bad in ["abc", "0", "-1", "99999999999999999999"] {
+        let read = get_with(addr, &format!("/v1/batches/{bad}"), Some(&admin)).await;
+        assert_eq!(read.status, 400, "{bad}");
+        assert_eq!(read.body["error"]["code"], "api.bad_id", "{bad}");
+    }
     let read = get_with(addr, "/v1/batches/999", Some(&admin)).await;
     assert_eq!(read.status, 404);
     assert_eq!(read.body["error"]["code"], "batch.not_found");
