@@ -151,7 +151,8 @@ fn strip_position(text: &str) -> &str {
 }
 
 /// The largest whole number a JSON number with a fraction or exponent (`1000.0`, `1e3`) is read
-/// as exactly: 2^53, the last integer an IEEE double holds without a gap.
+/// as exactly: 2^53, the last integer an IEEE double holds without a gap. A bound on a count
+/// read from JSON, never money: amounts are decimal strings.
 const WHOLE_FLOAT_MAX: f64 = 9_007_199_254_740_992.0;
 
 /// A whole number as JSON Schema's `integer` reads one: `1000`, `1000.0` and `1e3` alike, since

@@ -99,7 +99,7 @@ pub(super) async fn observe<S: Store>(
         error,
         elapsed,
     });
-    // Microseconds as milliseconds: three decimals, not float noise.
+    // A timing for the log, never money: microseconds as milliseconds, three decimals.
     let duration_ms = elapsed.as_micros() as f64 / 1e3;
     span.in_scope(|| match error {
         Some(code) => tracing::info!(

@@ -67,6 +67,7 @@ impl Histogram {
         let mut below = 0;
         for (bound, n) in LATENCY_BUCKETS_MICROS.iter().zip(&self.counts) {
             below += n;
+            // Prometheus writes latency in seconds; a timing, never money.
             let le = *bound as f64 / 1e6;
             let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {below}");
         }
