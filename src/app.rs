@@ -84,7 +84,8 @@ impl<S: Store> App<S> {
             let services = Services::new(store.clone(), clock, keys, settings.export_dir())
                 .with_approval_over(settings.approval_over)
                 .with_redeem_limits(settings.redeem_limits)
-                .with_redeem_generic(settings.redeem_generic);
+                .with_redeem_generic(settings.redeem_generic)
+                .with_trade_in_rules(settings.business_time_zone, settings.tradein_daily_amount);
             services.keys().check_loaded().await?;
             Ok(services)
         };

@@ -33,6 +33,11 @@ pub struct Settings {
     /// attempt log keeps the real reason), for operators who prefer not to reveal a card's
     /// state.
     pub redeem_generic: bool,
+    /// The time zone whose midnight ends a business day: per-day amounts count in it.
+    pub business_time_zone: BusinessTimeZone,
+    /// The most a warehouse's trade-in credits come to in a business day before the rest wait
+    /// for finance.
+    pub tradein_daily_amount: TradeInDailyAmount,
 }
 
 impl Settings {
@@ -49,6 +54,8 @@ impl Settings {
             approval_over: ApprovalThreshold::default(),
             redeem_limits: RedeemLimits::default(),
             redeem_generic: false,
+            business_time_zone: BusinessTimeZone::default(),
+            tradein_daily_amount: TradeInDailyAmount::default(),
         }
     }
 
@@ -185,6 +192,90 @@ impl std::str::FromStr for ApprovalThreshold {
     }
 }
 
+/// The IANA time zone (`America/New_York`) whose midnight ends tender's business day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BusinessTimeZone(chrono_tz::Tz);
+
+impl BusinessTimeZone {
+    /// The default: UTC.
+    pub const DEFAULT_TEXT: &'static str = "UTC";
+
+    /// Parses an IANA zone name.
+    pub fn parse(text: &str) -> Result<BusinessTimeZone, ConfigError> {
+        text.parse()
+            .map(BusinessTimeZone)
+            .map_err(|_| ConfigError::BadTimeZone(text.chars().take(64).collect()))
+    }
+
+    /// The zone.
+    pub fn get(self) -> chrono_tz::Tz {
+        self.0
+    }
+
+    /// The business day `at` falls in.
+    pub fn day_of(self, at: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDate {
+        at.with_timezone(&self.0).date_naive()
+    }
+}
+
+impl Default for BusinessTimeZone {
+    fn default() -> Self {
+        BusinessTimeZone(chrono_tz::UTC)
+    }
+}
+
+impl std::str::FromStr for BusinessTimeZone {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        BusinessTimeZone::parse(text)
+    }
+}
+
+/// The most one warehouse's trade-in credits come to in one business day, per currency, in
+/// major units of the credit's currency (`10000` is 10,000.00 USD); credits past it wait for
+/// finance. From 0 (every credit waits) to 100,000,000: a ceiling on a compromised or broken
+/// warehouse feed, not a budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TradeInDailyAmount(rust_decimal::Decimal);
+
+impl TradeInDailyAmount {
+    /// The default: 10,000 major units.
+    pub const DEFAULT_TEXT: &'static str = "10000";
+    const MAX: i64 = 100_000_000;
+
+    /// Parses a plain decimal number from 0 to 100,000,000.
+    pub fn parse(text: &str) -> Result<TradeInDailyAmount, ConfigError> {
+        let bad = || ConfigError::BadDailyAmount(text.chars().take(32).collect());
+        let plain = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        let value: rust_decimal::Decimal =
+            plain.then(|| text.parse().ok()).flatten().ok_or_else(bad)?;
+        if value > rust_decimal::Decimal::from(Self::MAX) {
+            return Err(bad());
+        }
+        Ok(TradeInDailyAmount(value))
+    }
+
+    /// The amount.
+    pub fn get(self) -> rust_decimal::Decimal {
+        self.0
+    }
+}
+
+impl Default for TradeInDailyAmount {
+    fn default() -> Self {
+        TradeInDailyAmount::parse(Self::DEFAULT_TEXT).expect("the default parses")
+    }
+}
+
+impl std::str::FromStr for TradeInDailyAmount {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        TradeInDailyAmount::parse(text)
+    }
+}
+
 /// Attempts allowed in an hour and in a day (fixed windows aligned to the Unix epoch, UTC),
 /// written `HOURLY/DAILY` (`5/20`); each from 1 to 1,000,000, the daily at least the hourly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,6 +384,12 @@ pub enum ConfigError {
         "redemption limit {0:?} is not HOURLY/DAILY, each from 1 to 1000000 and the daily at least the hourly"
     )]
     BadWindowLimits(String),
+    /// The business time zone is not an IANA zone name.
+    #[error("time zone {0:?} is not an IANA zone name such as America/New_York or UTC")]
+    BadTimeZone(String),
+    /// The trade-in daily amount is not a plain number within its range.
+    #[error("trade-in daily amount {0:?} is not a plain number from 0 to 100000000")]
+    BadDailyAmount(String),
 }
 
 impl Classify for ConfigError {
@@ -302,6 +399,8 @@ impl Classify for ConfigError {
             ConfigError::BadSealAgeMax(_) => "config.bad_seal_age_max",
             ConfigError::BadApprovalThreshold(_) => "config.bad_approval_threshold",
             ConfigError::BadWindowLimits(_) => "config.bad_redeem_limit",
+            ConfigError::BadTimeZone(_) => "config.bad_time_zone",
+            ConfigError::BadDailyAmount(_) => "config.bad_daily_amount",
         }
     }
 

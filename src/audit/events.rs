@@ -6,7 +6,7 @@ use serde_json::json;
 use super::AuditEvent;
 use crate::domain::{
     Account, AccountId, Actor, ApiClient, Batch, BatchId, CardAction, Money, RetailStore, Retailer,
-    Serial, SerialRange, TransferId, TransferKind,
+    RowCounts, Serial, SerialRange, TransferId, TransferKind,
 };
 use crate::keys::{KeyId, KeyPurpose, RecordedKey};
 
@@ -196,6 +196,8 @@ pub fn transfer_posted(
         TransferKind::Activation => "ledger.activated",
         TransferKind::Void => "ledger.voided",
         TransferKind::Redemption => "ledger.redeemed",
+        TransferKind::TradeIn => "ledger.trade_in_credited",
+        TransferKind::Clawback => "ledger.clawed_back",
     };
     AuditEvent::new(
         actor,
@@ -341,5 +343,88 @@ pub fn api_key_revoked(actor: &Actor, client: &ApiClient) -> AuditEvent {
         "api_key.revoked",
         format!("api_key:{}", client.name),
         json!({ "key_id": client.key_id }),
+    )
+}
+
+/// A warehouse's valuation was recorded: new (`revised` false) or a revaluation. Ids and the
+/// value only: the device stays in its mutable row.
+pub fn trade_in_valued(
+    actor: &Actor,
+    id: i64,
+    account: AccountId,
+    value: Money,
+    revision: i32,
+    file: Option<i64>,
+) -> AuditEvent {
+    let action = if revision > 1 {
+        "tradein.revalued"
+    } else {
+        "tradein.accepted"
+    };
+    AuditEvent::new(
+        actor,
+        action,
+        format!("trade_in:{id}"),
+        json!({ "account": account, "value": value, "revision": revision, "file": file }),
+    )
+}
+
+/// A valuation's credit waits for finance, and why.
+pub fn trade_in_held(actor: &Actor, id: i64, held_for: &str) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "tradein.held",
+        format!("trade_in:{id}"),
+        json!({ "held_for": held_for }),
+    )
+}
+
+/// Finance decided a held valuation: approved (posted) or rejected with a reason.
+pub fn trade_in_decided(
+    actor: &Actor,
+    id: i64,
+    approved: bool,
+    reason: Option<&str>,
+) -> AuditEvent {
+    let action = if approved {
+        "tradein.approved"
+    } else {
+        "tradein.rejected"
+    };
+    AuditEvent::new(
+        actor,
+        action,
+        format!("trade_in:{id}"),
+        json!({ "reason": reason }),
+    )
+}
+
+/// An upload of valuations ended: every row with its result, or refused as a whole.
+pub fn trade_in_file_done(
+    actor: &Actor,
+    file_id: i64,
+    sha256: Option<&str>,
+    rows: &RowCounts,
+    error: Option<&str>,
+) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        if error.is_some() {
+            "tradein.file_refused"
+        } else {
+            "tradein.file_imported"
+        },
+        format!("trade_in_file:{file_id}"),
+        json!({ "sha256": sha256, "rows": rows, "error": error }),
+    )
+}
+
+/// Finance set the price band above which a model's credits wait for approval.
+pub fn trade_in_band_set(actor: &Actor, model_key: &str, max: Money) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "tradein.band_set",
+        format!("trade_in_band:{model_key}"),
+        json!({ "max": max }),
     )
 }

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use super::output::{print_table, show, visible};
 use super::{CliError, Ctx};
 use crate::app::App;
-use crate::domain::{Account, PageRows, TransferId};
+use crate::domain::{Account, HistoryLine, PageRows, TransferId};
 use crate::service::ledger::{AccountForm, AdjustForm, Adjusted, Posted, RefundForm, SpendForm};
 use crate::store::Store;
 
@@ -220,7 +220,7 @@ pub(super) async fn run<S: Store>(
                             l.kind.as_str().to_string(),
                             l.amount.to_string(),
                             l.balance_after.to_string(),
-                            l.reference.clone().unwrap_or_default(),
+                            reference(l),
                             l.effective_at.to_rfc3339(),
                         ]
                     }),
@@ -310,6 +310,23 @@ pub(super) async fn run<S: Store>(
             }
         }
     }
+}
+
+/// A history line's reference, with a trade-in's device and what a claw-back left owed.
+fn reference(line: &HistoryLine) -> String {
+    let mut text = visible(line.reference.as_deref().unwrap_or_default()).into_owned();
+    if let Some(note) = &line.trade_in {
+        if let Some(model) = &note.device_model {
+            text.push_str(&format!(" {}", visible(model)));
+        }
+        if let Some(last4) = &note.device_last4 {
+            text.push_str(&format!(" ...{last4}"));
+        }
+        if !note.owed.is_zero() {
+            text.push_str(&format!(" (owed {})", note.owed));
+        }
+    }
+    text
 }
 
 fn show_account(ctx: &Ctx, account: &Account, what: &str) -> Result<(), CliError> {

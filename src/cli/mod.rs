@@ -16,6 +16,7 @@ mod output;
 mod redeem;
 mod retailer;
 mod serve;
+mod tradein;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -26,8 +27,8 @@ use nix::unistd::{Uid, User};
 use crate::app::{self, App, Launch};
 use crate::clock::SystemClock;
 use crate::config::{
-    ApprovalThreshold, DEFAULT_DATA_DIR, RedeemLimits, SealAgeMax, Settings, WindowLimits,
-    redact_url,
+    ApprovalThreshold, BusinessTimeZone, DEFAULT_DATA_DIR, RedeemLimits, SealAgeMax, Settings,
+    TradeInDailyAmount, WindowLimits, redact_url,
 };
 use crate::domain::Actor;
 use crate::error::Classify;
@@ -88,6 +89,13 @@ struct Global {
     /// than the others; the attempt log keeps the real reason.
     #[arg(long, global = true, env = "TENDER_REDEEM_GENERIC")]
     redeem_generic: bool,
+    /// The IANA time zone whose midnight ends the business day (per-day amounts count in it).
+    #[arg(long, global = true, env = "TENDER_BUSINESS_TIME_ZONE", default_value = BusinessTimeZone::DEFAULT_TEXT)]
+    business_time_zone: BusinessTimeZone,
+    /// The most one warehouse's trade-in credits come to per business day and currency before
+    /// the rest wait for finance, in major units (0 to 100000000).
+    #[arg(long, global = true, env = "TENDER_TRADEIN_DAILY_AMOUNT", default_value = TradeInDailyAmount::DEFAULT_TEXT)]
+    tradein_daily_amount: TradeInDailyAmount,
     /// A note the audit trail records after the user, as cli:<user>/<NOTE> (the user is always
     /// this process's, from the passwd file): 1 to 32 characters from A-Z a-z 0-9 . _ -, such as
     /// a ticket number.
@@ -154,6 +162,9 @@ enum Command {
     /// Purge the HTTP API's idempotency records.
     #[command(subcommand)]
     Idempotency(idempotency::IdempotencyCommand),
+    /// Import, post, approve and list trade-in valuations from warehouses.
+    #[command(subcommand)]
+    Tradein(tradein::TradeInCommand),
     /// Serve the HTTP API and run the job runner until ctrl-c or SIGTERM.
     Serve(serve::ServeArgs),
     /// Run the whole flow on a fresh SQLite database in a new directory and print a summary.
@@ -235,6 +246,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             caller: cli.global.redeem_caller_limit,
         },
         redeem_generic: cli.global.redeem_generic,
+        business_time_zone: cli.global.business_time_zone,
+        tradein_daily_amount: cli.global.tradein_daily_amount,
     };
     // Before anything opens: a refused actor leaves no trace.
     let ctx = Ctx {
@@ -301,6 +314,7 @@ impl Launch for Dispatch {
             Command::Audit(command) => command.needs(),
             Command::Cards(command) => command.needs(),
             Command::ApiKey(command) => command.needs(),
+            Command::Tradein(command) => command.needs(),
             // Reads load no key; every change records an audit event.
             Command::Account(ledger::AccountCommand::Show { .. })
             | Command::Balance(_)
@@ -339,6 +353,7 @@ impl Launch for Dispatch {
                 ledger::run(&app, ctx, ledger::Command::Ledger(command)).await
             }
             Command::Cards(command) => cards::run(&app, ctx, command).await,
+            Command::Tradein(command) => tradein::run(&app, ctx, command).await,
             Command::Redeem(args) => redeem::redeem(&app, ctx, args).await,
             Command::Attempts(args) => redeem::attempts(&app, ctx, args).await,
             Command::ApiKey(command) => api_key::run(&app, ctx, command).await,

@@ -276,6 +276,9 @@ pub enum LedgerAccount {
     Receivable(RetailerId),
     /// The commission retailers keep on the cards they sell: `commission`.
     Commission,
+    /// The trade-in programme's funding: debited by each trade-in credit, credited by each
+    /// claw-back: `trade_in`.
+    TradeIn,
 }
 
 impl LedgerAccount {
@@ -288,6 +291,7 @@ impl LedgerAccount {
             LedgerAccount::Card(serial) => format!("card:{serial}"),
             LedgerAccount::Receivable(retailer) => format!("receivable:{retailer}"),
             LedgerAccount::Commission => "commission".to_string(),
+            LedgerAccount::TradeIn => "trade_in".to_string(),
         }
     }
 
@@ -325,6 +329,10 @@ pub enum TransferKind {
     Void,
     /// A customer redeemed a card: its whole value moved from the card to the account.
     Redemption,
+    /// A warehouse's valuation of a traded-in device credited the account.
+    TradeIn,
+    /// A lower revaluation took back what it could of an earlier trade-in credit.
+    Clawback,
 }
 
 impl TransferKind {
@@ -337,6 +345,8 @@ impl TransferKind {
             TransferKind::Activation => "activation",
             TransferKind::Void => "void",
             TransferKind::Redemption => "redemption",
+            TransferKind::TradeIn => "trade_in",
+            TransferKind::Clawback => "clawback",
         }
     }
 
@@ -349,6 +359,8 @@ impl TransferKind {
             TransferKind::Activation,
             TransferKind::Void,
             TransferKind::Redemption,
+            TransferKind::TradeIn,
+            TransferKind::Clawback,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == text)
@@ -458,6 +470,21 @@ pub struct HistoryLine {
     pub effective_at: DateTime<Utc>,
     /// When tender recorded it.
     pub recorded_at: DateTime<Utc>,
+    /// For a trade-in credit or claw-back: the device, and what the claw-back left owed.
+    pub trade_in: Option<TradeInNote>,
+}
+
+/// What an account's history shows of a trade-in beside its transfer: the device as the
+/// customer knows it (`None` once the account's personal data is erased), and for a claw-back
+/// what the balance could not cover.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TradeInNote {
+    /// The device model.
+    pub device_model: Option<String>,
+    /// The last 4 characters of its serial or IMEI.
+    pub device_last4: Option<String>,
+    /// What a claw-back could not take back and the customer still owes; zero otherwise.
+    pub owed: Money,
 }
 
 #[cfg(test)]

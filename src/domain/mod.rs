@@ -34,8 +34,8 @@ pub use code::{Code, CodeError};
 pub use jurisdiction::{EXPIRY_LAW, ExpiryRule, Jurisdiction, JurisdictionError};
 pub use ledger::{
     Account, AccountId, Adjustment, Amount, HistoryLine, LedgerAccount, LedgerValueError, Leg,
-    NAME_MAX_CHARS, Name, NewAccount, Posting, REFERENCE_MAX_CHARS, Reference, TransferId,
-    TransferKind, max_transfer,
+    NAME_MAX_CHARS, Name, NewAccount, Posting, REFERENCE_MAX_CHARS, Reference, TradeInNote,
+    TransferId, TransferKind, max_transfer,
 };
 pub use money::{Currency, Money, MoneyError};
 pub use page::{PAGE_ROWS_MAX, PageRows, PageRowsError};
@@ -51,6 +51,7 @@ pub use retailer::{
 pub use serial::{SERIAL_SEQUENCE_MAX, Serial, SerialError};
 pub use tradein::{
     DEVICE_MODEL_MAX_CHARS, DEVICE_SERIAL_MAX_CHARS, DEVICE_SERIAL_MIN_CHARS, Device, DeviceModel,
-    FIELD_MAX_BYTES, FieldError, Grade, IMEI_DIGITS, TRADE_IN_ID_MAX_CHARS, TradeInError,
-    TradeInId, Valuation, ValuationText, WarehouseId,
+    FIELD_MAX_BYTES, FieldError, Grade, HeldFor, IMEI_DIGITS, RowCounts, RowOutcome,
+    TRADE_IN_ID_MAX_CHARS, TradeInError, TradeInId, TradeInState, Valuation, ValuationText,
+    WarehouseId,
 };

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::ledger::AccountId;
 use super::money::{Currency, Money, MoneyError};
+use super::region::Region;
 use super::retailer::is_hidden_or_control;
 use crate::error::{Classify, Kind};
 
@@ -72,6 +73,9 @@ pub enum TradeInError {
     /// Not an RFC 3339 (ISO 8601) time with its offset.
     #[error("a time is ISO 8601 with its offset, such as 2026-03-01T14:30:00Z")]
     BadTime,
+    /// A region that is not an ISO 3166-1 alpha-2 country tender serves.
+    #[error("a region is an ISO 3166-1 alpha-2 country code such as US")]
+    BadRegion,
     /// A revaluation flag other than true or false.
     #[error("revaluation is true or false (or empty for false)")]
     BadFlag,
@@ -94,6 +98,7 @@ impl Classify for TradeInError {
             TradeInError::ZeroValue => "tradein.zero_value",
             TradeInError::BadTime => "tradein.bad_time",
             TradeInError::BadFlag => "tradein.bad_flag",
+            TradeInError::BadRegion => "tradein.bad_region",
         }
     }
 
@@ -199,6 +204,16 @@ impl DeviceModel {
     /// The text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The key finance's price bands are set under: lower case, runs of spaces as one, so
+    /// `iPhone  13` and `iphone 13` share a band.
+    pub fn band_key(&self) -> String {
+        self.0
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
     }
 }
 
@@ -311,6 +326,133 @@ impl Grade {
     }
 }
 
+/// Where a valuation is on its way to the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TradeInState {
+    /// Waiting for the posting job.
+    Queued,
+    /// Waiting for finance's approval; [`HeldFor`] says why.
+    Held,
+    /// Its value is in the account (or, after a lower revaluation, what could be taken back
+    /// was, the rest owed).
+    Posted,
+    /// Refused by finance, with a reason: nothing is posted.
+    Rejected,
+}
+
+impl TradeInState {
+    /// Every state, in order.
+    pub const ALL: [TradeInState; 4] = [
+        TradeInState::Queued,
+        TradeInState::Held,
+        TradeInState::Posted,
+        TradeInState::Rejected,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TradeInState::Queued => "queued",
+            TradeInState::Held => "held",
+            TradeInState::Posted => "posted",
+            TradeInState::Rejected => "rejected",
+        }
+    }
+
+    /// The state a name means.
+    pub fn parse(text: &str) -> Option<TradeInState> {
+        TradeInState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// Why a credit waits for finance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeldFor {
+    /// It would take the warehouse's credits for the business day over the daily amount.
+    DailyAmount,
+    /// Its value is above the price band finance set for the model.
+    PriceBand,
+    /// The account is frozen: approve it once the account is unfrozen.
+    AccountFrozen,
+}
+
+impl HeldFor {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeldFor::DailyAmount => "daily_amount",
+            HeldFor::PriceBand => "price_band",
+            HeldFor::AccountFrozen => "account_frozen",
+        }
+    }
+
+    /// The reason a name means.
+    pub fn parse(text: &str) -> Option<HeldFor> {
+        [
+            HeldFor::DailyAmount,
+            HeldFor::PriceBand,
+            HeldFor::AccountFrozen,
+        ]
+        .into_iter()
+        .find(|h| h.as_str() == text)
+    }
+}
+
+/// What one row of an upload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowOutcome {
+    /// A new valuation, queued for posting.
+    Accepted,
+    /// The same trade-in with the same values as before: nothing to do.
+    Unchanged,
+    /// A revaluation of an earlier trade-in: the difference is queued for posting.
+    Revalued,
+    /// Refused; the row's code and reason say why, and nothing of it was applied.
+    Rejected,
+}
+
+impl RowOutcome {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowOutcome::Accepted => "accepted",
+            RowOutcome::Unchanged => "unchanged",
+            RowOutcome::Revalued => "revalued",
+            RowOutcome::Rejected => "rejected",
+        }
+    }
+
+    /// The outcome a name means.
+    pub fn parse(text: &str) -> Option<RowOutcome> {
+        [
+            RowOutcome::Accepted,
+            RowOutcome::Unchanged,
+            RowOutcome::Revalued,
+            RowOutcome::Rejected,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == text)
+    }
+}
+
+/// How many rows of an upload ended each way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RowCounts {
+    /// Rows read (the header not counted).
+    pub total: i64,
+    /// New valuations.
+    pub accepted: i64,
+    /// Repeats of what was already recorded.
+    pub unchanged: i64,
+    /// Revaluations.
+    pub revalued: i64,
+    /// Refused rows.
+    pub rejected: i64,
+}
+
 /// A valuation's fields as text, as a CSV row or a JSON object carries them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ValuationText<'a> {
@@ -334,6 +476,8 @@ pub struct ValuationText<'a> {
     pub assessed_at: &'a str,
     /// `revaluation`: `true`, `false` or empty.
     pub revaluation: &'a str,
+    /// `region`: the storefront country, or empty.
+    pub region: &'a str,
 }
 
 /// A valuation, every field parsed.
@@ -357,6 +501,8 @@ pub struct Valuation {
     pub assessed_at: DateTime<Utc>,
     /// Whether it replaces an earlier valuation of the same trade-in: the difference is posted.
     pub revaluation: bool,
+    /// The storefront country it was quoted in, where the warehouse says.
+    pub region: Option<Region>,
 }
 
 impl Valuation {
@@ -402,6 +548,10 @@ impl Valuation {
             .and_then(|t| DateTime::parse_from_rfc3339(t).map_err(|_| TradeInError::BadTime))
             .map(|at| at.with_timezone(&Utc))
             .map_err(at("assessed_at"))?;
+        let region = match text.region {
+            "" => None,
+            text => Some(Region::parse(text).map_err(|_| at("region")(TradeInError::BadRegion))?),
+        };
         Ok(Valuation {
             trade_in,
             account,
@@ -412,6 +562,7 @@ impl Valuation {
             value,
             assessed_at,
             revaluation,
+            region,
         })
     }
 }
@@ -432,6 +583,7 @@ mod tests {
             currency: "USD",
             assessed_at: "2026-03-01T14:30:00Z",
             revaluation: "",
+            region: "",
         }
     }
 

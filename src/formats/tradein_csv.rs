@@ -35,8 +35,9 @@ pub const COLUMNS: [&str; 9] = [
     "assessed_at",
 ];
 
-/// Columns a file may leave out: `revaluation` (empty or absent is false).
-pub const OPTIONAL_COLUMNS: [&str; 1] = ["revaluation"];
+/// Columns a file may leave out: `revaluation` (empty or absent is false) and `region` (the
+/// storefront country the trade-in was quoted in; when given, the account's must match).
+pub const OPTIONAL_COLUMNS: [&str; 2] = ["revaluation", "region"];
 
 /// The most rows one file holds: a large warehouse's month, and the figure the import is
 /// measured at. Larger files are split by the sender.
@@ -194,12 +195,55 @@ impl<R: Read> Read for Bounded<R> {
     }
 }
 
-/// Where each field of a row is.
-#[derive(Debug, Clone, Copy)]
-struct Positions {
+/// Where each field of a row is, by the header: how a row's cells, read from the file or
+/// stored, are taken apart by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Positions {
     columns: [usize; COLUMNS.len()],
     revaluation: Option<usize>,
+    region: Option<usize>,
     width: usize,
+}
+
+impl Positions {
+    /// The positions a header gives, or why it is refused.
+    pub fn of(header: &[String]) -> Result<Positions, FileError> {
+        positions(header)
+    }
+
+    /// Where the device column is.
+    pub fn device(&self) -> usize {
+        self.columns[4]
+    }
+
+    /// A row's fields by name from its cells, in the header's order.
+    pub fn text<'a>(&self, cells: &'a [String]) -> ValuationText<'a> {
+        let field = |i: usize| cells.get(i).map_or("", String::as_str);
+        let [
+            trade_in_id,
+            account_id,
+            warehouse_id,
+            device_model,
+            device_id,
+            grade,
+            value,
+            currency,
+            assessed_at,
+        ] = self.columns.map(field);
+        ValuationText {
+            trade_in_id,
+            account_id,
+            warehouse_id,
+            device_model,
+            device_id,
+            grade,
+            value,
+            currency,
+            assessed_at,
+            revaluation: self.revaluation.map_or("", field),
+            region: self.region.map_or("", field),
+        }
+    }
 }
 
 /// One row as the file holds it: its line and its fields, each checked as UTF-8.
@@ -243,7 +287,13 @@ impl Row {
             currency,
             assessed_at,
             revaluation: self.positions.revaluation.map_or("", field),
+            region: self.positions.region.map_or("", field),
         }
+    }
+
+    /// Its fields in the file's own order, as owned strings, for staging.
+    pub fn cells(&self) -> Vec<String> {
+        self.fields().map(str::to_string).collect()
     }
 
     /// Its fields in the file's own order, for the rejects file.
@@ -291,6 +341,7 @@ impl<R: Read> Reader<R> {
             positions: Positions {
                 columns: [0; COLUMNS.len()],
                 revaluation: None,
+                region: None,
                 width: 0,
             },
             header: Vec::new(),
@@ -308,6 +359,11 @@ impl<R: Read> Reader<R> {
     /// The header as the file wrote it.
     pub fn header(&self) -> &[String] {
         &self.header
+    }
+
+    /// Where the header puts each field.
+    pub fn positions(&self) -> Positions {
+        self.positions
     }
 
     /// The next row, or `None` at the end. Blank lines (a trailing one, say) are skipped by
@@ -400,12 +456,12 @@ fn header_names(record: &ByteRecord) -> Result<Vec<String>, FileError> {
 /// Where each column is: every required one once, optional ones at most once, nothing else.
 fn positions(names: &[String]) -> Result<Positions, FileError> {
     let mut columns = [None; COLUMNS.len()];
-    let mut revaluation = None;
+    let mut optional = [None; OPTIONAL_COLUMNS.len()];
     for (i, name) in names.iter().enumerate() {
         let slot = if let Some(c) = COLUMNS.iter().position(|c| c == name) {
             (&mut columns[c], COLUMNS[c])
-        } else if name == OPTIONAL_COLUMNS[0] {
-            (&mut revaluation, OPTIONAL_COLUMNS[0])
+        } else if let Some(o) = OPTIONAL_COLUMNS.iter().position(|c| c == name) {
+            (&mut optional[o], OPTIONAL_COLUMNS[o])
         } else {
             return Err(FileError::UnknownColumn(i + 1));
         };
@@ -419,7 +475,8 @@ fn positions(names: &[String]) -> Result<Positions, FileError> {
     }
     Ok(Positions {
         columns: found,
-        revaluation,
+        revaluation: optional[0],
+        region: optional[1],
         width: names.len(),
     })
 }

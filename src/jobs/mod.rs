@@ -7,6 +7,8 @@
 
 pub mod definitions;
 pub mod generate_batch;
+pub mod import_trade_ins;
+pub mod post_trade_ins;
 mod queue;
 pub mod relay;
 pub mod runtime;
@@ -28,6 +30,8 @@ use crate::service::JobPayload;
 use crate::store::Store;
 use definitions::{DefinitionError, JobDefinition, JobPolicy};
 use generate_batch::{GenerateBatchJob, GenerateBatchParams};
+use import_trade_ins::{ImportTradeInsJob, ImportTradeInsParams};
+use post_trade_ins::{PostTradeInsJob, PostTradeInsParams};
 
 /// A job the runtime can run.
 pub trait Job: Clone + Send + Sync + 'static {
@@ -56,6 +60,10 @@ pub type ProgressFn = Arc<dyn Fn(&Batch) + Send + Sync>;
 pub struct Catalog {
     /// Batch generation.
     pub generate_batch: JobDefinition<GenerateBatchParams>,
+    /// Trade-in file imports.
+    pub import_trade_ins: JobDefinition<ImportTradeInsParams>,
+    /// Trade-in postings.
+    pub post_trade_ins: JobDefinition<PostTradeInsParams>,
 }
 
 impl Catalog {
@@ -63,14 +71,27 @@ impl Catalog {
     pub fn load(dir: Option<&Path>) -> Result<Catalog, DefinitionError> {
         Ok(Catalog {
             generate_batch: generate_batch::definition(dir)?,
+            import_trade_ins: import_trade_ins::definition(dir)?,
+            post_trade_ins: post_trade_ins::definition(dir)?,
         })
     }
 
     /// A runtime for `app` running every job, showing generation progress through `progress`.
     pub fn runtime<S: Store>(&self, app: &App<S>, progress: ProgressFn) -> Runtime<S> {
         let services = app.services();
-        Runtime::new(services.store().clone(), services.clock().clone()).with_job(
-            GenerateBatchJob::new(services.clone(), self.generate_batch.clone(), progress),
-        )
+        Runtime::new(services.store().clone(), services.clock().clone())
+            .with_job(GenerateBatchJob::new(
+                services.clone(),
+                self.generate_batch.clone(),
+                progress,
+            ))
+            .with_job(ImportTradeInsJob::new(
+                services.clone(),
+                self.import_trade_ins.clone(),
+            ))
+            .with_job(PostTradeInsJob::new(
+                services.clone(),
+                self.post_trade_ins.clone(),
+            ))
     }
 }

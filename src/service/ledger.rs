@@ -23,7 +23,7 @@ use crate::error::{Classify, Kind};
 use crate::store::ledger::{
     AdjustmentRow, AdjustmentState, Discrepancy, OrderRow, RefundRow, SystemBalance,
 };
-use crate::store::{AuditRepo, LedgerRepo, Store, StoreError, Tx};
+use crate::store::{AuditRepo, LedgerRepo, Store, StoreError, TradeInRepo, Tx};
 
 /// Why a ledger use case refused or failed. Nothing was written.
 #[derive(Debug, thiserror::Error)]
@@ -360,8 +360,9 @@ impl<S: Store> Ledger<'_, S> {
         Ok(account)
     }
 
-    /// Blanks an account's personal data (its external id). Entries and audit records hold
-    /// only its id, so no chain breaks.
+    /// Blanks an account's personal data: its external id, and the device models, serials and
+    /// IMEIs of its trade-ins and their uploaded rows. Entries and audit records hold only ids,
+    /// so no chain breaks.
     pub async fn erase(&self, id: &str, actor: &Actor) -> Result<Account, LedgerError> {
         let id = AccountId::parse(id)?;
         rerun!(self.erase_once(id, actor))
@@ -374,6 +375,8 @@ impl<S: Store> Ledger<'_, S> {
         if !tx.erase_account(id, at).await? {
             return Err(LedgerError::AccountNotFound(id));
         }
+        // Its trade-ins' devices too: the valuations keep only the device's keyed digest.
+        tx.erase_trade_in_devices(id).await?;
         let signer = services.signer(&mut tx).await?;
         tx.append(&signer, &events::account_erased(actor, id), at)
             .await?;

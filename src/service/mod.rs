@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod printer_check;
 pub mod redemption;
 pub mod retailers;
+pub mod tradein;
 pub mod trail;
 
 use std::hash::{BuildHasher, RandomState};
@@ -38,7 +39,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::clock::SharedClock;
-use crate::config::{ApprovalThreshold, RedeemLimits};
+use crate::config::{ApprovalThreshold, BusinessTimeZone, RedeemLimits, TradeInDailyAmount};
 use crate::error::{Classify, Kind};
 use crate::store::{OutboxJob, Store};
 
@@ -58,6 +59,8 @@ pub struct Services<S> {
     approval_over: ApprovalThreshold,
     redeem_limits: RedeemLimits,
     redeem_generic: bool,
+    business_zone: BusinessTimeZone,
+    tradein_daily: TradeInDailyAmount,
     metrics: std::sync::Arc<metrics::Metrics>,
 }
 
@@ -73,6 +76,8 @@ impl<S: Store> Services<S> {
             approval_over: ApprovalThreshold::default(),
             redeem_limits: RedeemLimits::default(),
             redeem_generic: false,
+            business_zone: BusinessTimeZone::default(),
+            tradein_daily: TradeInDailyAmount::default(),
             metrics: std::sync::Arc::default(),
         }
     }
@@ -96,6 +101,18 @@ impl<S: Store> Services<S> {
         self
     }
 
+    /// The same, counting per-day amounts in business days of `zone`, and holding a
+    /// warehouse's trade-in credits past `daily` a business day for finance.
+    pub fn with_trade_in_rules(
+        mut self,
+        zone: BusinessTimeZone,
+        daily: TradeInDailyAmount,
+    ) -> Self {
+        self.business_zone = zone;
+        self.tradein_daily = daily;
+        self
+    }
+
     /// This process's counters, for the metrics endpoint and tests.
     pub fn metrics(&self) -> &metrics::Metrics {
         &self.metrics
@@ -115,6 +132,11 @@ impl<S: Store> Services<S> {
     /// Accounts, spends, refunds, adjustments, history and `ledger check`.
     pub fn ledger(&self) -> ledger::Ledger<'_, S> {
         ledger::Ledger(self)
+    }
+
+    /// Trade-in valuations: intake by row and by file, posting, approvals and reports.
+    pub fn trade_ins(&self) -> tradein::TradeIns<'_, S> {
+        tradein::TradeIns(self)
     }
 
     /// Stores, and cards at the point of sale: activation, void, block, exposure, support view.

@@ -3,7 +3,8 @@
 //! A service opens a transaction with [`Store::begin`] (a write) or [`Store::read`] (a
 //! consistent snapshot), calls repository steps on it, one trait per aggregate
 //! ([`RetailerRepo`], [`BatchRepo`], [`CardRepo`], [`AuditRepo`], [`OutboxRepo`],
-//! [`KeyRepo`], [`LedgerRepo`], [`PosRepo`], [`RedeemRepo`], [`ApiKeyRepo`], [`IdempotencyRepo`]), and commits.
+//! [`KeyRepo`], [`LedgerRepo`], [`PosRepo`], [`RedeemRepo`], [`ApiKeyRepo`], [`IdempotencyRepo`],
+//! [`TradeInRepo`]), and commits.
 //!
 //! Every SQL statement is written once, in `store/sql/`, with `$N` placeholders, and compiled
 //! for each backend with that backend's concrete types (`sqlite.rs` and `postgres.rs` each
@@ -19,6 +20,7 @@ mod postgres;
 pub mod redeem;
 mod rows;
 mod sqlite;
+pub mod tradein;
 
 pub use api_keys::ApiKeyRepo;
 pub use backend::Backend;
@@ -27,6 +29,7 @@ pub use ledger::LedgerRepo;
 pub use pos::PosRepo;
 pub use redeem::RedeemRepo;
 pub use sqlite::SQLITE_POOL_CONNECTIONS;
+pub use tradein::TradeInRepo;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -189,6 +192,7 @@ pub trait Store: Clone + Send + Sync + 'static {
         + RedeemRepo
         + ApiKeyRepo
         + IdempotencyRepo
+        + TradeInRepo
         + Send;
 
     /// Whether [`OutboxRepo::claim_outbox`] holds row locks until the transaction ends

@@ -10,8 +10,8 @@ use crate::codegen::CodeDigest;
 use crate::domain::{
     Account, AccountId, ApiClient, ApiKeyName, ApiRole, Batch, BatchId, BatchState, CardAction,
     CardState, CardValue, CommissionRate, Currency, HistoryLine, Jurisdiction, Money, Region,
-    RetailStore, Retailer, RetailerId, RetailerName, Serial, SerialRange, StoreCode, TransferId,
-    TransferKind,
+    RetailStore, Retailer, RetailerId, RetailerName, RowCounts, RowOutcome, Serial, SerialRange,
+    StoreCode, TradeInNote, TradeInState, TransferId, TransferKind,
 };
 use crate::keys::KeyId;
 use crate::store::api_keys::StoredApiClient;
@@ -19,6 +19,7 @@ use crate::store::idempotency::{IdemRecord, StoredAnswer};
 use crate::store::ledger::{AdjustmentRow, AdjustmentState, OrderRow, RefundRow};
 use crate::store::pos::{ActivationRow, CardEventRow, CardStatus, PosRequestRow};
 use crate::store::redeem::{AttemptRow, CardMatch, RedemptionRow};
+use crate::store::tradein::{FileRow, FileState, RowResult, TradeInRow};
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::corrupt(what)
@@ -309,6 +310,11 @@ pub(super) struct HistoryRow {
     reference: Option<String>,
     effective_at: DateTime<Utc>,
     recorded_at: DateTime<Utc>,
+    /// Set for a trade-in's transfer: whether the valuation is there, and what it shows.
+    trade_in_pk: Option<i64>,
+    device_model: Option<String>,
+    device_id: Option<String>,
+    owed_minor: Option<i64>,
 }
 
 impl TryFrom<HistoryRow> for HistoryLine {
@@ -324,6 +330,14 @@ impl TryFrom<HistoryRow> for HistoryLine {
             reference: r.reference,
             effective_at: r.effective_at,
             recorded_at: r.recorded_at,
+            trade_in: r.trade_in_pk.map(|_| TradeInNote {
+                device_model: r.device_model,
+                // Serials and IMEIs are ASCII and at least 4 long (the domain checked them).
+                device_last4: r
+                    .device_id
+                    .map(|id| id[id.len().saturating_sub(4)..].to_string()),
+                owed: Money::from_minor(r.owed_minor.unwrap_or(0), currency),
+            }),
         })
     }
 }
@@ -757,6 +771,152 @@ impl TryFrom<IdemRecordRow> for IdemRecord {
             answer,
             created_ms: r.created_ms,
             started_ms: r.started_ms,
+        })
+    }
+}
+
+/// A `trade_in_file` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct TradeInFileDbRow {
+    file_id: i64,
+    sha256: Option<String>,
+    file_name: Option<String>,
+    submitted_by: String,
+    state: String,
+    bytes: i64,
+    header: Option<String>,
+    rows_total: i64,
+    rows_accepted: i64,
+    rows_unchanged: i64,
+    rows_revalued: i64,
+    rows_rejected: i64,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    received_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<TradeInFileDbRow> for FileRow {
+    type Error = StoreError;
+
+    fn try_from(r: TradeInFileDbRow) -> StoreResult<FileRow> {
+        let header = r
+            .header
+            .map(|h| serde_json::from_str(&h).map_err(|_| corrupt("an upload's header")))
+            .transpose()?;
+        Ok(FileRow {
+            file_id: r.file_id,
+            sha256: r.sha256,
+            file_name: r.file_name,
+            submitted_by: r.submitted_by,
+            state: FileState::parse(&r.state).ok_or_else(|| corrupt("an upload's state"))?,
+            bytes: r.bytes,
+            header,
+            rows: RowCounts {
+                total: r.rows_total,
+                accepted: r.rows_accepted,
+                unchanged: r.rows_unchanged,
+                revalued: r.rows_revalued,
+                rejected: r.rows_rejected,
+            },
+            error: r.error_code.zip(r.error_message),
+            received_at: r.received_at,
+            finished_at: r.finished_at,
+        })
+    }
+}
+
+/// A `trade_in_row` row, as reports read it.
+#[derive(sqlx::FromRow)]
+pub(super) struct TradeInRowDbRow {
+    line: i64,
+    cells: String,
+    device: Option<String>,
+    trade_in_ref: Option<String>,
+    outcome: Option<String>,
+    code: Option<String>,
+    reason: Option<String>,
+}
+
+impl TryFrom<TradeInRowDbRow> for RowResult {
+    type Error = StoreError;
+
+    fn try_from(r: TradeInRowDbRow) -> StoreResult<RowResult> {
+        let outcome = r
+            .outcome
+            .map(|o| RowOutcome::parse(&o).ok_or_else(|| corrupt("a row's outcome")))
+            .transpose()?;
+        Ok(RowResult {
+            line: r.line,
+            cells: r.cells,
+            device: r.device,
+            trade_in_ref: r.trade_in_ref,
+            outcome,
+            code: r.code,
+            reason: r.reason,
+        })
+    }
+}
+
+/// A `trade_in` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct TradeInDbRow {
+    trade_in_pk: i64,
+    warehouse_id: String,
+    trade_in_ref: String,
+    account_id: i64,
+    currency: String,
+    value_minor: i64,
+    credited_minor: i64,
+    owed_minor: i64,
+    grade: String,
+    assessed_at: DateTime<Utc>,
+    device_key_id: i16,
+    device_digest: Vec<u8>,
+    device_model: Option<String>,
+    device_id: Option<String>,
+    state: String,
+    held_for: Option<String>,
+    reason: Option<String>,
+    submitted_by: String,
+    decided_by: Option<String>,
+    file_id: Option<i64>,
+    revision: i32,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<TradeInDbRow> for TradeInRow {
+    type Error = StoreError;
+
+    fn try_from(r: TradeInDbRow) -> StoreResult<TradeInRow> {
+        use crate::domain::{Grade, HeldFor};
+        Ok(TradeInRow {
+            id: r.trade_in_pk,
+            warehouse_id: r.warehouse_id,
+            trade_in_ref: r.trade_in_ref,
+            account_id: AccountId(r.account_id),
+            value: Money::from_minor(r.value_minor, currency(&r.currency)?),
+            credited_minor: r.credited_minor,
+            owed_minor: r.owed_minor,
+            grade: Grade::parse(&r.grade).map_err(|_| corrupt("a trade-in's grade"))?,
+            assessed_at: r.assessed_at,
+            device_key_id: key_id(r.device_key_id)?,
+            device_digest: bytes32(r.device_digest)?,
+            device_model: r.device_model,
+            device_id: r.device_id,
+            state: TradeInState::parse(&r.state).ok_or_else(|| corrupt("a trade-in's state"))?,
+            held_for: r
+                .held_for
+                .map(|h| HeldFor::parse(&h).ok_or_else(|| corrupt("a trade-in's hold")))
+                .transpose()?,
+            reason: r.reason,
+            submitted_by: r.submitted_by,
+            decided_by: r.decided_by,
+            file_id: r.file_id,
+            revision: r.revision,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
         })
     }
 }

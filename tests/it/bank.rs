@@ -42,11 +42,13 @@ const WORKERS: usize = 3;
 const TASKS: usize = 2;
 /// How long each worker moves money, from the moment it is ready.
 const RUN: Duration = Duration::from_millis(3_500);
+/// How much longer a task runs past [`RUN`] while it has not yet done every kind of request.
+const OVERTIME: Duration = Duration::from_secs(20);
 /// When the victim is killed, after every worker is ready: well inside its run.
 const KILL_AFTER: Duration = Duration::from_millis(1_500);
 /// How long a worker may take to open the app, and to finish after its run, before the test
 /// gives up on it (a hang is a failure, not a wait).
-const GRACE: Duration = Duration::from_secs(30);
+const GRACE: Duration = Duration::from_secs(60);
 /// The plan file a worker reads; unset, the worker test does nothing.
 const PLAN_VAR: &str = "TENDER_BANK_PLAN";
 /// The worker's number.
@@ -407,7 +409,7 @@ impl Worker {
 
     /// Its exit status and everything it printed.
     async fn finish(&mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let status = match tokio::time::timeout(RUN + GRACE, self.child.wait()).await {
+        let status = match tokio::time::timeout(RUN + OVERTIME + GRACE, self.child.wait()).await {
             Ok(status) => status.unwrap(),
             Err(_) => {
                 self.child.kill().await.unwrap();
@@ -592,8 +594,31 @@ impl<S: Store> Task<S> {
         }
     }
 
+    /// Whether this task has done every kind of request at least once, as the test demands
+    /// of each worker.
+    fn did_each_kind(&self) -> bool {
+        let t = &self.tally;
+        [
+            t.activated,
+            t.voided,
+            t.redeemed,
+            t.spent,
+            t.refunded,
+            t.adjusted,
+            t.replays,
+        ]
+        .iter()
+        .all(|&n| n > 0)
+    }
+
+    /// Runs until the deadline, and past it (up to [`OVERTIME`] more) until it has done every
+    /// kind of request: on a slow, loaded machine the random mix may not reach every kind in
+    /// the run's time.
     async fn run(mut self) -> Tally {
-        while Instant::now() < self.ctx.deadline {
+        let overtime = self.ctx.deadline + OVERTIME;
+        while Instant::now() < self.ctx.deadline
+            || (!self.did_each_kind() && Instant::now() < overtime)
+        {
             self.i += 1;
             match self.below(100) {
                 0..18 => self.activate().await,

@@ -202,10 +202,17 @@ fn string_literals(text: &str) -> Vec<String> {
                 }
             }
             (None, '\'') => {
-                // A char literal such as '"': skip it whole.
-                for c in chars.by_ref() {
-                    if c == '\'' {
-                        break;
+                // A char literal such as '"' or '\'': skip it whole. A lifetime (`'_`, `'a`)
+                // has no closing quote within three characters: leave it.
+                let ahead: Vec<char> = chars.clone().take(3).collect();
+                let close = match ahead.as_slice() {
+                    ['\\', _, '\'', ..] => Some(3),
+                    [_, '\'', ..] => Some(2),
+                    _ => None,
+                };
+                if let Some(n) = close {
+                    for _ in 0..n {
+                        chars.next();
                     }
                 }
             }

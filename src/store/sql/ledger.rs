@@ -284,8 +284,11 @@ impl LedgerRepo for SqlTx<Db> {
     ) -> StoreResult<Vec<HistoryLine>> {
         all(sqlx::query_as::<Db, HistoryRow>(
             "SELECT e.transfer_id, t.kind, t.currency, e.amount_minor, e.balance_after, \
-             t.reference, t.effective_at, t.recorded_at \
+             t.reference, t.effective_at, t.recorded_at, p.trade_in_pk, ti.device_model, \
+             ti.device_id, p.owed_minor \
              FROM entry e JOIN transfer t ON t.transfer_id = e.transfer_id \
+             LEFT JOIN trade_in_posting p ON p.transfer_id = e.transfer_id \
+             LEFT JOIN trade_in ti ON ti.trade_in_pk = p.trade_in_pk \
              WHERE e.account_id = $1 AND e.transfer_id < $2 \
              ORDER BY e.transfer_id DESC LIMIT $3",
         )

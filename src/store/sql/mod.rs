@@ -18,6 +18,7 @@ mod outbox;
 mod pos;
 mod redeem;
 mod retailer;
+mod tradein;
 
 use std::sync::Arc;
 
