@@ -15,7 +15,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{Route, accounts, batches, cards, redeem};
+use super::{Route, accounts, batches, cards, redeem, tradein};
 use crate::service::idempotency::IDEMPOTENCY_KEY_MAX_CHARS;
 
 /// The error body every refusal carries.
@@ -68,6 +68,13 @@ pub struct ErrorDetail {
         accounts::refund,
         accounts::adjust,
         accounts::approve,
+        tradein::submit,
+        tradein::upload,
+        tradein::file,
+        tradein::rejects,
+        tradein::show,
+        tradein::approve,
+        tradein::reject,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security, &Refusals),

@@ -86,11 +86,12 @@ async fn run<S: Store>(app: &App<S>, request: Request, next: Next) -> Result<Res
             .to_string(),
     };
     // Read through the extractor, so the route's body limit applies as it does to `Body`.
+    let limit = super::json::limit_of(&parts.extensions);
     let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), &())
         .await
         .map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large()
+                too_large(limit)
             } else {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,

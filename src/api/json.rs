@@ -20,6 +20,18 @@ use super::error::ApiError;
 /// hundred bytes, so 16 KiB is generous and still bounds what a client makes the server hold.
 pub const JSON_BODY_MAX_BYTES: usize = 16 * 1024;
 
+/// A route's own body limit, where it takes more than [`JSON_BODY_MAX_BYTES`]: set beside its
+/// `DefaultBodyLimit`, read back to say the limit when a body is over it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// The body limit in force for `request`.
+pub fn limit_of(extensions: &axum::http::Extensions) -> usize {
+    extensions
+        .get::<BodyLimit>()
+        .map_or(JSON_BODY_MAX_BYTES, |limit| limit.0)
+}
+
 /// A JSON request body of shape `T`, read strictly.
 #[derive(Debug)]
 pub struct Body<T>(pub T);
@@ -35,11 +47,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 "the body must be JSON, sent with Content-Type: application/json",
             ));
         }
+        let limit = limit_of(request.extensions());
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    too_large()
+                    too_large(limit)
                 } else {
                     ApiError::new(
                         StatusCode::BAD_REQUEST,
@@ -52,12 +65,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
-/// The refusal of a body over its route's limit.
-pub fn too_large() -> ApiError {
+/// The refusal of a body over its route's limit of `limit` bytes.
+pub fn too_large(limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "api.body_too_large",
-        format!("the body is over this route's limit of {JSON_BODY_MAX_BYTES} bytes"),
+        format!("the body is over this route's limit of {limit} bytes"),
     )
 }
 

@@ -19,6 +19,7 @@ pub mod observe;
 pub mod params;
 pub mod redeem;
 pub mod schema;
+pub mod tradein;
 
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
@@ -67,6 +68,10 @@ impl RequestId {
 /// a request that could still have finished; far over any unit of work, which takes
 /// milliseconds, so only a stuck database reaches it.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a trade-in file upload may take: 256 MiB at about 4 Mbit/s. Longer than the
+/// shutdown grace, so a shutdown may cut an upload; its sender sends it again.
+pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +193,23 @@ impl<S: Store> Routes<S> {
         )
     }
 
+    /// `POST path` that moves value, as [`Routes::post_moving`], reading a body of up to
+    /// `limit` bytes instead of [`json::JSON_BODY_MAX_BYTES`].
+    pub fn post_moving_up_to<H: Handler<T, App<S>>, T: 'static>(
+        self,
+        path: &'static str,
+        access: Access,
+        limit: usize,
+        handler: H,
+    ) -> Self {
+        let layer = middleware::from_fn_with_state(self.app.clone(), idempotency::idempotent::<S>);
+        let route: MethodRouter<App<S>> = post(handler)
+            .route_layer(layer)
+            .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(limit))
+            .layer::<_, std::convert::Infallible>(Extension(json::BodyLimit(limit)));
+        self.add(Method::POST, path, access, true, route)
+    }
+
     /// The routes added so far.
     pub fn served(&self) -> &[Route] {
         &self.served
@@ -282,6 +304,42 @@ pub fn routes<S: Store>(app: App<S>) -> (Router, Vec<Route>) {
             "/v1/adjustments/{id}/approve",
             Access::Roles(&[Support]),
             accounts::approve::<S>,
+        )
+        .post_moving_up_to(
+            "/v1/trade-ins",
+            Access::Roles(&[Warehouse]),
+            tradein::TRADE_INS_BODY_MAX_BYTES,
+            tradein::submit::<S>,
+        )
+        .post(
+            "/v1/trade-in-files",
+            Access::Roles(&[Warehouse]),
+            tradein::upload::<S>,
+        )
+        .get_queried(
+            "/v1/trade-in-files/{id}",
+            Access::Roles(&[Warehouse, Finance]),
+            tradein::file::<S>,
+        )
+        .get(
+            "/v1/trade-in-files/{id}/rejects",
+            Access::Roles(&[Warehouse, Finance]),
+            tradein::rejects::<S>,
+        )
+        .get(
+            "/v1/trade-ins/{id}",
+            Access::Roles(&[Warehouse, Finance, Support]),
+            tradein::show::<S>,
+        )
+        .post_moving(
+            "/v1/trade-ins/{id}/approve",
+            Access::Roles(&[Finance]),
+            tradein::approve::<S>,
+        )
+        .post(
+            "/v1/trade-ins/{id}/reject",
+            Access::Roles(&[Finance]),
+            tradein::reject::<S>,
         );
     let Routes {
         router,
@@ -412,13 +470,17 @@ async fn refuse_query(
 /// Answers 503 `api.timeout` for a request not done within [`REQUEST_TIMEOUT`]; its work is
 /// dropped, so an open transaction rolls back.
 async fn timeout(request: Request, next: Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+    // An upload streams up to 256 MiB: it gets the time that takes on a slow link.
+    let bound = if request.method() == Method::POST && request.uri().path() == "/v1/trade-in-files"
+    {
+        UPLOAD_TIMEOUT
+    } else {
+        REQUEST_TIMEOUT
+    };
+    match tokio::time::timeout(bound, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
-            tracing::warn!(
-                timeout_secs = REQUEST_TIMEOUT.as_secs(),
-                "a request ran out of time"
-            );
+            tracing::warn!(timeout_secs = bound.as_secs(), "a request ran out of time");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "api.timeout",

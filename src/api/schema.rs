@@ -7,7 +7,8 @@ use utoipa::openapi::{KnownFormat, RefOr, SchemaFormat};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::domain::{
-    AccountId, BatchState, CardAction, CardState, Money, Serial, TransferId, TransferKind,
+    AccountId, BatchState, CardAction, CardState, HeldFor, Money, RowOutcome, Serial,
+    TradeInState, TransferId, TransferKind,
 };
 
 /// A string schema with `pattern` and a description.
@@ -146,9 +147,46 @@ impl PartialSchema for TransferKind {
                 "activation",
                 "void",
                 "redemption",
+                "trade_in",
+                "clawback",
             ]))
             .description(Some("What a ledger transfer was for"))
             .into()
     }
 }
 impl ToSchema for TransferKind {}
+
+impl PartialSchema for TradeInState {
+    fn schema() -> RefOr<Schema> {
+        let names: Vec<&str> = TradeInState::ALL.iter().map(|s| s.as_str()).collect();
+        one_of(&names, "Where a trade-in valuation is on its way to the account")
+    }
+}
+impl ToSchema for TradeInState {}
+
+impl PartialSchema for HeldFor {
+    fn schema() -> RefOr<Schema> {
+        let names: Vec<&str> = [HeldFor::DailyAmount, HeldFor::PriceBand, HeldFor::AccountFrozen]
+            .iter()
+            .map(|h| h.as_str())
+            .collect();
+        one_of(&names, "Why a trade-in credit waits for finance")
+    }
+}
+impl ToSchema for HeldFor {}
+
+impl PartialSchema for RowOutcome {
+    fn schema() -> RefOr<Schema> {
+        let names: Vec<&str> = [
+            RowOutcome::Accepted,
+            RowOutcome::Unchanged,
+            RowOutcome::Revalued,
+            RowOutcome::Rejected,
+        ]
+        .iter()
+        .map(|o| o.as_str())
+        .collect();
+        one_of(&names, "What one valuation row did")
+    }
+}
+impl ToSchema for RowOutcome {}

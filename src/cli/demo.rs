@@ -15,7 +15,7 @@ use super::output::{progress_bars, visible};
 use crate::app::{self, App, Launch};
 use crate::clock::{AdvancedClock, SharedClock};
 use crate::config::Settings;
-use crate::domain::{AccountId, Actor, Batch, CardState, Code, PageRows, Serial};
+use crate::domain::{AccountId, Actor, Batch, CardState, Code, PageRows, Serial, TradeInState};
 use crate::error::Classify;
 use crate::formats::printer_file::{self, PrinterFileReader};
 use crate::jobs::{Catalog, RunMode};
@@ -49,6 +49,8 @@ const UK_CARDS: u64 = 2;
 /// expiry, a day after it was requested. Nothing else can show it honestly: the shortest expiry
 /// a batch takes is a day, and the expiry job that would mark the card comes later.
 const A_DAY_LATER: Duration = Duration::from_secs(25 * 3_600);
+/// The warehouse file the demo imports: good rows and a few bad ones of different kinds.
+const TRADE_INS_CSV: &str = include_str!("../../fixtures/tradeins.csv");
 /// The idempotency key of the demo's first redemption.
 const DEMO_KEY: &str = "demo-redeem-1";
 
@@ -218,6 +220,7 @@ impl Launch for Demo {
         let codes = Codes::read(&files, &self.codes_needed(&batches))?;
         self.redemptions(&app, &batches, &accounts, &codes).await?;
         self.refusals(&app, &batches, &accounts, &codes).await?;
+        self.trade_ins(&app).await?;
         self.statements(&app, &accounts).await?;
         let web_card = batches.us.serial_at(DEMO_SOLD);
         super::demo_http::OverHttp {
@@ -252,7 +255,7 @@ impl Launch for Demo {
             ));
         }
         println!(
-            "15. audit trail sealed under seal key {} (seal {}, witnessed in {}) and verified: {} records in {} chains, every record's hash and tag, the seal's signature and the witness checked",
+            "16. audit trail sealed under seal key {} (seal {}, witnessed in {}) and verified: {} records in {} chains, every record's hash and tag, the seal's signature and the witness checked",
             seal_key.public().short(),
             sealed.seal.seal_id,
             sealed.witness.display(),
@@ -652,6 +655,90 @@ impl Demo {
         Ok(())
     }
 
+    /// A warehouse's file of valuations, with a few bad rows of different kinds: imported with
+    /// its per-row report and rejects file, posted by the job runner, the large one held by its
+    /// price band and approved by finance.
+    async fn trade_ins<S: Store>(&self, app: &App<S>) -> Result<(), CliError> {
+        let trade_ins = app.services().trade_ins();
+        let finance = Actor::demo("finance");
+        let band = trade_ins
+            .set_band("MacBook Pro 14 M3", "1200.00", "USD", &finance)
+            .await?;
+        let file = app.settings().data_dir.join("tradeins.csv");
+        std::fs::write(&file, TRADE_INS_CSV).map_err(|e| {
+            CliError::new("demo.io", format!("cannot write {}: {e}", file.display()))
+        })?;
+        let source = std::fs::File::open(&file)
+            .map_err(|e| CliError::new("demo.io", format!("cannot read {}: {e}", file.display())))?;
+        let report = trade_ins
+            .import(source, Some("tradeins.csv"), &self.actor)
+            .await?;
+        println!(
+            "12. finance set the price band of {} to {}; warehouse file {} imported (`tender tradein import`):",
+            visible(&band.model_key),
+            band.max,
+            file.display()
+        );
+        print!("    ");
+        super::tradein::print_report(&report);
+        let id = report.file.file_id;
+        for row in trade_ins
+            .file_rows(id, 0, PageRows::MAX)
+            .await?
+            .iter()
+            .filter(|r| r.code.is_some())
+        {
+            println!(
+                "      line {:>2}: {}: {}",
+                row.row,
+                row.code.as_deref().unwrap_or_default(),
+                visible(row.reason.as_deref().unwrap_or_default())
+            );
+        }
+        let rejects = super::tradein::rejects_path(&file);
+        let (out, _) = trade_ins
+            .write_rejects(id, std::fs::File::create(&rejects).map_err(|e| {
+                CliError::new("demo.io", format!("cannot write {}: {e}", rejects.display()))
+            })?)
+            .await?;
+        drop(out);
+        println!("    rejects file (each row as sent, with its line and reason): {}", rejects.display());
+        // The import queued the posting job through the outbox; the runner posts it.
+        Catalog::load(None)?
+            .runtime(app, progress_bars())
+            .run(RunMode::Drain)
+            .await?;
+        let held = trade_ins
+            .list(Some(TradeInState::Held), None, PageRows::MAX)
+            .await?;
+        let posted = trade_ins
+            .list(Some(TradeInState::Posted), None, PageRows::MAX)
+            .await?;
+        println!(
+            "    the post-trade-ins job credited {} valuations; {} held for finance: {}",
+            posted.len(),
+            held.len(),
+            held.iter()
+                .map(|h| format!(
+                    "trade-in {} ({}, {}, {})",
+                    h.id,
+                    visible(&h.trade_in_ref),
+                    h.value,
+                    h.held_for.map_or("", |f| f.as_str())
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for h in &held {
+            trade_ins.approve(h.id, &finance).await?;
+            println!(
+                "    trade-in {} approved by {finance} (it was sent by {}) and posted",
+                h.id, self.actor
+            );
+        }
+        Ok(())
+    }
+
     /// Both accounts' balances and histories, then the ledger check.
     async fn statements<S: Store>(
         &self,
@@ -659,7 +746,7 @@ impl Demo {
         accounts: &Accounts,
     ) -> Result<(), CliError> {
         let ledger = app.services().ledger();
-        println!("12. balances and histories, newest first:");
+        println!("13. balances and histories, newest first:");
         for id in [accounts.alice, accounts.bob] {
             let id = id.to_string();
             let account = ledger.account(&id).await?;
@@ -670,7 +757,7 @@ impl Demo {
                     line.kind.as_str(),
                     line.amount.to_string(),
                     line.balance_after.to_string(),
-                    line.reference.as_deref().map(visible).unwrap_or_default()
+                    super::ledger::reference(&line)
                 );
                 println!("{}", shown.trim_end());
             }
@@ -683,7 +770,7 @@ impl Demo {
             ));
         }
         println!(
-            "13. ledger check: {} transfers balance, {} account balances equal their entries, every card's state agrees with its entries",
+            "14. ledger check: {} transfers balance, {} account balances equal their entries, every card's state agrees with its entries",
             check.transfers, check.accounts
         );
         Ok(())

@@ -313,7 +313,7 @@ pub(super) async fn run<S: Store>(
 }
 
 /// A history line's reference, with a trade-in's device and what a claw-back left owed.
-fn reference(line: &HistoryLine) -> String {
+pub(super) fn reference(line: &HistoryLine) -> String {
     let mut text = visible(line.reference.as_deref().unwrap_or_default()).into_owned();
     if let Some(note) = &line.trade_in {
         if let Some(model) = &note.device_model {

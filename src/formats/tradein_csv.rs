@@ -519,6 +519,13 @@ impl<W: std::io::Write> RejectsWriter<W> {
         Ok(RejectsWriter { csv })
     }
 
+    /// Goes on with a rejects file whose header an earlier writer wrote (a streamed page).
+    pub fn continuing(out: W) -> RejectsWriter<W> {
+        RejectsWriter {
+            csv: csv::Writer::from_writer(out),
+        }
+    }
+
     /// Adds a refused row: its line, the reason, and its fields as the file held them.
     pub fn reject<'a>(
         &mut self,

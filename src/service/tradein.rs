@@ -50,6 +50,8 @@ pub const DEVICE_MAC_LABEL: &[u8] = b"tender trade-in device v1";
 /// The most valuations one `POST /v1/trade-ins` carries: a warehouse's burst, small enough to
 /// answer in one transaction. Larger sets go as a file.
 pub const ROWS_PER_REQUEST_MAX: usize = 100;
+/// The most of an API upload's body held in memory and stored as one piece.
+const UPLOAD_PIECE_BYTES: usize = 1024 * 1024;
 /// Rows handed from the reading thread at a time, and staged per statement batch.
 const STAGE_BATCH_ROWS: usize = 1_000;
 /// Staged rows per transaction: large enough to amortise the commit, small enough that the
@@ -125,6 +127,9 @@ pub enum RowRefusal {
     /// A revaluation of a trade-in finance rejected.
     #[error("trade-in {0} was rejected by finance; send it under a new trade-in id")]
     WasRejected(String),
+    /// A value above what one transfer may move: it could never be credited, nor taken back.
+    #[error("a valuation is at most {0}, the most one transfer moves")]
+    TooLarge(Money),
 }
 
 impl Classify for RowRefusal {
@@ -141,12 +146,13 @@ impl Classify for RowRefusal {
             RowRefusal::DeviceTaken(_) => "tradein.device_taken",
             RowRefusal::NothingToRevalue(_) => "tradein.nothing_to_revalue",
             RowRefusal::WasRejected(_) => "tradein.was_rejected",
+            RowRefusal::TooLarge(_) => "amount.too_large",
         }
     }
 
     fn kind(&self) -> Kind {
         match self {
-            RowRefusal::Field(_) => Kind::Invalid,
+            RowRefusal::Field(_) | RowRefusal::TooLarge(_) => Kind::Invalid,
             RowRefusal::AccountNotFound(_) => Kind::NotFound,
             _ => Kind::Conflict,
         }
@@ -309,6 +315,28 @@ pub struct FileReport {
     pub file: FileRow,
     /// Whether this answers a second upload of the same bytes.
     pub repeated: bool,
+}
+
+/// A refused row of an upload, as the rejects file writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    /// Its line.
+    pub line: u64,
+    /// `code: reason`.
+    pub reason: String,
+    /// Its cells as sent (the device blank once erased).
+    pub cells: Vec<String>,
+}
+
+/// A page of an upload's refused rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectsPage {
+    /// The upload's header, in its own order.
+    pub header: Vec<String>,
+    /// The refused rows.
+    pub rows: Vec<Reject>,
+    /// The line to page on after; `None` on the last page.
+    pub next: Option<i64>,
 }
 
 /// What a posting run did.
@@ -637,7 +665,7 @@ impl<S: Store> TradeIns<'_, S> {
     }
 
     /// Stores an API upload's body as it streams in, piece by piece, and queues its import;
-    /// `pieces` yields the body's chunks (each bounded by the caller). The same bytes
+    /// `pieces` yields the body's chunks, and ends it early with the caller's error (a limit). The same bytes
     /// uploaded before are answered with the first upload's report (`repeated`).
     pub async fn receive<E>(
         &self,
@@ -658,21 +686,33 @@ impl<S: Store> TradeIns<'_, S> {
         let mut sha = Sha256::new();
         let mut bytes = 0i64;
         let mut piece = 0i32;
-        while let Some(chunk) = pieces.next().await {
-            let chunk = match chunk {
-                Ok(chunk) => chunk,
-                Err(e) => {
+        let mut buffer = Vec::with_capacity(UPLOAD_PIECE_BYTES);
+        loop {
+            let chunk = match pieces.next().await {
+                Some(Ok(chunk)) => Some(chunk),
+                Some(Err(e)) => {
                     // The caller's stream failed (a limit, a dropped connection): forget it.
                     self.discard(file_id).await?;
                     return Ok(Err(e));
                 }
+                None => None,
             };
-            sha.update(&chunk);
-            bytes += i64::try_from(chunk.len()).unwrap_or(i64::MAX);
-            let mut tx = services.store.begin().await?;
-            tx.insert_upload_piece(file_id, piece, &chunk).await?;
-            tx.commit().await?;
-            piece += 1;
+            if let Some(chunk) = &chunk {
+                sha.update(chunk);
+                bytes += i64::try_from(chunk.len()).unwrap_or(i64::MAX);
+                buffer.extend_from_slice(chunk);
+            }
+            // Stored a piece at a time, so the body is never whole in memory.
+            if buffer.len() >= UPLOAD_PIECE_BYTES || (chunk.is_none() && !buffer.is_empty()) {
+                let mut tx = services.store.begin().await?;
+                tx.insert_upload_piece(file_id, piece, &buffer).await?;
+                tx.commit().await?;
+                buffer.clear();
+                piece += 1;
+            }
+            if chunk.is_none() {
+                break;
+            }
         }
         let sha256 = hex::encode(sha.finalize());
         let mut tx = services.store.begin().await?;
@@ -1046,6 +1086,12 @@ impl<S: Store> TradeIns<'_, S> {
         at: DateTime<Utc>,
     ) -> Result<Result<(RowOutcome, i64, Option<crate::audit::AuditEvent>), RowRefusal>, IntakeError>
     {
+        // Checked here, not left to the posting: a credit or claw-back over the ceiling would
+        // fail its posting run every time, and every valuation queued beside it with it.
+        let max = crate::domain::max_transfer(v.value.currency());
+        if v.value.minor() > max.minor() {
+            return Ok(Err(RowRefusal::TooLarge(max)));
+        }
         let Some(account) = tx.account(v.account).await? else {
             return Ok(Err(RowRefusal::AccountNotFound(v.account)));
         };
@@ -1533,6 +1579,42 @@ impl<S: Store> TradeIns<'_, S> {
             .collect()
     }
 
+    /// One page of an upload's refused rows after line `after`, each as sent with its reason,
+    /// and the upload's header.
+    pub async fn rejects_page(
+        &self,
+        file_id: i64,
+        after: i64,
+        rows: PageRows,
+    ) -> Result<RejectsPage, IntakeError> {
+        let mut tx = self.0.store.read().await?;
+        let file = tx
+            .trade_in_file(file_id)
+            .await?
+            .ok_or(IntakeError::FileNotFound(file_id))?;
+        let header = file.header.unwrap_or_default();
+        let positions = Positions::of(&header).ok();
+        let stored = tx.file_rows(file_id, after, rows, true).await?;
+        let next = (stored.len() == rows.get() as usize)
+            .then(|| stored.last().map(|r| r.line))
+            .flatten();
+        let rows = stored
+            .iter()
+            .map(|row| {
+                let reason = match (&row.code, &row.reason) {
+                    (Some(code), Some(reason)) => format!("{code}: {reason}"),
+                    _ => String::new(),
+                };
+                Ok(Reject {
+                    line: u64::try_from(row.line).unwrap_or_default(),
+                    reason,
+                    cells: row_cells(row, positions.as_ref())?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(RejectsPage { header, rows, next })
+    }
+
     /// Writes an upload's rejects file to `out`: its header with `line` and `reason` first,
     /// then each refused row as sent, every cell guarded against spreadsheet formulas. Returns
     /// how many rows it wrote.
@@ -1542,34 +1624,25 @@ impl<S: Store> TradeIns<'_, S> {
         out: W,
     ) -> Result<(W, u64), IntakeError> {
         let io = |e: std::io::Error| IntakeError::Io(e.to_string());
-        let mut tx = self.0.store.read().await?;
-        let file = tx
-            .trade_in_file(file_id)
-            .await?
-            .ok_or(IntakeError::FileNotFound(file_id))?;
-        let header = file.header.clone().unwrap_or_default();
-        let positions = Positions::of(&header).ok();
-        let mut writer = tradein_csv::RejectsWriter::new(out, &header).map_err(|e| io(e.into()))?;
-        let mut after = 0;
+        let mut page = self.rejects_page(file_id, 0, PageRows::MAX).await?;
+        let mut writer =
+            tradein_csv::RejectsWriter::new(out, &page.header).map_err(|e| io(e.into()))?;
         let mut written = 0;
         loop {
-            let rows = tx.file_rows(file_id, after, PageRows::MAX, true).await?;
-            let Some(last) = rows.last() else {
-                break;
-            };
-            after = last.line;
-            for row in &rows {
-                let cells = row_cells(row, positions.as_ref())?;
-                let line = u64::try_from(row.line).unwrap_or_default();
-                let reason = match (&row.code, &row.reason) {
-                    (Some(code), Some(reason)) => format!("{code}: {reason}"),
-                    _ => String::new(),
-                };
+            for reject in &page.rows {
                 writer
-                    .reject(line, &reason, cells.iter().map(String::as_str))
+                    .reject(
+                        reject.line,
+                        &reject.reason,
+                        reject.cells.iter().map(String::as_str),
+                    )
                     .map_err(|e| io(e.into()))?;
                 written += 1;
             }
+            let Some(after) = page.next else {
+                break;
+            };
+            page = self.rejects_page(file_id, after, PageRows::MAX).await?;
         }
         Ok((writer.finish().map_err(io)?, written))
     }

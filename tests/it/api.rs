@@ -295,8 +295,9 @@ async fn the_openapi_document_describes_every_route<S: Store>(env: TestApp<S>) {
     }
     assert_eq!(
         served.iter().filter(|route| route.moving).count(),
-        7,
-        "redemptions, spends, refunds, adjustments, approvals, activations, voids"
+        9,
+        "redemptions, spends, refunds, adjustments, approvals, activations, voids, trade-ins, \
+         trade-in approvals"
     );
     assert_eq!(
         doc["components"]["securitySchemes"]["bearer"]["scheme"],

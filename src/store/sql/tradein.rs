@@ -669,13 +669,42 @@ impl TradeInRepo for SqlTx<Db> {
             .execute(&mut *self.tx)
             .await?
             .rows_affected();
+        // A staged row's model is one of its cells, where its upload's header puts it: blank
+        // it there (an account's rows are few).
+        let staged = sqlx::query_as::<Db, (i64, i64, String, Option<String>)>(
+            "SELECT r.file_id, r.line, r.cells, f.header FROM trade_in_row r \
+             JOIN trade_in_file f ON f.file_id = r.file_id WHERE r.account_id = $1",
+        )
+        .bind(account.0)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for (file_id, line, cells, header) in staged {
+            let Some(header) = header else {
+                continue;
+            };
+            let header: Vec<String> = serde_json::from_str(&header)
+                .map_err(|_| StoreError::corrupt("an upload's header"))?;
+            let mut cells: Vec<String> =
+                serde_json::from_str(&cells).map_err(|_| StoreError::corrupt("a staged row"))?;
+            let model = header.iter().position(|name| name == "device_model");
+            let Some(cell) = model.and_then(|at| cells.get_mut(at)) else {
+                continue;
+            };
+            cell.clear();
+            sqlx::query::<Db>("UPDATE trade_in_row SET cells = $1 WHERE file_id = $2 AND line = $3")
+                .bind(serde_json::to_string(&cells).expect("strings serialise"))
+                .bind(file_id)
+                .bind(line)
+                .execute(&mut *self.tx)
+                .await?;
+        }
         Ok(valuations + rows)
     }
 
     async fn purge_trade_in_files(&mut self, before_ms: i64, rows: PageRows) -> StoreResult<u64> {
         let ids = sqlx::query_scalar::<Db, i64>(
             "SELECT file_id FROM trade_in_file WHERE received_ms < $1 \
-             AND state IN ('imported', 'refused') ORDER BY file_id LIMIT $2",
+             ORDER BY file_id LIMIT $2",
         )
         .bind(before_ms)
         .bind(i64::from(rows.get()))
