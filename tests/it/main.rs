@@ -22,3 +22,5 @@ mod ledger;
 mod redeem;
 mod retailers;
 mod store;
+mod tradein;
+mod tradein_workers;

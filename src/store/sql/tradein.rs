@@ -691,12 +691,14 @@ impl TradeInRepo for SqlTx<Db> {
                 continue;
             };
             cell.clear();
-            sqlx::query::<Db>("UPDATE trade_in_row SET cells = $1 WHERE file_id = $2 AND line = $3")
-                .bind(serde_json::to_string(&cells).expect("strings serialise"))
-                .bind(file_id)
-                .bind(line)
-                .execute(&mut *self.tx)
-                .await?;
+            sqlx::query::<Db>(
+                "UPDATE trade_in_row SET cells = $1 WHERE file_id = $2 AND line = $3",
+            )
+            .bind(serde_json::to_string(&cells).expect("strings serialise"))
+            .bind(file_id)
+            .bind(line)
+            .execute(&mut *self.tx)
+            .await?;
         }
         Ok(valuations + rows)
     }
