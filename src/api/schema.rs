@@ -7,8 +7,8 @@ use utoipa::openapi::{KnownFormat, RefOr, SchemaFormat};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::domain::{
-    AccountId, BatchState, CardAction, CardState, HeldFor, Money, RowOutcome, Serial,
-    TradeInState, TransferId, TransferKind,
+    AccountId, BatchState, CardAction, CardState, HeldFor, Money, RowOutcome, Serial, TradeInState,
+    TransferId, TransferKind,
 };
 
 /// A string schema with `pattern` and a description.
@@ -159,17 +159,24 @@ impl ToSchema for TransferKind {}
 impl PartialSchema for TradeInState {
     fn schema() -> RefOr<Schema> {
         let names: Vec<&str> = TradeInState::ALL.iter().map(|s| s.as_str()).collect();
-        one_of(&names, "Where a trade-in valuation is on its way to the account")
+        one_of(
+            &names,
+            "Where a trade-in valuation is on its way to the account",
+        )
     }
 }
 impl ToSchema for TradeInState {}
 
 impl PartialSchema for HeldFor {
     fn schema() -> RefOr<Schema> {
-        let names: Vec<&str> = [HeldFor::DailyAmount, HeldFor::PriceBand, HeldFor::AccountFrozen]
-            .iter()
-            .map(|h| h.as_str())
-            .collect();
+        let names: Vec<&str> = [
+            HeldFor::DailyAmount,
+            HeldFor::PriceBand,
+            HeldFor::AccountFrozen,
+        ]
+        .iter()
+        .map(|h| h.as_str())
+        .collect();
         one_of(&names, "Why a trade-in credit waits for finance")
     }
 }

@@ -46,43 +46,45 @@ fn actor(caller: &Caller) -> Actor {
 }
 
 /// One valuation as a warehouse sends it. Every field is text, as in a file's row, and is
-/// checked as a file's row is.
+/// checked as a file's row is: a field the rules refuse is that row's result (`rejected` with
+/// its code), never the request's, so the schema gives each field's form in words, not as a
+/// pattern the request would be refused for.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValuationBody {
     /// The warehouse's own trade-in id: 1 to 64 of `A-Z a-z 0-9 . _ : -`.
-    #[schema(example = "TI-1001", pattern = r"^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(example = "TI-1001")]
     trade_in_id: String,
     /// The account credited, as a decimal string.
-    #[schema(example = "1", pattern = "^[1-9][0-9]{0,17}$")]
+    #[schema(example = "1")]
     account_id: String,
     /// The warehouse: 1 to 64 of `A-Z a-z 0-9 . _ : -`.
-    #[schema(example = "WH-EAST", pattern = r"^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(example = "WH-EAST")]
     warehouse_id: String,
     /// The device model, free text of 1 to 100 characters.
-    #[schema(example = "iPhone 13 128GB", min_length = 1, max_length = 100)]
+    #[schema(example = "iPhone 13 128GB")]
     device_model: String,
     /// The IMEI (15 digits with its Luhn check digit) or the serial (4 to 32 letters and
     /// digits).
-    #[schema(example = "490154203237518", pattern = "^[A-Za-z0-9]{4,32}$")]
+    #[schema(example = "490154203237518")]
     device_id: String,
     /// The grade.
-    #[schema(example = "good", pattern = "^(like_new|good|fair|poor|faulty)$")]
+    #[schema(example = "good")]
     grade: String,
     /// The assessed value: a decimal string with at most the currency's decimals.
-    #[schema(example = "215.00", pattern = r"^[0-9]+(\.[0-9]+)?$", max_length = 32)]
+    #[schema(example = "215.00")]
     value: String,
     /// ISO 4217: the account's currency.
-    #[schema(example = "USD", pattern = "^[A-Z]{3}$")]
+    #[schema(example = "USD")]
     currency: String,
     /// When it was assessed: RFC 3339 with its offset.
-    #[schema(example = "2026-03-01T14:30:00Z", format = DateTime)]
+    #[schema(example = "2026-03-01T14:30:00Z")]
     assessed_at: String,
     /// Whether this revalues an earlier valuation of the same trade-in id.
     #[serde(default)]
     revaluation: bool,
     /// The storefront country it was quoted in; when given, the account's must be it.
-    #[schema(example = "US", pattern = "^[A-Z]{2}$")]
+    #[schema(example = "US")]
     region: Option<String>,
 }
 
@@ -120,14 +122,14 @@ pub struct RowView {
     /// The request's row from 1, or the file's line.
     #[schema(minimum = 1)]
     row: i64,
-    /// The trade-in id, where it parsed.
-    #[schema(required = true)]
-    trade_in_id: Option<String>,
+    /// The warehouse's trade-in id, where it parsed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trade_in_ref: Option<String>,
     outcome: RowOutcome,
-    /// tender's id for the valuation recorded or found; null when refused (or in a file's
-    /// report).
-    #[schema(required = true)]
-    id: Option<i64>,
+    /// tender's id for the valuation recorded or found; absent when refused, and in a file's
+    /// report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    valuation_id: Option<i64>,
     /// A refusal's stable code.
     #[schema(required = true)]
     code: Option<String>,
@@ -140,9 +142,9 @@ impl From<RowReport> for RowView {
     fn from(r: RowReport) -> Self {
         RowView {
             row: r.row,
-            trade_in_id: r.trade_in_id,
+            trade_in_ref: r.trade_in_id,
             outcome: r.outcome,
-            id: r.id,
+            valuation_id: r.id,
             code: r.code,
             reason: r.reason,
         }
@@ -245,7 +247,8 @@ pub struct FileReportView {
 pub struct TradeInView {
     id: i64,
     warehouse_id: String,
-    trade_in_id: String,
+    /// The warehouse's own trade-in id.
+    trade_in_ref: String,
     account_id: AccountId,
     /// The assessed value in force.
     value: Money,
@@ -279,7 +282,7 @@ impl From<TradeInRow> for TradeInView {
         TradeInView {
             id: r.id,
             warehouse_id: r.warehouse_id,
-            trade_in_id: r.trade_in_ref,
+            trade_in_ref: r.trade_in_ref,
             account_id: r.account_id,
             value: r.value,
             credited: Money::from_minor(r.credited_minor, currency),
@@ -459,7 +462,7 @@ pub async fn upload<S: Store>(
     operation_id = "trade_in_file",
     tag = "trade-ins",
     params(
-        ("id" = i64, Path, minimum = 1, description = "The upload"),
+        ("id" = i64, Path, minimum = 1, example = 1, description = "The upload"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100,
             description = "Rows at most: 1 to 100, default 20"),
         ("after" = Option<i64>, Query, minimum = 1, description = "Rows after this line"),
@@ -498,10 +501,13 @@ pub async fn file<S: Store>(
     path = "/v1/trade-in-files/{id}/rejects",
     operation_id = "trade_in_file_rejects",
     tag = "trade-ins",
-    params(("id" = i64, Path, minimum = 1, description = "The upload")),
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "The upload")),
     responses((status = 200, description = "The rejects file", content_type = "text/csv", body = String)),
 )]
-pub async fn rejects<S: Store>(State(app): State<App<S>>, Id(id): Id) -> Result<Response, ApiError> {
+pub async fn rejects<S: Store>(
+    State(app): State<App<S>>,
+    Id(id): Id,
+) -> Result<Response, ApiError> {
     let rows = PageRows::new(REJECTS_PAGE_ROWS)?;
     // The first page before the answer starts: an unknown upload is still a 404.
     let first = app.services().trade_ins().rejects_page(id, 0, rows).await?;
@@ -534,7 +540,12 @@ pub async fn rejects<S: Store>(State(app): State<App<S>>, Id(id): Id) -> Result<
             let Some(after) = page.next else {
                 return;
             };
-            page = match app.services().trade_ins().rejects_page(id, after, rows).await {
+            page = match app
+                .services()
+                .trade_ins()
+                .rejects_page(id, after, rows)
+                .await
+            {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::warn!(file = id, code = %crate::error::Classify::code(&e), "a rejects page could not be read");
@@ -565,7 +576,7 @@ fn tokio_stream_from<T: Send + 'static>(
     path = "/v1/trade-ins/{id}",
     operation_id = "show_trade_in",
     tag = "trade-ins",
-    params(("id" = i64, Path, minimum = 1, description = "tender's id for the valuation")),
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "tender's id for the valuation")),
     responses((status = 200, description = "The valuation", body = TradeInView)),
 )]
 pub async fn show<S: Store>(
@@ -584,7 +595,7 @@ pub async fn show<S: Store>(
     path = "/v1/trade-ins/{id}/approve",
     operation_id = "approve_trade_in",
     tag = "trade-ins",
-    params(("id" = i64, Path, minimum = 1, description = "The held valuation")),
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "The held valuation")),
     responses((status = 200, description = "Approved", body = ApprovalView)),
 )]
 pub async fn approve<S: Store>(
@@ -607,7 +618,7 @@ pub async fn approve<S: Store>(
     path = "/v1/trade-ins/{id}/reject",
     operation_id = "reject_trade_in",
     tag = "trade-ins",
-    params(("id" = i64, Path, minimum = 1, description = "The held valuation")),
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "The held valuation")),
     request_body = RejectBody,
     responses((status = 200, description = "Rejected", body = TradeInView)),
 )]

@@ -668,8 +668,9 @@ impl Demo {
         std::fs::write(&file, TRADE_INS_CSV).map_err(|e| {
             CliError::new("demo.io", format!("cannot write {}: {e}", file.display()))
         })?;
-        let source = std::fs::File::open(&file)
-            .map_err(|e| CliError::new("demo.io", format!("cannot read {}: {e}", file.display())))?;
+        let source = std::fs::File::open(&file).map_err(|e| {
+            CliError::new("demo.io", format!("cannot read {}: {e}", file.display()))
+        })?;
         let report = trade_ins
             .import(source, Some("tradeins.csv"), &self.actor)
             .await?;
@@ -697,12 +698,21 @@ impl Demo {
         }
         let rejects = super::tradein::rejects_path(&file);
         let (out, _) = trade_ins
-            .write_rejects(id, std::fs::File::create(&rejects).map_err(|e| {
-                CliError::new("demo.io", format!("cannot write {}: {e}", rejects.display()))
-            })?)
+            .write_rejects(
+                id,
+                std::fs::File::create(&rejects).map_err(|e| {
+                    CliError::new(
+                        "demo.io",
+                        format!("cannot write {}: {e}", rejects.display()),
+                    )
+                })?,
+            )
             .await?;
         drop(out);
-        println!("    rejects file (each row as sent, with its line and reason): {}", rejects.display());
+        println!(
+            "    rejects file (each row as sent, with its line and reason): {}",
+            rejects.display()
+        );
         // The import queued the posting job through the outbox; the runner posts it.
         Catalog::load(None)?
             .runtime(app, progress_bars())

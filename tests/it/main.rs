@@ -7,6 +7,7 @@ mod api_cards;
 mod api_idempotency;
 mod api_keys;
 mod api_metrics;
+mod api_tradein;
 mod audit;
 mod bank;
 mod cards;
