@@ -105,9 +105,11 @@ CREATE TABLE trade_in (
     created_at     TEXT NOT NULL,
     updated_at     TEXT NOT NULL,
     UNIQUE (warehouse_id, trade_in_ref),
-    UNIQUE (device_key_id, device_digest),
     CHECK ((state = 'held') = (held_for IS NOT NULL))
 );
+-- A device is recorded under one trade-in at a time: one finance rejected frees it.
+CREATE UNIQUE INDEX trade_in_device ON trade_in (device_key_id, device_digest)
+    WHERE state <> 'rejected';
 CREATE INDEX trade_in_queued ON trade_in (trade_in_pk) WHERE state = 'queued';
 CREATE INDEX trade_in_account ON trade_in (account_id);
 

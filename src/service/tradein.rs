@@ -118,8 +118,8 @@ pub enum RowRefusal {
     /// A revaluation that changes what a revaluation may not.
     #[error("a revaluation of trade-in {0} may not change its {1}")]
     RevaluationConflict(String, &'static str),
-    /// The device was credited under another trade-in.
-    #[error("this device was credited under trade-in {0}")]
+    /// The device is recorded under another trade-in (one not rejected).
+    #[error("this device is already recorded under trade-in {0}")]
     DeviceTaken(String),
     /// A revaluation of a trade-in never recorded.
     #[error("there is no earlier valuation of trade-in {0} to revalue")]

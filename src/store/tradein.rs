@@ -330,7 +330,7 @@ pub trait TradeInRepo {
         rows: PageRows,
     ) -> impl Future<Output = StoreResult<Vec<RowResult>>> + Send;
 
-    /// Records a row's result.
+    /// Records a row's result, unless it has one (another import of the same upload wrote it).
     fn set_row_outcome(
         &mut self,
         file_id: i64,
@@ -359,7 +359,8 @@ pub trait TradeInRepo {
         trade_in_ref: &str,
     ) -> impl Future<Output = StoreResult<Option<TradeInRow>>> + Send;
 
-    /// The valuation whose device has one of `digests` (each under its lookup key).
+    /// The valuation, not rejected, whose device has one of `digests` (each under its lookup
+    /// key).
     fn trade_in_by_device(
         &mut self,
         digests: &[(KeyId, [u8; 32])],

@@ -1759,3 +1759,31 @@ both_backends!(
     concurrent_approvals,
     concurrent_approvals_post_a_held_credit_once
 );
+
+/// A device finance rejected under one trade-in id may come again under another: the rejection
+/// frees it. While a valuation of it stands (queued, held or posted), another id is refused
+/// `tradein.device_taken`.
+async fn a_rejected_valuation_frees_its_device<S: Store>(env: TestApp<S>) {
+    let account = open_account(&env, "US", "USD").await;
+    let trade_ins = env.app.services().trade_ins();
+    trade_ins
+        .set_band("iPhone 13", "300.00", "USD", &alice())
+        .await
+        .unwrap();
+    let first = submit_one(&env, form("TI-1", &account, &serial(1), "500.00")).await;
+    assert_eq!(first.outcome, RowOutcome::Accepted);
+    assert_eq!(post(&env).await, (0, 1));
+    let again = submit_one(&env, form("TI-2", &account, &serial(1), "250.00")).await;
+    assert_eq!(again.code.as_deref(), Some("tradein.device_taken"));
+    trade_ins
+        .reject(first.id.unwrap(), "overvalued", &bob())
+        .await
+        .unwrap();
+    let after = submit_one(&env, form("TI-3", &account, &serial(1), "250.00")).await;
+    assert_eq!(after.outcome, RowOutcome::Accepted, "{after:?}");
+    assert_eq!(post(&env).await, (1, 0));
+    assert_eq!(balance(&env, &account).await, cents("250.00"));
+    assert_whole(&env).await;
+}
+
+both_backends!(rejected_device, a_rejected_valuation_frees_its_device);

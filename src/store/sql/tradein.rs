@@ -332,7 +332,7 @@ impl TradeInRepo for SqlTx<Db> {
     ) -> StoreResult<()> {
         sqlx::query::<Db>(
             "UPDATE trade_in_row SET outcome = $1, code = $2, reason = $3 \
-             WHERE file_id = $4 AND line = $5",
+             WHERE file_id = $4 AND line = $5 AND outcome IS NULL",
         )
         .bind(outcome.as_str())
         .bind(refusal.map(|r| r.0))
@@ -414,7 +414,7 @@ impl TradeInRepo for SqlTx<Db> {
                 "SELECT ",
                 trade_in_columns!(),
                 " FROM trade_in \
-                 WHERE device_key_id = $1 AND device_digest = $2"
+                 WHERE device_key_id = $1 AND device_digest = $2 AND state <> 'rejected'"
             ))
             .bind(key.stored())
             .bind(&digest[..])
