@@ -87,7 +87,7 @@ impl TradeInCommand {
             TradeInCommand::Band { .. }
             | TradeInCommand::Approve { .. }
             | TradeInCommand::Reject { .. }
-            | TradeInCommand::Post => KeyNeeds::ALL,
+            | TradeInCommand::Post => KeyNeeds::AUDIT,
             // Device digests take the lookup key.
             TradeInCommand::Import { .. } => KeyNeeds::ALL,
         }
