@@ -255,13 +255,6 @@ pub trait TradeInRepo {
         file_id: i64,
     ) -> impl Future<Output = StoreResult<Option<FileRow>>> + Send;
 
-    /// Uploads, newest first, before `before` (all when `None`), at most `rows`.
-    fn trade_in_files(
-        &mut self,
-        before: Option<i64>,
-        rows: PageRows,
-    ) -> impl Future<Output = StoreResult<Vec<FileRow>>> + Send;
-
     /// Moves an upload to `state`, with its header where read.
     fn set_file_state(
         &mut self,

@@ -99,20 +99,6 @@ impl TradeInRepo for SqlTx<Db> {
             .transpose()
     }
 
-    async fn trade_in_files(
-        &mut self,
-        before: Option<i64>,
-        rows: PageRows,
-    ) -> StoreResult<Vec<FileRow>> {
-        all(sqlx::query_as::<Db, TradeInFileDbRow>(
-            "SELECT * FROM trade_in_file WHERE file_id < $1 ORDER BY file_id DESC LIMIT $2",
-        )
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(i64::from(rows.get()))
-        .fetch_all(&mut *self.tx)
-        .await?)
-    }
-
     async fn set_file_state(
         &mut self,
         file_id: i64,
