@@ -899,7 +899,10 @@ impl<S: Store> TradeIns<'_, S> {
                 .transpose()
                 .map_err(|_| StoreError::corrupt("a staged upload's header"))?
                 .ok_or_else(|| StoreError::corrupt("a staged upload without a header"))?;
-            while rerun!(self.apply_page(file_id, &positions, actor))? {}
+            let mut after = 0;
+            while let Some(last) = rerun!(self.apply_page(file_id, after, &positions, actor))? {
+                after = last;
+            }
             rerun!(self.end_import(file_id, actor))?;
         }
         let mut tx = services.store.read().await?;
@@ -913,24 +916,26 @@ impl<S: Store> TradeIns<'_, S> {
         })
     }
 
-    /// Applies the next page of an upload's rows; whether there was one.
+    /// Applies the next page of an upload's rows after line `after`; the last line it applied,
+    /// if any. The cursor keeps each page's read from walking the rows applied before it.
     async fn apply_page(
         &self,
         file_id: i64,
+        after: i64,
         positions: &Positions,
         actor: &Actor,
-    ) -> Result<bool, IntakeError> {
+    ) -> Result<Option<i64>, IntakeError> {
         let services = self.0;
         let mut tx = services.store.begin().await?;
         let rows = tx
             .unapplied_rows(
                 file_id,
-                0,
+                after,
                 PageRows::new(APPLY_ROWS_PER_TX).expect("within the page limit"),
             )
             .await?;
         if rows.is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
         let digester = self.digester(&mut tx).await?;
         let signer = services.signer(&mut tx).await?;
@@ -964,7 +969,7 @@ impl<S: Store> TradeIns<'_, S> {
             }
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(rows.last().map(|r| r.line))
     }
 
     /// Ends an applied upload: its counts, its audit record, its body gone, the posting queued.
@@ -1127,6 +1132,14 @@ impl<S: Store> TradeIns<'_, S> {
             file_id,
             at,
         };
+        // Under one lookup key the two unique indexes ask what the two lookups below ask (is
+        // the trade-in recorded? is the device, not rejected?): insert first, look on conflict.
+        if !v.revaluation && digester.others.is_empty() {
+            if let Some(id) = tx.insert_trade_in(&new).await? {
+                let event = events::trade_in_valued(actor, id, v.account, v.value, 1, file_id);
+                return Ok(Ok((RowOutcome::Accepted, id, Some(event))));
+            }
+        }
         let trade_in = v.trade_in.to_string();
         let Some(earlier) = tx
             .trade_in_by_ref(v.warehouse.as_str(), v.trade_in.as_str())
