@@ -1134,11 +1134,12 @@ impl<S: Store> TradeIns<'_, S> {
         };
         // Under one lookup key the two unique indexes ask what the two lookups below ask (is
         // the trade-in recorded? is the device, not rejected?): insert first, look on conflict.
-        if !v.revaluation && digester.others.is_empty() {
-            if let Some(id) = tx.insert_trade_in(&new).await? {
-                let event = events::trade_in_valued(actor, id, v.account, v.value, 1, file_id);
-                return Ok(Ok((RowOutcome::Accepted, id, Some(event))));
-            }
+        if !v.revaluation
+            && digester.others.is_empty()
+            && let Some(id) = tx.insert_trade_in(&new).await?
+        {
+            let event = events::trade_in_valued(actor, id, v.account, v.value, 1, file_id);
+            return Ok(Ok((RowOutcome::Accepted, id, Some(event))));
         }
         let trade_in = v.trade_in.to_string();
         let Some(earlier) = tx
