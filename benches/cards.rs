@@ -324,6 +324,7 @@ fn activation(
         serial: batch.serial_at(first).to_string(),
         to_serial: (last != first).then(|| batch.serial_at(last).to_string()),
         value: None,
+        purchaser_state: None,
     }
 }
 

@@ -329,6 +329,7 @@ async fn sell<S: Store>(app: &App<S>, batch: &Batch, n: usize) {
             serial: batch.serial_at(first as u64).to_string(),
             to_serial: Some(batch.serial_at(last as u64).to_string()),
             value: None,
+            purchaser_state: None,
         };
         app.services()
             .cards()

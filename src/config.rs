@@ -38,6 +38,11 @@ pub struct Settings {
     /// The most a warehouse's trade-in credits come to in a business day before the rest wait
     /// for finance.
     pub tradein_daily_amount: TradeInDailyAmount,
+    /// The US state the issuer is incorporated in: owed an expired card's funds, under its
+    /// unclaimed-property law, when the purchaser's address state is unknown or claims none.
+    pub issuer_state: IssuerState,
+    /// How long the job runner keeps finished jobs before the purge removes them.
+    pub finished_jobs_keep: KeepDays,
 }
 
 impl Settings {
@@ -56,6 +61,8 @@ impl Settings {
             redeem_generic: false,
             business_time_zone: BusinessTimeZone::default(),
             tradein_daily_amount: TradeInDailyAmount::default(),
+            issuer_state: IssuerState::default(),
+            finished_jobs_keep: KeepDays::default(),
         }
     }
 
@@ -189,6 +196,83 @@ impl std::str::FromStr for ApprovalThreshold {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         ApprovalThreshold::parse(text)
+    }
+}
+
+/// The US state of the issuer's incorporation, ISO 3166-2: the second priority rule for which
+/// state is owed an expired card's funds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerState(crate::domain::Jurisdiction);
+
+impl IssuerState {
+    /// The default: Delaware, where most US issuers are incorporated.
+    pub const DEFAULT_TEXT: &'static str = "US-DE";
+
+    /// Parses a US state code such as `US-DE`.
+    pub fn parse(text: &str) -> Result<IssuerState, ConfigError> {
+        crate::domain::Jurisdiction::parse(text)
+            .ok()
+            .filter(|state| state.country().as_str() == "US")
+            .map(IssuerState)
+            .ok_or_else(|| ConfigError::BadIssuerState(text.chars().take(16).collect()))
+    }
+
+    /// The state.
+    pub fn get(&self) -> &crate::domain::Jurisdiction {
+        &self.0
+    }
+}
+
+impl Default for IssuerState {
+    fn default() -> Self {
+        IssuerState::parse(Self::DEFAULT_TEXT).expect("the default parses")
+    }
+}
+
+impl std::str::FromStr for IssuerState {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        IssuerState::parse(text)
+    }
+}
+
+/// A retention in whole days, `<n>d`, from 1 to 3,650 (ten years: beyond it a slip of digits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepDays(u32);
+
+impl KeepDays {
+    /// The default for finished jobs: two weeks, long enough to look into last week's runs.
+    pub const DEFAULT_TEXT: &'static str = "14d";
+    const MAX: u32 = 3_650;
+
+    /// Parses `<n>d`.
+    pub fn parse(text: &str) -> Result<KeepDays, ConfigError> {
+        text.strip_suffix('d')
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| (1..=Self::MAX).contains(n))
+            .map(KeepDays)
+            .ok_or_else(|| ConfigError::BadKeepDays(text.chars().take(16).collect()))
+    }
+
+    /// The retention.
+    pub fn get(self) -> chrono::TimeDelta {
+        chrono::TimeDelta::days(i64::from(self.0))
+    }
+}
+
+impl Default for KeepDays {
+    fn default() -> Self {
+        KeepDays::parse(Self::DEFAULT_TEXT).expect("the default parses")
+    }
+}
+
+impl std::str::FromStr for KeepDays {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        KeepDays::parse(text)
     }
 }
 
@@ -390,6 +474,12 @@ pub enum ConfigError {
     /// The trade-in daily amount is not a plain number within its range.
     #[error("trade-in daily amount {0:?} is not a plain number from 0 to 100000000")]
     BadDailyAmount(String),
+    /// The issuer's state is not a US state.
+    #[error("issuer state {0:?} is not a US state, ISO 3166-2, such as US-DE")]
+    BadIssuerState(String),
+    /// A retention is not a number of days within its range.
+    #[error("retention {0:?} is not a number of days and d, from 1d to 3650d, such as 14d")]
+    BadKeepDays(String),
 }
 
 impl Classify for ConfigError {
@@ -401,6 +491,8 @@ impl Classify for ConfigError {
             ConfigError::BadWindowLimits(_) => "config.bad_redeem_limit",
             ConfigError::BadTimeZone(_) => "config.bad_time_zone",
             ConfigError::BadDailyAmount(_) => "config.bad_daily_amount",
+            ConfigError::BadIssuerState(_) => "config.bad_issuer_state",
+            ConfigError::BadKeepDays(_) => "config.bad_retention",
         }
     }
 

@@ -59,6 +59,11 @@ pub struct ActivationBody {
     /// fixed-value card absent, or the card's own value.
     #[serde(default)]
     value: Option<ValueBody>,
+    /// The state of the purchaser's address, ISO 3166-2 (`US-NY`), where the till captured
+    /// it: which state is owed the funds first if the card expires unredeemed.
+    #[serde(default)]
+    #[schema(example = "US-NY", pattern = r"^[A-Za-z]{2}-[A-Za-z0-9]{1,3}$")]
+    purchaser_state: Option<String>,
     /// The store's id, as added with `tender store add`: 1 to 64 of A-Z a-z 0-9 . _ : -
     /// (`POS_ID_MAX_CHARS`).
     #[schema(example = "S-0042", pattern = r"^[A-Za-z0-9._:-]{1,64}$")]
@@ -357,6 +362,7 @@ pub async fn activate<S: Store>(
         serial: body.serial,
         to_serial: body.to_serial,
         value,
+        purchaser_state: body.purchaser_state,
     };
     let actor = Actor::api(&caller.0.name);
     let result = app

@@ -198,6 +198,8 @@ pub fn transfer_posted(
         TransferKind::Redemption => "ledger.redeemed",
         TransferKind::TradeIn => "ledger.trade_in_credited",
         TransferKind::Clawback => "ledger.clawed_back",
+        TransferKind::Breakage => "ledger.breakage",
+        TransferKind::Escheat => "ledger.escheat",
     };
     AuditEvent::new(
         actor,
@@ -265,6 +267,31 @@ pub fn cards_activated(actor: &Actor, audit: &ActivationAudit<'_>) -> AuditEvent
         actor,
         "card.activated",
         format!("pos:{}", audit.request_id),
+        audit,
+    )
+}
+
+/// One expiry transfer: which cards expired as of when, and where their funds went.
+#[derive(Debug, serde::Serialize)]
+pub struct ExpiryAudit<'a> {
+    /// The instant the run expired cards as of.
+    pub as_of: chrono::DateTime<chrono::Utc>,
+    /// The transfer.
+    pub transfer_id: TransferId,
+    /// `breakage` or `escheat_payable:{state}`.
+    pub destination: &'a str,
+    /// Their funds in all.
+    pub amount: Money,
+    /// The cards, as runs of consecutive serials.
+    pub cards: Vec<[Serial; 2]>,
+}
+
+/// Active cards whose funds-expiry passed were expired.
+pub fn cards_expired(actor: &Actor, audit: &ExpiryAudit<'_>) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "card.expired",
+        format!("transfer:{}", audit.transfer_id),
         audit,
     )
 }

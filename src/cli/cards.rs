@@ -93,6 +93,10 @@ pub(super) struct ActivateArgs {
     /// The value, such as 50.00: required for variable-value cards, within the batch's range.
     #[arg(long, allow_hyphen_values = true)]
     value: Option<String>,
+    /// The state of the purchaser's address, such as US-NY, where the till captured it: which
+    /// state is owed the funds first if the card expires unredeemed.
+    #[arg(long)]
+    purchaser_state: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -204,6 +208,7 @@ pub(super) async fn run<S: Store>(
                 serial: args.serial,
                 to_serial: args.to_serial,
                 value: args.value,
+                purchaser_state: args.purchaser_state,
             };
             let result = cards.activate(&form, actor).await?;
             show(ctx.format, &result, print_activation)

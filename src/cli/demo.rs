@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::SecondsFormat;
 use clap::Args;
 use zeroize::Zeroizing;
 
@@ -43,8 +44,10 @@ const DEMO_SOLD: u64 = 5;
 const DEMO_STORE: &str = "S-0001";
 /// Its store in England, where tender's expiry table has no rule, so the printed expiry stands.
 const UK_STORE: &str = "S-0002";
-/// Cards in the UK batch: one sold, one left on the shelf.
-const UK_CARDS: u64 = 2;
+/// Cards in the UK batch: two sold, one left on the shelf.
+const UK_CARDS: u64 = 3;
+/// The demo retailer's store in Ontario, where gift card funds may not expire.
+const ONTARIO_STORE: &str = "S-0003";
 /// How far the demo moves its clock to show an expired card: past the UK batch's printed
 /// expiry, a day after it was requested. Nothing else can show it honestly: the shortest expiry
 /// a batch takes is a day, and the expiry job that would mark the card comes later.
@@ -124,6 +127,7 @@ struct Demo {
 struct Batches {
     us: Batch,
     uk: Batch,
+    ca: Batch,
 }
 
 /// The accounts the demo redeems into, and those it shows refusals on.
@@ -168,11 +172,19 @@ impl Launch for Demo {
             expires_in_days: Some(1),
             ..us_form.clone()
         };
+        let ca_form = BatchForm {
+            count: 1,
+            value: Some("30.00".into()),
+            currency: "CAD".into(),
+            region: "CA".into(),
+            ..uk_form.clone()
+        };
         let us = services.batches().request(&us_form, &self.actor).await?;
         let uk = services.batches().request(&uk_form, &self.actor).await?;
+        let ca = services.batches().request(&ca_form, &self.actor).await?;
         println!(
-            "2. batch {} requested: {} cards of {} for the US storefront, printed expiry in 5 years; batch {}: {} cards of {} for the UK one, printed expiry tomorrow",
-            us.id, us.count, us.value, uk.id, uk.count, uk.value
+            "2. batch {} requested: {} cards of {} for the US storefront, printed expiry in 5 years; batch {}: {} cards of {} for the UK one and batch {}: {} card of {} for the Canadian one, printed expiry tomorrow",
+            us.id, us.count, us.value, uk.id, uk.count, uk.value, ca.id, ca.count, ca.value
         );
         let generation = Instant::now();
         Catalog::load(None)?
@@ -182,11 +194,12 @@ impl Launch for Demo {
         let batches = Batches {
             us: services.batches().show(us.id).await?,
             uk: services.batches().show(uk.id).await?,
+            ca: services.batches().show(ca.id).await?,
         };
         println!(
             "3. job runner drained in {:.2} s: {}",
             generation.elapsed().as_secs_f64(),
-            [&batches.us, &batches.uk]
+            [&batches.us, &batches.uk, &batches.ca]
                 .iter()
                 .map(|b| format!(
                     "batch {} is {}, {} cards, {} collisions redrawn",
@@ -199,7 +212,7 @@ impl Launch for Demo {
                 .join("; ")
         );
         let mut files = Vec::new();
-        for batch in [&batches.us, &batches.uk] {
+        for batch in [&batches.us, &batches.uk, &batches.ca] {
             let file = app
                 .settings()
                 .export_dir()
@@ -220,6 +233,7 @@ impl Launch for Demo {
         let codes = Codes::read(&files, &self.codes_needed(&batches))?;
         self.redemptions(&app, &batches, &accounts, &codes).await?;
         self.refusals(&app, &batches, &accounts, &codes).await?;
+        self.expiry(&app, &batches).await?;
         self.trade_ins(&app).await?;
         self.statements(&app, &accounts).await?;
         let web_card = batches.us.serial_at(DEMO_SOLD);
@@ -255,7 +269,7 @@ impl Launch for Demo {
             ));
         }
         println!(
-            "16. audit trail sealed under seal key {} (seal {}, witnessed in {}) and verified: {} records in {} chains, every record's hash and tag, the seal's signature and the witness checked",
+            "17. audit trail sealed under seal key {} (seal {}, witnessed in {}) and verified: {} records in {} chains, every record's hash and tag, the seal's signature and the witness checked",
             seal_key.public().short(),
             sealed.seal.seal_id,
             sealed.witness.display(),
@@ -297,6 +311,7 @@ impl Demo {
             serial: first.to_string(),
             to_serial: Some(last.to_string()),
             value: None,
+            purchaser_state: None,
         };
         let sold = pos.activate(&sale, &self.actor).await?;
         let activated: Vec<_> = sold.cards.iter().filter(|c| c.message.is_none()).collect();
@@ -316,19 +331,43 @@ impl Demo {
             jurisdiction: "GB-ENG".into(),
         };
         let uk_store = pos.add_store(&form, &self.actor).await?;
-        let uk_card = batches.uk.first_serial;
+        let (uk_card, uk_last) = (batches.uk.first_serial, batches.uk.serial_at(1));
         let sale = ActivateForm {
             pos: till(UK_STORE, "sale-1"),
             serial: uk_card.to_string(),
-            to_serial: None,
+            to_serial: Some(uk_last.to_string()),
             value: None,
+            purchaser_state: None,
         };
         let sold = pos.activate(&sale, &self.actor).await?;
         println!(
-            "   store {UK_STORE} added in {} ({}); card {uk_card} sold there for {} in transfer {}, funds expire {}",
+            "   store {UK_STORE} added in {} ({}); cards {uk_card} to {uk_last} sold there for {} each in transfer {}, funds expire {}",
             uk_store.jurisdiction,
             expiry_law(&uk_store),
             batches.uk.value,
+            transfer(&sold),
+            expiry(sold.cards.first().and_then(|c| c.funds_expire_at)),
+        );
+        let form = StoreForm {
+            retailer: retailer.into(),
+            store: ONTARIO_STORE.into(),
+            jurisdiction: "CA-ON".into(),
+        };
+        let ontario = pos.add_store(&form, &self.actor).await?;
+        let ca_card = batches.ca.first_serial;
+        let sale = ActivateForm {
+            pos: till(ONTARIO_STORE, "sale-1"),
+            serial: ca_card.to_string(),
+            to_serial: None,
+            value: None,
+            purchaser_state: None,
+        };
+        let sold = pos.activate(&sale, &self.actor).await?;
+        println!(
+            "   store {ONTARIO_STORE} added in {} ({}); card {ca_card} sold there for {} in transfer {}, funds expire {} though its printed expiry is tomorrow",
+            ontario.jurisdiction,
+            expiry_law(&ontario),
+            batches.ca.value,
             transfer(&sold),
             expiry(sold.cards.first().and_then(|c| c.funds_expire_at)),
         );
@@ -510,7 +549,7 @@ impl Demo {
             us.serial_at(2),
             us.serial_at(4),
         );
-        let (uk_sold, uk_shelf) = (batches.uk.serial_at(0), batches.uk.serial_at(1));
+        let (uk_sold, uk_shelf) = (batches.uk.serial_at(0), batches.uk.serial_at(UK_CARDS - 1));
         let live_code = codes.of(live);
         let last_digit = live_code.as_bytes()[Code::LEN - 1] - b'0';
         // Mistyped forms of a real code, wiped when dropped like the codes themselves.
@@ -655,6 +694,66 @@ impl Demo {
         Ok(())
     }
 
+    /// The nightly expiry, a day on (the demo's clock moved past the printed expiry): a
+    /// preview, then the job runner's schedules, which claim today's periods of expire and
+    /// purge (seal-audit waits for a process with the seal key); the UK cards' funds go to
+    /// breakage, the Ontario card keeps its value, and the runs are listed.
+    async fn expiry<S: Store>(&self, app: &App<S>, batches: &Batches) -> Result<(), CliError> {
+        let services = app.services();
+        let preview = services.expiry().preview(services.clock().now()).await?;
+        let lines = |lines: &[crate::service::expiry::ExpiryLine]| {
+            lines
+                .iter()
+                .map(|l| format!("{} cards' {} to {}", l.cards, l.amount, l.destination))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "12. a day later `tender expire --dry-run` would expire {} cards ({}); the job runner's schedules run what is due (never seal-audit here: this process holds no seal key):",
+            preview.cards,
+            lines(&preview.lines)
+        );
+        Catalog::load(None)?
+            .runtime(app, progress_bars())
+            .run(RunMode::Drain)
+            .await?;
+        let runs = services.schedules().runs(None, PageRows::new(10)?).await?;
+        for run in runs.iter().rev() {
+            println!(
+                "     `tender jobs runs`: {:<8} period {} {} in {} ms, attempt {}: {}",
+                run.job,
+                run.period.to_rfc3339_opts(SecondsFormat::Secs, true),
+                run.status,
+                run.duration_ms.unwrap_or_default(),
+                run.attempts,
+                run.totals
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            );
+        }
+        let expired = services
+            .cards()
+            .show(&batches.uk.first_serial.to_string())
+            .await?;
+        let kept = services
+            .cards()
+            .show(&batches.ca.first_serial.to_string())
+            .await?;
+        if expired.state != CardState::Expired || kept.state != CardState::Active {
+            return Err(unexpected("the nightly expiry moved the wrong cards"));
+        }
+        println!(
+            "     card {} is now {}; Ontario card {} is still {} with its {}: its jurisdiction forbids expiry",
+            expired.serial,
+            expired.state.as_str(),
+            kept.serial,
+            kept.state.as_str(),
+            batches.ca.value
+        );
+        Ok(())
+    }
+
     /// A warehouse's file of valuations, with a few bad rows of different kinds: imported with
     /// its per-row report and rejects file, posted by the job runner, the large one held by its
     /// price band and approved by finance.
@@ -675,7 +774,7 @@ impl Demo {
             .import(source, Some("tradeins.csv"), &self.actor)
             .await?;
         println!(
-            "12. finance set the price band of {} to {}; warehouse file {} imported (`tender tradein import`):",
+            "13. finance set the price band of {} to {}; warehouse file {} imported (`tender tradein import`):",
             visible(&band.model_key),
             band.max,
             file.display()
@@ -756,7 +855,7 @@ impl Demo {
         accounts: &Accounts,
     ) -> Result<(), CliError> {
         let ledger = app.services().ledger();
-        println!("13. balances and histories, newest first:");
+        println!("14. balances and histories, newest first:");
         for id in [accounts.alice, accounts.bob] {
             let id = id.to_string();
             let account = ledger.account(&id).await?;
@@ -780,7 +879,7 @@ impl Demo {
             ));
         }
         println!(
-            "14. ledger check: {} transfers balance, {} account balances equal their entries, every card's state agrees with its entries",
+            "15. ledger check: {} transfers balance, {} account balances equal their entries, every card's state agrees with its entries",
             check.transfers, check.accounts
         );
         Ok(())

@@ -52,7 +52,7 @@ impl OverHttp<'_> {
         let server = tokio::spawn(api::serve(listener, app.clone(), async {
             let _ = stopped.await;
         }));
-        println!("15. over HTTP: `tender serve` on http://{addr} (the same router, in-process)");
+        println!("16. over HTTP: `tender serve` on http://{addr} (the same router, in-process)");
         let keys = app.services().api_keys();
         let key = |name: &str, role: &str, retailer: Option<&str>| ApiKeyForm {
             name: name.into(),

@@ -1,5 +1,6 @@
 //! `tender work` and `tender jobs …`
 
+use chrono::SecondsFormat;
 use clap::Subcommand;
 
 use super::output::{print_table, progress_bars, show};
@@ -14,6 +15,16 @@ pub(super) enum JobsCommand {
     /// List jobs with their state and last result.
     List {
         /// Most jobs to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
+    /// List scheduled runs, newest first: job, period, status, attempts, start, duration,
+    /// totals and error.
+    Runs {
+        /// Only this job's runs (seal-audit, purge, expire).
+        #[arg(long)]
+        job: Option<String>,
+        /// Most runs to show.
         #[arg(long, default_value_t = 50)]
         limit: u64,
     },
@@ -49,6 +60,37 @@ pub(super) async fn run<S: Store>(
                             j.status.clone(),
                             format!("{}/{}", j.attempts, j.max_attempts),
                             j.last_result.clone().unwrap_or_default(),
+                        ]
+                    }),
+                )
+            })
+        }
+        JobsCommand::Runs { job, limit } => {
+            let runs = app
+                .services()
+                .schedules()
+                .runs(job.as_deref(), PageRows::new(limit)?)
+                .await?;
+            show(ctx.format, &runs, |rs| {
+                print_table(
+                    &[
+                        "job", "period", "status", "attempts", "started", "took", "totals", "error",
+                    ],
+                    rs.iter().map(|r| {
+                        vec![
+                            r.job.clone(),
+                            r.period.to_rfc3339_opts(SecondsFormat::Secs, true),
+                            r.status.clone(),
+                            r.attempts.to_string(),
+                            r.started_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                            r.duration_ms
+                                .map(|ms| format!("{ms} ms"))
+                                .unwrap_or_default(),
+                            r.totals
+                                .as_ref()
+                                .map(ToString::to_string)
+                                .unwrap_or_default(),
+                            r.error.clone().unwrap_or_default(),
                         ]
                     }),
                 )

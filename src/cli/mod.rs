@@ -8,6 +8,7 @@ mod batch;
 mod cards;
 mod demo;
 mod demo_http;
+mod expire;
 mod idempotency;
 mod jobs;
 mod keys;
@@ -27,8 +28,8 @@ use nix::unistd::{Uid, User};
 use crate::app::{self, App, Launch};
 use crate::clock::SystemClock;
 use crate::config::{
-    ApprovalThreshold, BusinessTimeZone, DEFAULT_DATA_DIR, RedeemLimits, SealAgeMax, Settings,
-    TradeInDailyAmount, WindowLimits, redact_url,
+    ApprovalThreshold, BusinessTimeZone, DEFAULT_DATA_DIR, IssuerState, KeepDays, RedeemLimits,
+    SealAgeMax, Settings, TradeInDailyAmount, WindowLimits, redact_url,
 };
 use crate::domain::Actor;
 use crate::error::Classify;
@@ -96,6 +97,14 @@ struct Global {
     /// the rest wait for finance, in major units (0 to 100000000).
     #[arg(long, global = true, env = "TENDER_TRADEIN_DAILY_AMOUNT", default_value = TradeInDailyAmount::DEFAULT_TEXT)]
     tradein_daily_amount: TradeInDailyAmount,
+    /// The US state the issuer is incorporated in, such as US-DE: owed an expired card's funds
+    /// when the purchaser's state is unknown or claims none, if its law claims them.
+    #[arg(long, global = true, env = "TENDER_ISSUER_STATE", default_value = IssuerState::DEFAULT_TEXT)]
+    issuer_state: IssuerState,
+    /// How long finished jobs are kept before the nightly purge removes them: days and d,
+    /// 1d to 3650d.
+    #[arg(long, global = true, env = "TENDER_FINISHED_JOBS_KEEP", default_value = KeepDays::DEFAULT_TEXT)]
+    finished_jobs_keep: KeepDays,
     /// A note the audit trail records after the user, as cli:<user>/<NOTE> (the user is always
     /// this process's, from the passwd file): 1 to 32 characters from A-Z a-z 0-9 . _ -, such as
     /// a ticket number.
@@ -165,6 +174,9 @@ enum Command {
     /// Import, post, approve and list trade-in valuations from warehouses.
     #[command(subcommand)]
     Tradein(tradein::TradeInCommand),
+    /// Expire cards whose funds-expiry passed (into breakage or a state's escheat payable),
+    /// preview it, or list what will expire.
+    Expire(expire::ExpireArgs),
     /// Serve the HTTP API and run the job runner until ctrl-c or SIGTERM.
     Serve(serve::ServeArgs),
     /// Run the whole flow on a fresh SQLite database in a new directory and print a summary.
@@ -248,6 +260,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         redeem_generic: cli.global.redeem_generic,
         business_time_zone: cli.global.business_time_zone,
         tradein_daily_amount: cli.global.tradein_daily_amount,
+        issuer_state: cli.global.issuer_state,
+        finished_jobs_keep: cli.global.finished_jobs_keep,
     };
     // Before anything opens: a refused actor leaves no trace.
     let ctx = Ctx {
@@ -327,7 +341,10 @@ impl Launch for Dispatch {
             Command::Account(_) | Command::Spend(_) | Command::Refund(_) | Command::Adjust(_) => {
                 KeyNeeds::AUDIT
             }
-            Command::Jobs(_) | Command::Init | Command::Demo(_) => KeyNeeds::NONE,
+            Command::Expire(args) if args.writes() => KeyNeeds::AUDIT,
+            Command::Jobs(_) | Command::Expire(_) | Command::Init | Command::Demo(_) => {
+                KeyNeeds::NONE
+            }
         }
     }
 
@@ -358,6 +375,7 @@ impl Launch for Dispatch {
             Command::Attempts(args) => redeem::attempts(&app, ctx, args).await,
             Command::ApiKey(command) => api_key::run(&app, ctx, command).await,
             Command::Idempotency(command) => idempotency::run(&app, ctx, command).await,
+            Command::Expire(args) => expire::run(&app, ctx, args).await,
             Command::Init | Command::Demo(_) => {
                 unreachable!("run() handles these before the app opens")
             }

@@ -187,6 +187,38 @@ impl Posting {
         }
         posting
     }
+
+    /// The expiry of `cards` (each serial with the value it carries, all in `currency`): each
+    /// card debited its value and `to` credited the total, as breakage or, when `to` is a
+    /// state's escheat payable, as escheat.
+    pub fn expiry(
+        currency: Currency,
+        cards: &[(Serial, i64)],
+        to: LedgerAccount,
+        effective_at: DateTime<Utc>,
+    ) -> Posting {
+        let kind = match to {
+            LedgerAccount::EscheatPayable(_) => TransferKind::Escheat,
+            _ => TransferKind::Breakage,
+        };
+        let total = cards.iter().map(|(_, value)| value).sum();
+        let debits = cards.iter().map(|(serial, value)| Leg {
+            account: LedgerAccount::Card(*serial),
+            amount_minor: -value,
+        });
+        Posting {
+            kind,
+            currency,
+            reference: None,
+            effective_at,
+            legs: debits
+                .chain([Leg {
+                    account: to,
+                    amount_minor: total,
+                }])
+                .collect(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -201,6 +201,46 @@ pub const EXPIRY_LAW: &[(&str, ExpiryRule)] = &[
     ("DE", ExpiryRule::MinimumYears(3)),
 ];
 
+/// The US states whose unclaimed-property law claims the funds left on a gift card whose funds
+/// expired: the escheat destinations tender knows. Elsewhere in the US the funds are exempt and
+/// become breakage. Like [`EXPIRY_LAW`], data for counsel to review; a state is added only with
+/// its statute.
+pub const ESCHEAT_LAW: &[&str] = &[
+    // Delaware Code title 12 §1198(13): gift cards are property, presumed abandoned after five
+    // years or at expiry.
+    "US-DE", // New Jersey Statutes §46:30B-42.1: stored-value cards.
+    "US-NJ", // New York Abandoned Property Law §1315: gift certificates and cards.
+    "US-NY",
+];
+
+impl Jurisdiction {
+    /// Whether this state's unclaimed-property law claims an expired card's funds.
+    pub fn escheats_gift_cards(&self) -> bool {
+        ESCHEAT_LAW.contains(&self.to_string().as_str())
+    }
+
+    /// Which state is owed the funds of an expired card sold here, under the US Supreme
+    /// Court's priority rules (Texas v. New Jersey, 1965): the state of the purchaser's address
+    /// where the sale captured it and that state claims such funds, else the issuer's state of
+    /// incorporation if it does; `None` (the funds are breakage) when neither claims them or
+    /// the card was sold outside the US, where no unclaimed-property law of a state applies.
+    pub fn escheat_state(
+        &self,
+        purchaser: Option<&Jurisdiction>,
+        issuer: &Jurisdiction,
+    ) -> Option<Jurisdiction> {
+        if self.country.as_str() != "US" {
+            return None;
+        }
+        purchaser
+            .filter(|state| state.country.as_str() == "US")
+            .into_iter()
+            .chain([issuer])
+            .find(|state| state.escheats_gift_cards())
+            .cloned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,5 +295,31 @@ mod tests {
         assert_eq!(california.funds_expiry(printed, sold), None);
         let england = Jurisdiction::parse("GB-ENG").unwrap();
         assert_eq!(england.funds_expiry(printed, sold), printed);
+    }
+
+    #[test]
+    fn expired_funds_go_to_the_purchasers_state_else_the_issuers_else_breakage() {
+        let j = |code: &str| Jurisdiction::parse(code).unwrap();
+        let (texas, delaware, new_york) = (j("US-TX"), j("US-DE"), j("US-NY"));
+        // The purchaser's address state claims first.
+        assert_eq!(
+            texas.escheat_state(Some(&new_york), &delaware),
+            Some(j("US-NY"))
+        );
+        // A purchaser state that does not claim gift cards falls to the issuer's state.
+        assert_eq!(
+            texas.escheat_state(Some(&j("US-TX")), &delaware),
+            Some(j("US-DE"))
+        );
+        assert_eq!(texas.escheat_state(None, &delaware), Some(j("US-DE")));
+        // Neither claims: breakage.
+        assert_eq!(texas.escheat_state(None, &j("US-NV")), None);
+        // A foreign address is not a state's: the issuer's state decides.
+        assert_eq!(
+            texas.escheat_state(Some(&j("CA-AB")), &delaware),
+            Some(j("US-DE"))
+        );
+        // Sold outside the US: no state's unclaimed-property law applies.
+        assert_eq!(j("GB-ENG").escheat_state(Some(&new_york), &delaware), None);
     }
 }

@@ -7,6 +7,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::jurisdiction::Jurisdiction;
 use super::money::{Currency, Money, MoneyError};
 use super::region::Region;
 use super::retailer::RetailerId;
@@ -279,6 +280,12 @@ pub enum LedgerAccount {
     /// The trade-in programme's funding: debited by each trade-in credit, credited by each
     /// claw-back: `trade_in`.
     TradeIn,
+    /// The funds of expired cards that no unclaimed-property law claims: the issuer's
+    /// breakage income, `breakage`.
+    Breakage,
+    /// The funds of expired cards owed to a state under its unclaimed-property law, a
+    /// liability until remitted: `escheat_payable:{state}`, the state ISO 3166-2.
+    EscheatPayable(Jurisdiction),
 }
 
 impl LedgerAccount {
@@ -292,6 +299,8 @@ impl LedgerAccount {
             LedgerAccount::Receivable(retailer) => format!("receivable:{retailer}"),
             LedgerAccount::Commission => "commission".to_string(),
             LedgerAccount::TradeIn => "trade_in".to_string(),
+            LedgerAccount::Breakage => "breakage".to_string(),
+            LedgerAccount::EscheatPayable(state) => format!("escheat_payable:{state}"),
         }
     }
 
@@ -333,6 +342,10 @@ pub enum TransferKind {
     TradeIn,
     /// A lower revaluation took back what it could of an earlier trade-in credit.
     Clawback,
+    /// Expired cards' funds moved to breakage.
+    Breakage,
+    /// Expired cards' funds moved to a state's escheat payable.
+    Escheat,
 }
 
 impl TransferKind {
@@ -347,6 +360,8 @@ impl TransferKind {
             TransferKind::Redemption => "redemption",
             TransferKind::TradeIn => "trade_in",
             TransferKind::Clawback => "clawback",
+            TransferKind::Breakage => "breakage",
+            TransferKind::Escheat => "escheat",
         }
     }
 
@@ -361,6 +376,8 @@ impl TransferKind {
             TransferKind::Redemption,
             TransferKind::TradeIn,
             TransferKind::Clawback,
+            TransferKind::Breakage,
+            TransferKind::Escheat,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == text)

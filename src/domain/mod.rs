@@ -1,5 +1,5 @@
 //! The domain layer: gift card codes, card serials, money, regions, retailers, batches, cards
-//! and the point of sale, jurisdictions and their expiry law, the ledger's values, the API's
+//! and the point of sale, jurisdictions and their expiry and escheat law, job schedules, the ledger's values, the API's
 //! clients, and the actors the audit trail records.
 //!
 //! These types depend on nothing else in the crate, and on no database,
@@ -20,6 +20,7 @@ mod page;
 mod pos;
 mod region;
 mod retailer;
+mod schedule;
 mod serial;
 mod tradein;
 
@@ -31,7 +32,7 @@ pub use batch::{
 };
 pub use card::{CardAction, CardSale, CardState};
 pub use code::{Code, CodeError};
-pub use jurisdiction::{EXPIRY_LAW, ExpiryRule, Jurisdiction, JurisdictionError};
+pub use jurisdiction::{ESCHEAT_LAW, EXPIRY_LAW, ExpiryRule, Jurisdiction, JurisdictionError};
 pub use ledger::{
     Account, AccountId, Adjustment, Amount, HistoryLine, LedgerAccount, LedgerValueError, Leg,
     NAME_MAX_CHARS, Name, NewAccount, Posting, REFERENCE_MAX_CHARS, Reference, TradeInNote,
@@ -48,6 +49,7 @@ pub use retailer::{
     CommissionRate, NewRetailer, RETAILER_NAME_MAX_CHARS, Retailer, RetailerError, RetailerId,
     RetailerName,
 };
+pub use schedule::{CATCH_UP_PERIODS_MAX, CatchUp, Schedule, ScheduleError};
 pub use serial::{SERIAL_SEQUENCE_MAX, Serial, SerialError};
 pub use tradein::{
     DEVICE_MODEL_MAX_CHARS, DEVICE_SERIAL_MAX_CHARS, DEVICE_SERIAL_MIN_CHARS, Device, DeviceModel,

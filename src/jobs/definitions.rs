@@ -3,12 +3,13 @@
 //! common policy is typed here; each job types its own `[params]`.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
 
+use crate::domain::{CatchUp, Schedule};
 use crate::error::{Classify, Kind};
 
 /// Most jobs of one kind a process runs at once: more only queues on the database's locks.
@@ -54,12 +55,16 @@ impl Classify for DefinitionError {
 pub enum Trigger {
     /// A command or another job queues it.
     Queue,
-    /// A schedule: six-field cron (seconds first) in an IANA time zone.
+    /// A schedule: six-field cron (seconds first) on the wall clock of an IANA time zone.
+    /// Runners claim each period in the database, so it runs once however many there are.
     Cron {
         /// For example `0 30 1 * * *` (01:30:00 every day).
         schedule: String,
         /// For example `America/New_York`.
         timezone: String,
+        /// Periods missed while no runner was up: `each` runs every one, oldest first;
+        /// `latest` runs once, as of now.
+        catch_up: CatchUp,
     },
 }
 
@@ -79,6 +84,22 @@ pub struct RunPolicy {
     pub backoff_min_ms: u64,
     /// Longest wait before a retry, in milliseconds.
     pub backoff_max_ms: u64,
+}
+
+impl JobPolicy {
+    /// The schedule and catch-up rule of a cron-triggered job, parsed (load checked them).
+    pub fn schedule(&self) -> Option<(Schedule, CatchUp)> {
+        match &self.trigger {
+            Trigger::Queue => None,
+            Trigger::Cron {
+                schedule,
+                timezone,
+                catch_up,
+            } => Schedule::parse(schedule, timezone)
+                .ok()
+                .map(|parsed| (parsed, *catch_up)),
+        }
+    }
 }
 
 impl RunPolicy {
@@ -108,7 +129,8 @@ pub struct JobPolicy {
     pub name: String,
     /// One line for operators.
     pub description: String,
-    /// The queue its jobs wait in.
+    /// The queue its jobs wait in (a queued job's; a scheduled job has none).
+    #[serde(default)]
     pub queue: String,
     /// What starts it.
     pub trigger: Trigger,
@@ -125,6 +147,9 @@ pub struct JobDefinition<P> {
     pub policy: JobPolicy,
     /// The job's own parameters, typed by the job that owns them.
     pub params: P,
+    /// The hex SHA-256 of the file's bytes: which definition a runner runs, recorded with
+    /// each period it claims.
+    pub sha: String,
 }
 
 /// A definition's source: its file name under the jobs directory, and the built-in text.
@@ -172,7 +197,12 @@ impl DefinitionSource {
             .try_into()
             .map_err(|e: toml::de::Error| invalid(format!("params: {}", e.message())))?;
         validate(&policy).map_err(invalid)?;
-        Ok(JobDefinition { policy, params })
+        let sha = hex::encode(Sha256::digest(text.as_bytes()));
+        Ok(JobDefinition {
+            policy,
+            params,
+            sha,
+        })
     }
 
     /// The error for a definition whose `[params]` or trigger its job refuses.
@@ -185,8 +215,16 @@ impl DefinitionSource {
 }
 
 fn validate(d: &JobPolicy) -> Result<(), String> {
-    if d.queue.trim().is_empty() {
-        return Err("queue must not be empty".into());
+    match &d.trigger {
+        Trigger::Queue if d.queue.trim().is_empty() => {
+            return Err("a queued job needs a queue".into());
+        }
+        Trigger::Cron { .. } if !d.queue.is_empty() => {
+            return Err(
+                "a scheduled job runs in the scheduler, not from a queue: remove queue".into(),
+            );
+        }
+        _ => {}
     }
     if !(1..=CONCURRENCY_MAX).contains(&d.run.concurrency) {
         return Err(format!(
@@ -208,12 +246,11 @@ fn validate(d: &JobPolicy) -> Result<(), String> {
     {
         return Err("worker intervals must be at least 1".into());
     }
-    if let Trigger::Cron { schedule, timezone } = &d.trigger {
-        cron::Schedule::from_str(schedule).map_err(|_| {
-            "trigger.schedule is not a six-field cron expression (seconds first)".to_string()
-        })?;
-        chrono_tz::Tz::from_str(timezone)
-            .map_err(|_| "trigger.timezone is not an IANA time zone".to_string())?;
+    if let Trigger::Cron {
+        schedule, timezone, ..
+    } = &d.trigger
+    {
+        Schedule::parse(schedule, timezone).map_err(|e| format!("trigger: {e}"))?;
     }
     Ok(())
 }

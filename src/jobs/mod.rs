@@ -6,12 +6,16 @@
 //! a shutdown. Every handler is therefore idempotent through its own database transaction.
 
 pub mod definitions;
+pub mod expire;
 pub mod generate_batch;
 pub mod import_trade_ins;
 pub mod post_trade_ins;
+pub mod purge;
 mod queue;
 pub mod relay;
 pub mod runtime;
+pub mod schedule;
+pub mod seal_audit;
 pub mod status;
 
 pub use queue::{QueueError, Route};
@@ -21,17 +25,19 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-
 use crate::app::App;
 use crate::domain::Batch;
 use crate::error::Classify;
+use crate::keys::SealKey;
 use crate::service::JobPayload;
 use crate::store::Store;
 use definitions::{DefinitionError, JobDefinition, JobPolicy};
+use expire::{ExpireDuty, ExpireParams};
 use generate_batch::{GenerateBatchJob, GenerateBatchParams};
 use import_trade_ins::{ImportTradeInsJob, ImportTradeInsParams};
 use post_trade_ins::{PostTradeInsJob, PostTradeInsParams};
+use purge::{PurgeDuty, PurgeParams};
+use seal_audit::{SealAuditDuty, SealAuditParams};
 
 /// A job the runtime can run.
 pub trait Job: Clone + Send + Sync + 'static {
@@ -45,11 +51,6 @@ pub trait Job: Clone + Send + Sync + 'static {
 
     /// Runs one task.
     fn run(&self, args: Self::Args) -> impl Future<Output = Result<(), Self::Error>> + Send;
-
-    /// The payload for a scheduled run at `at`, for jobs with a cron trigger.
-    fn scheduled(&self, _at: DateTime<Utc>) -> Option<Self::Args> {
-        None
-    }
 }
 
 /// Shows a batch's progress (a progress bar on a terminal, nothing elsewhere).
@@ -64,6 +65,12 @@ pub struct Catalog {
     pub import_trade_ins: JobDefinition<ImportTradeInsParams>,
     /// Trade-in postings.
     pub post_trade_ins: JobDefinition<PostTradeInsParams>,
+    /// The nightly audit seal.
+    pub seal_audit: JobDefinition<SealAuditParams>,
+    /// The nightly purge.
+    pub purge: JobDefinition<PurgeParams>,
+    /// The nightly expiry.
+    pub expire: JobDefinition<ExpireParams>,
 }
 
 impl Catalog {
@@ -73,13 +80,18 @@ impl Catalog {
             generate_batch: generate_batch::definition(dir)?,
             import_trade_ins: import_trade_ins::definition(dir)?,
             post_trade_ins: post_trade_ins::definition(dir)?,
+            seal_audit: seal_audit::definition(dir)?,
+            purge: purge::definition(dir)?,
+            expire: expire::definition(dir)?,
         })
     }
 
-    /// A runtime for `app` running every job, showing generation progress through `progress`.
+    /// A runtime for `app` running every job and every duty this process can run (the seal
+    /// only where the seal key is), showing generation progress through `progress`.
     pub fn runtime<S: Store>(&self, app: &App<S>, progress: ProgressFn) -> Runtime<S> {
         let services = app.services();
-        Runtime::new(services.store().clone(), services.clock().clone())
+        let settings = app.settings();
+        let mut runtime = Runtime::new(services.store().clone(), services.clock().clone())
             .with_job(GenerateBatchJob::new(
                 services.clone(),
                 self.generate_batch.clone(),
@@ -93,5 +105,33 @@ impl Catalog {
                 services.clone(),
                 self.post_trade_ins.clone(),
             ))
+            .with_duty(
+                services.clone(),
+                ExpireDuty::new(services.clone(), self.expire.clone()),
+            )
+            .with_duty(
+                services.clone(),
+                PurgeDuty::new(
+                    services.clone(),
+                    self.purge.clone(),
+                    settings.finished_jobs_keep.get(),
+                ),
+            );
+        match SealKey::load(&settings.key_dir()) {
+            Ok(key) => {
+                let duty = SealAuditDuty::new(
+                    services.clone(),
+                    self.seal_audit.clone(),
+                    key,
+                    settings.witness_file(),
+                );
+                runtime = runtime.with_duty(services.clone(), duty);
+            }
+            Err(error) => tracing::info!(
+                code = error.code(),
+                "no seal key here: this process never claims seal-audit"
+            ),
+        }
+        runtime
     }
 }

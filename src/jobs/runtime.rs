@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -12,16 +11,16 @@ use std::time::Duration;
 use apalis::layers::retry::HasherRng;
 use apalis::layers::retry::backoff::{ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
 use apalis::prelude::*;
-use chrono::{DateTime, Utc};
 
 use super::Job;
-use super::definitions::{RunPolicy, Trigger};
-use super::queue::{self, Route, postgres_storage, sqlite_storage};
+use super::definitions::RunPolicy;
+use super::queue::{Route, postgres_storage, sqlite_storage};
 use super::relay::Relay;
+use super::schedule::{Duty, Scheduler, Ticking};
 use super::status;
 use crate::clock::SharedClock;
 use crate::error::{Classify, Kind};
-use crate::service::JobPayload;
+use crate::service::{JobPayload, Services};
 use crate::store::{DbPool, Store, StoreError};
 
 /// How long workers may take to finish jobs in flight after a shutdown signal.
@@ -76,8 +75,6 @@ impl Classify for RuntimeError {
     }
 }
 
-type Schedule = Box<dyn FnOnce(DbPool) -> tokio::task::JoinHandle<()> + Send>;
-
 /// Workers for the jobs added, the relay, and the schedules.
 pub struct Runtime<S> {
     store: S,
@@ -86,7 +83,7 @@ pub struct Runtime<S> {
     gave_up: Arc<AtomicBool>,
     queues: Vec<String>,
     routes: HashMap<&'static str, Route>,
-    schedules: Vec<Schedule>,
+    schedules: Vec<Arc<dyn Ticking>>,
 }
 
 impl<S: Store> Runtime<S> {
@@ -105,7 +102,7 @@ impl<S: Store> Runtime<S> {
     }
 
     /// Runs `job`'s workers as its policy says: its queue, concurrency, retries with backoff,
-    /// timeout and heartbeat; a cron trigger also schedules it.
+    /// timeout and heartbeat.
     pub fn with_job<J: Job>(mut self, job: J) -> Self {
         let policy = job.policy().clone();
         let route = Route {
@@ -113,16 +110,7 @@ impl<S: Store> Runtime<S> {
             max_attempts: policy.run.max_attempts,
         };
         self.queues.push(policy.queue.clone());
-        self.routes.insert(J::Args::JOB, route.clone());
-        if let Trigger::Cron { schedule, timezone } = &policy.trigger {
-            let (schedule, timezone) = (schedule.clone(), timezone.clone());
-            let (job, clock) = (job.clone(), self.clock.clone());
-            self.schedules.push(Box::new(move |pool| {
-                tokio::spawn(schedule_forever(
-                    job, clock, pool, route, schedule, timezone,
-                ))
-            }));
-        }
+        self.routes.insert(J::Args::JOB, route);
         let (queue, worker, run) = (policy.queue, policy.worker, policy.run);
         let poll = Duration::from_millis(worker.poll_interval_ms);
         // One macro, because the two backends' worker types differ and apalis' builder bounds
@@ -159,6 +147,18 @@ impl<S: Store> Runtime<S> {
         self
     }
 
+    /// Runs `duty` on its schedule in this runner: each period claimed in the database, so
+    /// it runs once across every runner sharing it. A duty whose trigger is not a schedule is
+    /// refused at load, so it never gets here.
+    pub fn with_duty<D: Duty>(mut self, services: Services<S>, duty: D) -> Self {
+        let runner = worker_name(&duty.definition().0.name);
+        match Scheduler::new(services, duty, &runner) {
+            Some(scheduler) => self.schedules.push(Arc::new(scheduler)),
+            None => tracing::error!(runner, "a duty without a schedule was not started"),
+        }
+        self
+    }
+
     /// The relay this runtime runs, for callers that relay without running workers.
     pub fn relay(&self) -> Relay<S> {
         Relay::new(self.store.clone(), self.clock.clone(), self.routes.clone())
@@ -182,11 +182,18 @@ impl<S: Store> Runtime<S> {
         let relay = self.relay();
         let pool = self.store.db_pool();
         let relaying = tokio::spawn(relay.clone().run());
-        let scheduling: Vec<_> = self
-            .schedules
-            .into_iter()
-            .map(|s| s(pool.clone()))
-            .collect();
+        let scheduling: Vec<_> = if drain {
+            // Whatever is due now runs first; then the queues drain.
+            for ticking in &self.schedules {
+                ticking.clone().once().await;
+            }
+            Vec::new()
+        } else {
+            self.schedules
+                .into_iter()
+                .map(|ticking| tokio::spawn(ticking.forever()))
+                .collect()
+        };
         let result = if drain {
             let drained = drained(relay.clone(), pool.clone(), self.queues.clone(), stop);
             self.monitor.run_with_signal(drained).await
@@ -232,57 +239,6 @@ async fn handle<J: Job>(args: J::Args, attempt: Attempt, job: Data<J>) -> Result
             tracing::warn!(job = name, "job timed out; will retry");
             Err(format!("timed out after {} s", policy.run.timeout_secs).into())
         }
-    }
-}
-
-/// Queues `job` at each tick of its schedule, and once at start for the newest tick already
-/// past (a run missed while no runner was up). Every process with the job schedules it; the
-/// tick's time is the task's idempotency key, so each tick runs once.
-async fn schedule_forever<J: Job>(
-    job: J,
-    clock: SharedClock,
-    pool: DbPool,
-    route: Route,
-    schedule: String,
-    timezone: String,
-) {
-    let (Ok(schedule), Ok(zone)) = (
-        cron::Schedule::from_str(&schedule),
-        chrono_tz::Tz::from_str(&timezone),
-    ) else {
-        tracing::error!(
-            job = J::Args::JOB,
-            "schedule was validated at load but does not parse"
-        );
-        return;
-    };
-    let mut tick: Option<DateTime<Utc>> = None;
-    loop {
-        let now = clock.now();
-        let due = match tick {
-            None => schedule
-                .after(&(now - chrono::TimeDelta::days(1)).with_timezone(&zone))
-                .take_while(|t| t.with_timezone(&Utc) <= now)
-                .last()
-                .map(|t| t.with_timezone(&Utc)),
-            Some(t) => Some(t),
-        };
-        if let Some(at) = due
-            && let Some(args) = job.scheduled(at)
-        {
-            let payload = serde_json::to_value(&args).expect("job payloads serialise to JSON");
-            let key = format!("{}:{}", J::Args::JOB, at.timestamp());
-            if let Err(error) = queue::push(&pool, &route, payload, key).await {
-                tracing::warn!(job = J::Args::JOB, %error, "could not queue a scheduled run");
-            }
-        }
-        let Some(next) = schedule.after(&now.with_timezone(&zone)).next() else {
-            return;
-        };
-        let next = next.with_timezone(&Utc);
-        let wait = (next - now).to_std().unwrap_or_default();
-        tokio::time::sleep(wait).await;
-        tick = Some(next);
     }
 }
 

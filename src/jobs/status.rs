@@ -1,6 +1,8 @@
-//! The job runner's own tables, read for `tender jobs list` and for `--drain`. apalis names and
-//! shapes them differently per backend, so each query is written per backend here.
+//! The job runner's own tables, read for `tender jobs list` and `--drain` and purged nightly.
+//! apalis names and shapes them differently per backend, so each query is written per backend
+//! here.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::domain::PageRows;
@@ -104,4 +106,45 @@ pub async fn unfinished(pool: &DbPool, queues: &[String]) -> StoreResult<i64> {
         };
     }
     Ok(total)
+}
+
+/// Finished jobs one purge statement deletes: small enough that no statement holds the job
+/// table for long while workers poll it.
+pub const PURGE_BATCH_JOBS: i64 = 1_000;
+
+/// Deletes finished jobs (done, killed, or failed with no run left) that finished before
+/// `before`, [`PURGE_BATCH_JOBS`] per statement; how many. apalis' own cleanup cannot do it:
+/// on SQLite its age test compares numbers with text and deletes every finished job, and on
+/// PostgreSQL there is none.
+pub async fn purge_finished(pool: &DbPool, before: DateTime<Utc>) -> StoreResult<u64> {
+    let mut purged = 0;
+    loop {
+        let batch = match pool {
+            // SQLite keeps done_at as Unix seconds.
+            DbPool::Sqlite(pool) => sqlx::query(
+                "DELETE FROM Jobs WHERE rowid IN (SELECT rowid FROM Jobs WHERE \
+                 (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts)) \
+                 AND COALESCE(done_at, run_at) < $1 LIMIT $2)",
+            )
+            .bind(before.timestamp())
+            .bind(PURGE_BATCH_JOBS)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+            DbPool::Postgres(pool) => sqlx::query(
+                "DELETE FROM apalis.jobs WHERE id IN (SELECT id FROM apalis.jobs WHERE \
+                 (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts)) \
+                 AND COALESCE(done_at, run_at) < $1 LIMIT $2)",
+            )
+            .bind(before)
+            .bind(PURGE_BATCH_JOBS)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+        };
+        purged += batch;
+        if batch < PURGE_BATCH_JOBS as u64 {
+            return Ok(purged);
+        }
+    }
 }

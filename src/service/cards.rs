@@ -301,6 +301,31 @@ pub struct ActivateForm {
     pub to_serial: Option<String>,
     /// The value, for a variable-value card (or the fixed value, repeated).
     pub value: Option<String>,
+    /// The state of the purchaser's address (ISO 3166-2, such as `US-NY`) where the till
+    /// captured it: the first rule for which state is owed the funds if the card expires.
+    pub purchaser_state: Option<String>,
+}
+
+/// An activation's sale terms, parsed: the value and currency given, and the purchaser's
+/// address state.
+struct Sold<'a> {
+    value: Option<&'a str>,
+    currency: Option<Currency>,
+    purchaser_state: Option<Jurisdiction>,
+}
+
+impl<'a> Sold<'a> {
+    fn parse(form: &'a ActivateForm, currency: Option<&str>) -> Result<Sold<'a>, CardError> {
+        Ok(Sold {
+            value: form.value.as_deref(),
+            currency: currency.map(Currency::parse).transpose()?,
+            purchaser_state: form
+                .purchaser_state
+                .as_deref()
+                .map(Jurisdiction::parse)
+                .transpose()?,
+        })
+    }
 }
 
 /// A void, as a caller gives it.
@@ -523,7 +548,8 @@ impl<S: Store> Cards<'_, S> {
         let first = Serial::parse(&form.serial)?;
         let last = form.to_serial.as_deref().map(Serial::parse).transpose()?;
         let range = SerialRange::new(first, last)?;
-        rerun!(self.activate_once(&origin, range, form.value.as_deref(), None, actor))
+        let sold = Sold::parse(form, None)?;
+        rerun!(self.activate_once(&origin, range, &sold, actor))
     }
 
     /// [`Cards::activate`] for a point-of-sale key of `retailer`: the retailer is the key's
@@ -541,16 +567,15 @@ impl<S: Store> Cards<'_, S> {
         let first = Serial::parse(&form.serial)?;
         let last = form.to_serial.as_deref().map(Serial::parse).transpose()?;
         let range = SerialRange::new(first, last)?;
-        let currency = currency.map(Currency::parse).transpose()?;
-        rerun!(self.activate_once(&origin, range, form.value.as_deref(), currency, actor))
+        let sold = Sold::parse(form, currency)?;
+        rerun!(self.activate_once(&origin, range, &sold, actor))
     }
 
     async fn activate_once(
         &self,
         origin: &Origin,
         range: SerialRange,
-        value: Option<&str>,
-        currency: Option<Currency>,
+        sold: &Sold<'_>,
         actor: &Actor,
     ) -> Result<PosResult, CardError> {
         let services = self.0;
@@ -564,7 +589,7 @@ impl<S: Store> Cards<'_, S> {
                 store: sale.store.jurisdiction.country(),
             });
         }
-        let value = card_value(&sale.batch, range.first, value, currency)?;
+        let value = card_value(&sale.batch, range.first, sold.value, sold.currency)?;
         let request = request_row(
             origin,
             &sale,
@@ -629,6 +654,7 @@ impl<S: Store> Cards<'_, S> {
                 commission_minor: card.commission_minor,
                 currency: currency.code().to_string(),
                 jurisdiction: sale.store.jurisdiction.to_string(),
+                purchaser_state: sold.purchaser_state.as_ref().map(ToString::to_string),
                 activated_at: sold_at,
                 funds_expire_at,
                 transfer_id,
@@ -1196,7 +1222,7 @@ async fn activation_view<T: PosRepo>(
 }
 
 /// Consecutive serials as `[first, last]` runs: a box activated whole is one run.
-fn runs(serials: impl Iterator<Item = Serial>) -> Vec<[Serial; 2]> {
+pub(crate) fn runs(serials: impl Iterator<Item = Serial>) -> Vec<[Serial; 2]> {
     let mut runs: Vec<[Serial; 2]> = Vec::new();
     for serial in serials {
         match runs.last_mut() {

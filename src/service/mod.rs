@@ -20,6 +20,7 @@ macro_rules! rerun {
 pub mod api_keys;
 pub mod batches;
 pub mod cards;
+pub mod expiry;
 pub mod generation;
 pub mod idempotency;
 pub mod keys;
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod printer_check;
 pub mod redemption;
 pub mod retailers;
+pub mod schedules;
 pub mod tradein;
 pub mod trail;
 
@@ -39,7 +41,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::clock::SharedClock;
-use crate::config::{ApprovalThreshold, BusinessTimeZone, RedeemLimits, TradeInDailyAmount};
+use crate::config::{
+    ApprovalThreshold, BusinessTimeZone, IssuerState, RedeemLimits, TradeInDailyAmount,
+};
+use crate::domain::Jurisdiction;
 use crate::error::{Classify, Kind};
 use crate::store::{OutboxJob, Store};
 
@@ -61,6 +66,7 @@ pub struct Services<S> {
     redeem_generic: bool,
     business_zone: BusinessTimeZone,
     tradein_daily: TradeInDailyAmount,
+    issuer_state: Jurisdiction,
     metrics: std::sync::Arc<metrics::Metrics>,
 }
 
@@ -78,6 +84,7 @@ impl<S: Store> Services<S> {
             redeem_generic: false,
             business_zone: BusinessTimeZone::default(),
             tradein_daily: TradeInDailyAmount::default(),
+            issuer_state: IssuerState::default().get().clone(),
             metrics: std::sync::Arc::default(),
         }
     }
@@ -110,6 +117,13 @@ impl<S: Store> Services<S> {
     ) -> Self {
         self.business_zone = zone;
         self.tradein_daily = daily;
+        self
+    }
+
+    /// The same, owing expired cards' funds to `state` (the issuer's state of incorporation)
+    /// where the purchaser's state is unknown or claims none.
+    pub fn with_issuer_state(mut self, state: Jurisdiction) -> Self {
+        self.issuer_state = state;
         self
     }
 
@@ -172,6 +186,16 @@ impl<S: Store> Services<S> {
     /// Checking a printer file against the stored digests.
     pub fn printer_check(&self) -> printer_check::PrinterCheck<'_, S> {
         printer_check::PrinterCheck(self)
+    }
+
+    /// Expiring cards whose funds-expiry passed, and what will expire.
+    pub fn expiry(&self) -> expiry::Expiry<'_, S> {
+        expiry::Expiry(self)
+    }
+
+    /// Scheduled job runs: the definition in force, period claims, leases and the record.
+    pub fn schedules(&self) -> schedules::Schedules<'_, S> {
+        schedules::Schedules(self)
     }
 
     /// Verifying and sealing the audit trail.

@@ -4,7 +4,7 @@
 //! consistent snapshot), calls repository steps on it, one trait per aggregate
 //! ([`RetailerRepo`], [`BatchRepo`], [`CardRepo`], [`AuditRepo`], [`OutboxRepo`],
 //! [`KeyRepo`], [`LedgerRepo`], [`PosRepo`], [`RedeemRepo`], [`ApiKeyRepo`], [`IdempotencyRepo`],
-//! [`TradeInRepo`]), and commits.
+//! [`TradeInRepo`], [`ScheduleRepo`], [`ExpiryRepo`]), and commits.
 //!
 //! Every SQL statement is written once, in `store/sql/`, with `$N` placeholders, and compiled
 //! for each backend with that backend's concrete types (`sqlite.rs` and `postgres.rs` each
@@ -13,21 +13,25 @@
 
 pub mod api_keys;
 mod backend;
+pub mod expiry;
 pub mod idempotency;
 pub mod ledger;
 pub mod pos;
 mod postgres;
 pub mod redeem;
 mod rows;
+pub mod schedule;
 mod sqlite;
 pub mod tradein;
 
 pub use api_keys::ApiKeyRepo;
 pub use backend::Backend;
+pub use expiry::ExpiryRepo;
 pub use idempotency::IdempotencyRepo;
 pub use ledger::LedgerRepo;
 pub use pos::PosRepo;
 pub use redeem::RedeemRepo;
+pub use schedule::ScheduleRepo;
 pub use sqlite::SQLITE_POOL_CONNECTIONS;
 pub use tradein::TradeInRepo;
 
@@ -193,6 +197,8 @@ pub trait Store: Clone + Send + Sync + 'static {
         + ApiKeyRepo
         + IdempotencyRepo
         + TradeInRepo
+        + ScheduleRepo
+        + ExpiryRepo
         + Send;
 
     /// Whether [`OutboxRepo::claim_outbox`] holds row locks until the transaction ends

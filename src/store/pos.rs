@@ -92,6 +92,8 @@ pub struct ActivationRow {
     pub currency: String,
     /// The store's jurisdiction, ISO 3166-2.
     pub jurisdiction: String,
+    /// The state of the purchaser's address (ISO 3166-2), where the sale captured it.
+    pub purchaser_state: Option<String>,
     /// When it was sold (the POS time where given).
     pub activated_at: DateTime<Utc>,
     /// When its funds expire; `None` for never.

@@ -56,6 +56,7 @@ async fn sold_cards<S: Store>(env: &TestApp<S>, n: u64) -> Vec<String> {
             serial: record[0].to_string(),
             to_serial: None,
             value: None,
+            purchaser_state: None,
         };
         services.cards().activate(&sale, &actor()).await.unwrap();
         codes.push(record[1].to_string());

@@ -312,6 +312,7 @@ async fn setup<S: Store>(env: &TestApp<S>) -> Plan {
             serial: card(batch, 0).to_string(),
             to_serial: Some(card(batch, presold - 1).to_string()),
             value: None,
+            purchaser_state: None,
         };
         services.cards().activate(&form, &actor()).await.unwrap();
         sold.extend((0..presold).map(|n| card(batch, n).to_string()));
@@ -655,6 +656,7 @@ impl<S: Store> Task<S> {
             serial: serial.to_string(),
             to_serial: None,
             value: None,
+            purchaser_state: None,
         };
         let cards = self.app.services().cards();
         match cards.activate(&form, &self.ctx.actor).await {

@@ -64,6 +64,7 @@ fn sell(serial: Serial, txn: &str) -> ActivateForm {
         serial: serial.to_string(),
         to_serial: None,
         value: None,
+        purchaser_state: None,
     }
 }
 

@@ -85,6 +85,7 @@ async fn sell<S: Store>(env: &TestApp<S>, serial: Serial) {
         serial: serial.to_string(),
         to_serial: None,
         value: None,
+        purchaser_state: None,
     };
     env.app
         .services()
@@ -855,6 +856,7 @@ async fn a_code_tried_before_the_sale_blocks_the_live_sale<S: Store>(env: TestAp
         serial: serial.to_string(),
         to_serial: None,
         value: None,
+        purchaser_state: None,
     };
     let refused = env
         .app

@@ -7,6 +7,7 @@ use sqlx::QueryBuilder;
 use super::Db;
 use crate::domain::{
     Account, AccountId, CardState, HistoryLine, Money, NewAccount, PageRows, Posting, TransferId,
+    TransferKind,
 };
 use crate::store::ledger::{
     ALL_CARDS, AdjustmentRow, AdjustmentState, Discrepancy, LedgerRepo, OrderRow, RefundRow,
@@ -382,8 +383,9 @@ impl LedgerRepo for SqlTx<Db> {
             }));
         }
         // A sold card carries its face value while active and nothing in any other state; a
-        // card is voided exactly when its activation names a void, and redeemed exactly when
-        // it has its redemption.
+        // card is voided exactly when its activation names a void, redeemed exactly when it
+        // has its redemption, and expired exactly when a breakage or escheat transfer took its
+        // funds.
         let card = sqlx::query_as::<Db, (i64, i16, i64)>(
             "SELECT a.serial, c.state, CAST(COALESCE(e.summed, 0) AS BIGINT) \
              FROM card_activation a JOIN card c ON c.serial = a.serial LEFT JOIN \
@@ -392,12 +394,18 @@ impl LedgerRepo for SqlTx<Db> {
              WHERE COALESCE(e.summed, 0) <> CASE WHEN c.state = $1 THEN a.value_minor ELSE 0 END \
              OR c.state = $2 OR (c.state = $3) <> (a.void_request_id IS NOT NULL) \
              OR (c.state = $4) <> EXISTS (SELECT 1 FROM redemption r WHERE r.serial = a.serial) \
+             OR (c.state = $5) <> EXISTS (SELECT 1 FROM entry x \
+              JOIN transfer t ON t.transfer_id = x.transfer_id \
+              WHERE x.serial = a.serial AND t.kind IN ($6, $7)) \
              ORDER BY a.serial LIMIT 1",
         )
         .bind(CardState::Active.code())
         .bind(CardState::Issued.code())
         .bind(CardState::Voided.code())
         .bind(CardState::Redeemed.code())
+        .bind(CardState::Expired.code())
+        .bind(TransferKind::Breakage.as_str())
+        .bind(TransferKind::Escheat.as_str())
         .fetch_optional(&mut *self.tx)
         .await?;
         if let Some((card, state, summed_minor)) = card {

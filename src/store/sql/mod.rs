@@ -11,6 +11,7 @@ mod api_keys;
 mod audit;
 mod batch;
 mod card;
+mod expiry;
 mod idempotency;
 mod keys;
 mod ledger;
@@ -18,6 +19,7 @@ mod outbox;
 mod pos;
 mod redeem;
 mod retailer;
+mod schedule;
 mod tradein;
 
 use std::sync::Arc;

@@ -256,7 +256,8 @@ impl PosRepo for SqlTx<Db> {
         }
         let mut insert = QueryBuilder::<Db>::new(
             "INSERT INTO card_activation (serial, request_id, value_minor, commission_minor, \
-             currency, jurisdiction, activated_at, funds_expire_at, transfer_id, review) ",
+             currency, jurisdiction, purchaser_state, activated_at, funds_expire_at, transfer_id, \
+             review) ",
         );
         let mut values = Vec::with_capacity(rows.len());
         for row in rows {
@@ -269,6 +270,7 @@ impl PosRepo for SqlTx<Db> {
                 .push_bind(row.commission_minor)
                 .push_bind(row.currency.clone())
                 .push_bind(row.jurisdiction.clone())
+                .push_bind(row.purchaser_state.clone())
                 .push_bind(row.activated_at)
                 .push_bind(row.funds_expire_at)
                 .push_bind(row.transfer_id.0)
@@ -281,7 +283,7 @@ impl PosRepo for SqlTx<Db> {
     async fn activation(&mut self, serial: Serial) -> StoreResult<Option<ActivationRow>> {
         sqlx::query_as::<Db, ActivationDbRow>(
             "SELECT serial, request_id, value_minor, commission_minor, currency, jurisdiction, \
-             activated_at, funds_expire_at, transfer_id, review, void_request_id, \
+             purchaser_state, activated_at, funds_expire_at, transfer_id, review, void_request_id, \
              void_transfer_id FROM card_activation WHERE serial = $1",
         )
         .bind(seq(serial)?)

@@ -201,6 +201,7 @@ pub async fn sold_card<S: Store>(env: &TestApp<S>) -> String {
         serial: batch.first_serial.to_string(),
         to_serial: None,
         value: None,
+        purchaser_state: None,
     };
     services.cards().activate(&sale, &actor()).await.unwrap();
     let mut reader = csv::Reader::from_path(env.export_file(batch.id)).unwrap();
