@@ -206,6 +206,8 @@ pub struct CardSaleReply {
     store: String,
     /// The store's jurisdiction, ISO 3166-2.
     jurisdiction: String,
+    /// The purchaser's address state (ISO 3166-2), where the till captured it; null otherwise.
+    purchaser_state: Option<String>,
     /// The terminal.
     terminal: String,
     /// The POS transaction.
@@ -235,6 +237,7 @@ impl From<ActivationView> for CardSaleReply {
         CardSaleReply {
             store: sale.store,
             jurisdiction: sale.jurisdiction,
+            purchaser_state: sale.purchaser_state,
             terminal: sale.terminal,
             pos_txn: sale.pos_txn,
             activated_at: sale.activated_at,

@@ -374,6 +374,9 @@ pub(super) fn print_card(card: &CardView) {
                 visible(&sale.store),
                 visible(&sale.jurisdiction)
             );
+            if let Some(state) = &sale.purchaser_state {
+                println!("  purchaser in  {}", visible(state));
+            }
             println!("  terminal      {}", visible(&sale.terminal));
             println!("  POS txn       {}", visible(&sale.pos_txn));
             println!("  activated at  {}", time(sale.activated_at));

@@ -129,8 +129,12 @@ impl<S: Store, D: Duty> Scheduler<S, D> {
         let now = self.services.clock().now();
         let progress = schedules.progress(self.job()).await?;
         let due = match self.catch_up {
-            // A period not yet done holds back the ones after it: each runs in order.
-            CatchUp::Each if progress.unfinished.is_some() => Vec::new(),
+            // A period not yet done holds back the ones after it: each runs in order. Asking
+            // for it again logs why it waits when it failed on every attempt.
+            CatchUp::Each if let Some(held) = progress.unfinished => {
+                self.claim_and_run(held, held, &mut pass).await?;
+                return Ok(pass);
+            }
             CatchUp::Each => {
                 let after = match (progress.last, self.schedule.latest(now)) {
                     (Some(last), _) => last,

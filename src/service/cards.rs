@@ -413,6 +413,8 @@ pub struct ActivationView {
     pub store: String,
     /// The store's jurisdiction.
     pub jurisdiction: String,
+    /// The purchaser's address state, where the till captured it.
+    pub purchaser_state: Option<String>,
     /// The terminal.
     pub terminal: String,
     /// The POS transaction.
@@ -1208,6 +1210,7 @@ async fn activation_view<T: PosRepo>(
     Ok(ActivationView {
         store: request.store_code,
         jurisdiction: row.jurisdiction,
+        purchaser_state: row.purchaser_state,
         terminal: request.terminal,
         pos_txn: request.pos_txn,
         activated_at: row.activated_at,
