@@ -145,15 +145,21 @@ mod tests {
             )
             .contains("params")
         );
-        let cron = SOURCE.builtin.replace(
-            "kind = \"queue\"",
-            "kind = \"cron\"\nschedule = \"0 2 * * *\"\ntimezone = \"Europe/Berlin\"",
-        );
-        assert!(load(cron).contains("six-field"));
-        let cron = SOURCE.builtin.replace(
-            "kind = \"queue\"",
-            "kind = \"cron\"\nschedule = \"0 0 2 * * *\"\ntimezone = \"Europe/Berlin\"",
-        );
+        let cron = |schedule: &str| {
+            SOURCE
+                .builtin
+                .replace("queue = \"tender.generate-batch.v1\"", "")
+                .replace(
+                    "kind = \"queue\"",
+                    &format!(
+                        "kind = \"cron\"\nschedule = \"{schedule}\"\ntimezone = \"Europe/Berlin\"\ncatch_up = \"latest\""
+                    ),
+                )
+        };
+        assert!(load(cron("0 2 * * *")).contains("six fields"));
+        let with_queue = format!("queue = \"q.v1\"\n{}", cron("0 0 2 * * *"));
+        assert!(load(with_queue).contains("remove queue"));
+        let cron = cron("0 0 2 * * *");
         assert!(load(cron).contains("its trigger must be kind = \"queue\""));
     }
 }
