@@ -74,7 +74,15 @@ pub(super) async fn run<S: Store>(
             show(ctx.format, &runs, |rs| {
                 print_table(
                     &[
-                        "job", "period", "status", "attempts", "started", "took", "totals", "error",
+                        "job",
+                        "period",
+                        "status",
+                        "attempts",
+                        "started",
+                        "took",
+                        "definition",
+                        "totals",
+                        "error",
                     ],
                     rs.iter().map(|r| {
                         vec![
@@ -86,6 +94,7 @@ pub(super) async fn run<S: Store>(
                             r.duration_ms
                                 .map(|ms| format!("{ms} ms"))
                                 .unwrap_or_default(),
+                            r.definition.clone(),
                             r.totals
                                 .as_ref()
                                 .map(ToString::to_string)

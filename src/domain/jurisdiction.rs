@@ -202,21 +202,29 @@ pub const EXPIRY_LAW: &[(&str, ExpiryRule)] = &[
 ];
 
 /// The US states whose unclaimed-property law claims the funds left on a gift card whose funds
-/// expired: the escheat destinations tender knows. Elsewhere in the US the funds are exempt and
-/// become breakage. Like [`EXPIRY_LAW`], data for counsel to review; a state is added only with
-/// its statute.
-pub const ESCHEAT_LAW: &[&str] = &[
-    // Delaware Code title 12 §1198(13): gift cards are property, presumed abandoned after five
-    // years or at expiry.
-    "US-DE", // New Jersey Statutes §46:30B-42.1: stored-value cards.
-    "US-NJ", // New York Abandoned Property Law §1315: gift certificates and cards.
-    "US-NY",
+/// expired, each with its statute: the escheat destinations tender knows. Elsewhere in the US
+/// the funds are exempt and become breakage. Like [`EXPIRY_LAW`], data for counsel to review; a
+/// state is added only with its statute.
+pub const ESCHEAT_LAW: &[(&str, &str)] = &[
+    (
+        "US-DE",
+        "Delaware Code title 12 §1198(13): gift cards are property, presumed abandoned after five years or at expiry",
+    ),
+    (
+        "US-NJ",
+        "New Jersey Statutes §46:30B-42.1: stored-value cards",
+    ),
+    (
+        "US-NY",
+        "New York Abandoned Property Law §1315: gift certificates and cards",
+    ),
 ];
 
 impl Jurisdiction {
     /// Whether this state's unclaimed-property law claims an expired card's funds.
     pub fn escheats_gift_cards(&self) -> bool {
-        ESCHEAT_LAW.contains(&self.to_string().as_str())
+        let code = self.to_string();
+        ESCHEAT_LAW.iter().any(|(state, _)| *state == code)
     }
 
     /// Which state is owed the funds of an expired card sold here, under the US Supreme

@@ -49,7 +49,7 @@ pub use retailer::{
     CommissionRate, NewRetailer, RETAILER_NAME_MAX_CHARS, Retailer, RetailerError, RetailerId,
     RetailerName,
 };
-pub use schedule::{CATCH_UP_PERIODS_MAX, CatchUp, Schedule, ScheduleError};
+pub use schedule::{CATCH_UP_PERIODS_MAX, CatchUp, Schedule, ScheduleError, wall_clock_instant};
 pub use serial::{SERIAL_SEQUENCE_MAX, Serial, SerialError};
 pub use tradein::{
     DEVICE_MODEL_MAX_CHARS, DEVICE_SERIAL_MAX_CHARS, DEVICE_SERIAL_MIN_CHARS, Device, DeviceModel,

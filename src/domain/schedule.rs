@@ -123,7 +123,7 @@ impl Schedule {
         let start = after.with_timezone(&self.zone).naive_local() - TimeDelta::hours(3);
         self.cron
             .after(&start.and_utc())
-            .filter_map(|naive| resolve(self.zone, naive.naive_utc()))
+            .filter_map(|naive| wall_clock_instant(self.zone, naive.naive_utc()))
             .find(|at| *at > after)
     }
 
@@ -136,7 +136,7 @@ impl Schedule {
             .after(&start.and_utc())
             .rev()
             .filter_map(move |naive| {
-                let at = resolve(self.zone, naive.naive_utc())?;
+                let at = wall_clock_instant(self.zone, naive.naive_utc())?;
                 // Two wall-clock ticks on one instant (a skipped hour) are one period.
                 let fresh = at <= until && newer.is_none_or(|n| at < n);
                 fresh.then(|| {
@@ -162,7 +162,7 @@ impl fmt::Display for Schedule {
 
 /// The instant a wall-clock time of `zone` stands for: the earlier where the clock repeats it,
 /// and where the clock skipped it, the instant it would be under the offset before the gap.
-fn resolve(zone: Tz, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
+pub fn wall_clock_instant(zone: Tz, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
     match zone.from_local_datetime(&naive) {
         LocalResult::Single(at) => Some(at.to_utc()),
         LocalResult::Ambiguous(earlier, _) => Some(earlier.to_utc()),

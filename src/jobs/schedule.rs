@@ -144,6 +144,8 @@ impl<S: Store, D: Duty> Scheduler<S, D> {
                 };
                 self.schedule.periods(after, now, CATCH_UP_PERIODS_MAX)
             }
+            // One run at a time per job: a newer period waits while a runner works on one.
+            CatchUp::Latest if progress.running.is_some() => Vec::new(),
             CatchUp::Latest => self
                 .schedule
                 .latest(now)
@@ -239,7 +241,10 @@ impl<S: Store, D: Duty> Scheduler<S, D> {
         };
         let failure = match outcome {
             Ok(Ok(totals)) => {
-                schedules.succeed(&self.claimant, ticket, &totals).await?;
+                if !schedules.succeed(&self.claimant, ticket, &totals).await? {
+                    tracing::warn!(job = self.job(), %period, "finished after another runner took this run over; its record stands");
+                    return Ok(false);
+                }
                 tracing::info!(job = self.job(), %period, %totals, "scheduled run succeeded");
                 return Ok(true);
             }

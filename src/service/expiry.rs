@@ -17,7 +17,9 @@ use super::Services;
 use super::keys::KeyUseError;
 use crate::audit::events::{self, ExpiryAudit};
 use crate::config::BusinessTimeZone;
-use crate::domain::{Actor, Currency, Jurisdiction, LedgerAccount, Money, Posting, Serial};
+use crate::domain::{
+    Actor, Currency, Jurisdiction, LedgerAccount, Money, Posting, Serial, wall_clock_instant,
+};
 use crate::error::{Classify, Kind};
 use crate::store::expiry::ExpiryGroup;
 use crate::store::{AuditRepo, ExpiryRepo, LedgerRepo, Store, StoreError, Tx};
@@ -82,11 +84,9 @@ pub fn parse_as_of(text: &str, zone: BusinessTimeZone) -> Result<DateTime<Utc>, 
     }
     let day = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|_| bad())?;
     let next = day.succ_opt().ok_or_else(bad)?;
-    next.and_time(NaiveTime::MIN)
-        .and_local_timezone(zone.get())
-        .earliest()
-        .map(|at| at.to_utc())
-        .ok_or_else(bad)
+    // Where the clock skips midnight (Chile moves from 00:00 to 01:00), the day starts when
+    // the gap ends, as schedules resolve a skipped time.
+    wall_clock_instant(zone.get(), next.and_time(NaiveTime::MIN)).ok_or_else(bad)
 }
 
 /// Where expired funds went, per currency and destination.
@@ -200,7 +200,9 @@ impl<S: Store> Expiry<'_, S> {
         let mut report = ExpiryReport::empty(as_of, false);
         loop {
             let moved = rerun!(self.chunk(as_of, chunk, actor))?;
-            let done = moved.cards < chunk as u64;
+            // A short chunk is not the end: a redemption or another run may have taken some of
+            // the cards it chose. Only an empty one is.
+            let done = moved.cards == 0;
             for line in moved.lines {
                 report.add(
                     line.currency,
@@ -343,7 +345,17 @@ impl<S: Store> Expiry<'_, S> {
                 }),
             }
         }
-        lines.sort_by_key(|l| (l.first_expiry, l.batch_id));
+        // Ties broken on every key, so both databases list the lines in one order (their
+        // groups come in an order that differs where the purchaser's state is NULL).
+        lines.sort_by_key(|l| {
+            (
+                l.first_expiry,
+                l.batch_id,
+                l.jurisdiction.clone(),
+                l.amount.currency().code(),
+                l.destination.clone(),
+            )
+        });
         Ok(lines)
     }
 

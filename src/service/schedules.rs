@@ -78,6 +78,8 @@ pub struct Progress {
     pub last: Option<DateTime<Utc>>,
     /// The oldest period whose run has not succeeded.
     pub unfinished: Option<DateTime<Utc>>,
+    /// The oldest period whose run is running.
+    pub running: Option<DateTime<Utc>>,
 }
 
 /// A run, as `tender jobs runs` shows it.
@@ -244,10 +246,12 @@ impl<S: Store> Schedules<'_, S> {
         let mut tx = self.0.store.read().await?;
         let last = tx.last_run_period(job).await?;
         let unfinished = tx.unfinished_run_period(job).await?;
+        let running = tx.running_run_period(job).await?;
         tx.commit().await?;
         Ok(Progress {
             last: last.map(instant).transpose()?,
             unfinished: unfinished.map(instant).transpose()?,
+            running: running.map(instant).transpose()?,
         })
     }
 

@@ -125,6 +125,12 @@ pub trait ScheduleRepo {
         job: &str,
     ) -> impl Future<Output = StoreResult<Option<i64>>> + Send;
 
+    /// The oldest period of `job` whose run is running (under a lease, live or not).
+    fn running_run_period(
+        &mut self,
+        job: &str,
+    ) -> impl Future<Output = StoreResult<Option<i64>>> + Send;
+
     /// The newest period of `job` that has a run.
     fn last_run_period(
         &mut self,

@@ -1515,8 +1515,9 @@ both_backends_cli!(cards_at_the_point_of_sale_from_the_command_line);
 
 /// The demo runs the whole flow on a fresh directory: the point of sale, two accounts credited
 /// by redeeming codes read from the printer files (a retry replayed), one refusal of each kind
-/// with its stable code (the expired card once the demo has moved its clock a day ahead), both
-/// accounts' balances and histories, the ledger checked and the audit trail verified. It prints
+/// with its stable code (the expired card once the demo has moved its clock a day ahead), the
+/// nightly expiry run by the job runner's schedules (the UK cards into breakage, the Ontario card
+/// kept), both accounts' balances and histories, the ledger checked and the audit trail verified. It prints
 /// no code of either printer file in any typed form. A batch too small to sell a box is refused.
 #[test]
 fn the_demo_runs_the_whole_flow() {
@@ -1556,13 +1557,17 @@ fn the_demo_runs_the_whole_flow() {
         "trade-in 3 approved by demo:finance",
         "     account 2: balance 25.00 USD\n       redemption    25.00 USD  balance    25.00 USD  ••••••••0045\n",
         "card ••••••••0059 is still active",
-        "14. ledger check:",
-        "15. over HTTP: `tender serve` on http://127.0.0.1:",
+        "12. a day later `tender expire --dry-run` would expire 2 cards (2 cards' 40.00 GBP to breakage)",
+        "succeeded in ",
+        " is now expired; Ontario card ",
+        " is still active with its 30.00 CAD: its jurisdiction forbids expiry",
+        "15. ledger check:",
+        "16. over HTTP: `tender serve` on http://127.0.0.1:",
         "/v1/activations -H \"Authorization: Bearer $POS_KEY\"",
         "       201 {",
         "the same request again: 201 with the first answer and Idempotent-Replayed: true",
         "       tender_redemptions_total{outcome=\"ok\"} ",
-        "16. audit trail sealed",
+        "17. audit trail sealed",
     ] {
         assert!(stdout.contains(expected), "{expected:?} in {stdout}");
     }
@@ -1592,7 +1597,8 @@ fn the_demo_runs_the_whole_flow() {
     );
     let mut codes = printer_codes(&dir.join("exports/batch-1.csv"));
     codes.extend(printer_codes(&dir.join("exports/batch-2.csv")));
-    assert_eq!(codes.len(), 8);
+    codes.extend(printer_codes(&dir.join("exports/batch-3.csv")));
+    assert_eq!(codes.len(), 10);
     assert!(!stdout.contains("tdr_live_"), "no API key is printed");
     let typed: Vec<String> = codes.iter().flat_map(|c| typed_forms(c)).collect();
     assert_eq!(codes_found_in(stdout.as_bytes(), &typed), 0, "{stdout}");

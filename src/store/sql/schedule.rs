@@ -176,6 +176,15 @@ impl ScheduleRepo for SqlTx<Db> {
         .await?)
     }
 
+    async fn running_run_period(&mut self, job: &str) -> StoreResult<Option<i64>> {
+        Ok(sqlx::query_scalar::<Db, Option<i64>>(
+            "SELECT MIN(period_ms) FROM job_run WHERE job = $1 AND status = 'running'",
+        )
+        .bind(job)
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
     async fn last_run_period(&mut self, job: &str) -> StoreResult<Option<i64>> {
         Ok(sqlx::query_scalar::<Db, Option<i64>>(
             "SELECT MAX(period_ms) FROM job_run WHERE job = $1",
