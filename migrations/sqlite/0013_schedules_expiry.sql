@@ -37,3 +37,13 @@ CREATE TABLE job_run (
 -- The state (ISO 3166-2) of the purchaser's address where the point of sale captured it: the
 -- first priority rule for which state's unclaimed-property law takes an expired card's funds.
 ALTER TABLE card_activation ADD COLUMN purchaser_state TEXT;
+
+-- Expiry takes due cards earliest first, then by serial, a chunk at a time: with the serial in
+-- the index, each chunk reads just its rows in order instead of sorting every due card.
+DROP INDEX card_funds_expiry;
+CREATE INDEX card_funds_expiry ON card (funds_expire_ms, serial) WHERE state = 1;
+
+-- Card legs (activations, redemptions, expiries: the bulk of all entries) are found by serial,
+-- never by their `card:{serial}` name; the name index keeps the other accounts only.
+DROP INDEX entry_ledger_account;
+CREATE INDEX entry_ledger_account ON entry (ledger_account) WHERE serial IS NULL;

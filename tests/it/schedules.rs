@@ -565,7 +565,11 @@ async fn a_taken_over_latest_run_keeps_its_first_as_of<S: Store>(env: TestApp<S>
     let b = probe.scheduler(services, "runner-b");
     b.adopt().await.unwrap();
     env.clock.set(at("2026-03-01T10:30:00Z"));
-    assert_eq!(ran(b.pass().await.unwrap()), (0, 0), "10:00 waits for 09:00");
+    assert_eq!(
+        ran(b.pass().await.unwrap()),
+        (0, 0),
+        "10:00 waits for 09:00"
+    );
     let past_lease = at("2026-03-01T11:20:00.001Z");
     env.clock.set(past_lease);
     assert_eq!(ran(b.pass().await.unwrap()), (2, 2));

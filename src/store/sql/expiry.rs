@@ -47,8 +47,10 @@ impl ExpiryRepo for SqlTx<Db> {
             list.push_bind(int(s.sequence())?);
         }
         query.push(") ORDER BY serial");
+        // Not kept prepared: its text changes with the chunk's size (see `insert_transfer`).
         query
             .build_query_as::<(i64, i64, String, String, Option<String>)>()
+            .persistent(false)
             .fetch_all(&mut *self.tx)
             .await?
             .into_iter()

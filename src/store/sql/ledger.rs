@@ -18,6 +18,10 @@ use crate::store::rows::{
 };
 use crate::store::{SqlTx, StoreError, StoreResult};
 
+/// The most legs a transfer's entry insert has for its statement to stay prepared: every
+/// two-leg and three-leg transfer, and a few cards at a till.
+const PREPARED_LEGS_MAX: usize = 8;
+
 impl LedgerRepo for SqlTx<Db> {
     async fn insert_account(
         &mut self,
@@ -108,6 +112,7 @@ impl LedgerRepo for SqlTx<Db> {
             let n = i16::try_from(n).map_err(|_| StoreError::corrupt("a transfer's leg count"))?;
             legs.push((n, leg, card, *after));
         }
+        let legs_count = legs.len();
         let mut insert = QueryBuilder::<Db>::new(
             "INSERT INTO entry (transfer_id, leg, ledger_account, account_id, serial, \
              amount_minor, balance_after) ",
@@ -121,7 +126,14 @@ impl LedgerRepo for SqlTx<Db> {
                 .push_bind(leg.amount_minor)
                 .push_bind(after);
         });
-        insert.build().execute(&mut *self.tx).await?;
+        // The text depends on the leg count. Small transfers (a spend, a redemption) repeat
+        // their text and keep it prepared; a box's activation or an expiry chunk rarely does, and
+        // caching each size would hold megabytes per connection, here and on the server.
+        insert
+            .build()
+            .persistent(legs_count <= PREPARED_LEGS_MAX)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(TransferId(id))
     }
 

@@ -276,7 +276,12 @@ impl PosRepo for SqlTx<Db> {
                 .push_bind(row.transfer_id.0)
                 .push_bind(row.review.clone());
         });
-        insert.build().execute(&mut *self.tx).await?;
+        // Kept prepared for the few-card sales that repeat; see `insert_transfer`.
+        insert
+            .build()
+            .persistent(rows.len() <= 8)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
@@ -330,7 +335,11 @@ impl PosRepo for SqlTx<Db> {
                 .push_bind(event.actor.clone())
                 .push_bind(event.at);
         });
-        insert.build().execute(&mut *self.tx).await?;
+        insert
+            .build()
+            .persistent(events.len() <= 8)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
