@@ -43,7 +43,6 @@
 //! TENDER_BENCH_EXPIRY_KEEP set, the databases (and the data dirs holding their keys) are kept
 //! for a look afterwards (EXPLAIN and the like), and their names printed.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
@@ -62,12 +61,15 @@ use tender::service::cards::StoreForm;
 use tender::store::{DbPool, PgStore, SqliteStore, Store};
 use tracing_subscriber::layer::SubscriberExt;
 
+#[path = "support/child.rs"]
+mod child;
 // Its latency percentiles and PostgreSQL log counting are not used here.
 #[allow(dead_code)]
 #[path = "support/count.rs"]
 mod count;
 mod support;
 
+use child::ChildOutput;
 use count::{COUNTS, Counter};
 use support::ScratchPg;
 
@@ -1157,28 +1159,9 @@ fn run_child(backend: Backend, url: &str, dir: &Path, chunk: usize) -> ChildRepo
         .env(CHILD_CHUNK, chunk.to_string())
         .output()
         .expect("the bench runs again");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the expiring child succeeds: {stdout}{stderr}"
-    );
-    for line in stdout.lines().filter(|l| !l.starts_with("child ")) {
-        println!("{line}");
-    }
-    let fields: BTreeMap<&str, &str> = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("child "))
-        .expect("the child reports")
-        .split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .collect();
-    let field = |k: &str| fields[k].parse::<f64>().unwrap();
-    let time_kib = stderr.lines().find_map(|l| {
-        l.trim()
-            .strip_prefix("Maximum resident set size (kbytes): ")
-            .and_then(|v| v.parse().ok())
-    });
+    let child = ChildOutput::read(&out, "the expiring child succeeds");
+    let field = |k: &str| child.field(k);
+    let time_kib = child.time_kib;
     ChildReport {
         seconds: field("seconds"),
         cards: field("cards") as u64,

@@ -34,7 +34,6 @@
 //!
 //! Database errors logged by tender and units of work run again are counted and printed.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -53,12 +52,15 @@ use tender::service::ledger::AccountForm;
 use tender::store::{DbPool, PgStore, SqliteStore, Store};
 use tracing_subscriber::layer::SubscriberExt;
 
+#[path = "support/child.rs"]
+mod child;
 // Its latency percentiles are not used here: the figures are rates over whole files.
 #[allow(dead_code)]
 #[path = "support/count.rs"]
 mod count;
 mod support;
 
+use child::ChildOutput;
 use count::{COUNTS, Counter};
 use support::ScratchPg;
 
@@ -846,25 +848,9 @@ fn run_child(dir: &Path, file: &Path) -> ChildReport {
         .env(CHILD_FILE, file)
         .output()
         .expect("the bench runs again");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the importing child succeeds: {stdout}{stderr}"
-    );
-    let fields: BTreeMap<&str, &str> = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("child "))
-        .expect("the child reports")
-        .split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .collect();
-    let field = |k: &str| fields[k].parse::<f64>().unwrap();
-    let time_kib = stderr.lines().find_map(|l| {
-        l.trim()
-            .strip_prefix("Maximum resident set size (kbytes): ")
-            .and_then(|v| v.parse().ok())
-    });
+    let child = ChildOutput::read(&out, "the importing child succeeds");
+    let field = |k: &str| child.field(k);
+    let time_kib = child.time_kib;
     ChildReport {
         seconds: field("seconds"),
         accepted: field("accepted") as u64,
