@@ -44,9 +44,8 @@ use tender::service::expiry::{
 use tender::store::{DbPool, Store};
 use tokio::process::Command;
 
-use crate::helpers::{TestApp, actor, both_backends, epoch, open_account};
+use crate::helpers::{TestApp, actor, both_backends, epoch, open_account, tender_command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tender");
 /// Cards per transaction in the library-level runs.
 const CHUNK: usize = 1_000;
 /// How long a `tender` process may take before the test gives up on it.
@@ -1033,18 +1032,8 @@ both_backends!(
 /// A `tender` command on the test's database, with its keys (the audit key is in its
 /// directory) and the built-in job definitions.
 fn tender<S: Store>(env: &TestApp<S>, args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
+    let mut command = Command::from(tender_command(env, args));
     command
-        .args(args)
-        .env_remove("TENDER_LOOKUP_KEYS")
-        .env_remove("TENDER_AUDIT_KEYS")
-        .env_remove("TENDER_ACTOR")
-        .env_remove("TENDER_JOBS_DIR")
-        .env_remove("TENDER_ISSUER_STATE")
-        .env_remove("TENDER_BUSINESS_TIME_ZONE")
-        .env("TENDER_DATA_DIR", env.db.path())
-        .env("TENDER_DATABASE_URL", &env.db.url)
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);

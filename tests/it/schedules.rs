@@ -53,9 +53,7 @@ use tender::service::idempotency::{Claimed, IdemRequest};
 use tender::service::schedules::{Claim, Claimant, JobRun};
 use tender::store::{DbPool, Store};
 
-use crate::helpers::{Reaped, TestApp, actor, both_backends, epoch};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tender");
+use crate::helpers::{Reaped, TestApp, actor, both_backends, epoch, tender_command};
 
 fn at(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
@@ -320,24 +318,6 @@ async fn assert_expired_once<S: Store>(env: &TestApp<S>, cards: i64) {
     assert!(verified.is_intact(), "{verified:?}");
 }
 
-/// A `tender` command on the test's database and keys, with no key or job setting inherited
-/// from the environment.
-fn tender<S: Store>(env: &TestApp<S>, args: &[&str]) -> std::process::Command {
-    let mut command = std::process::Command::new(BIN);
-    command
-        .args(args)
-        .env_remove("TENDER_LOOKUP_KEYS")
-        .env_remove("TENDER_AUDIT_KEYS")
-        .env_remove("TENDER_SEAL_KEY")
-        .env_remove("TENDER_ACTOR")
-        .env_remove("TENDER_JOBS_DIR")
-        .env_remove("TENDER_KEY_DIR")
-        .env("TENDER_DATA_DIR", env.db.path())
-        .env("TENDER_DATABASE_URL", &env.db.url)
-        .stdin(Stdio::null());
-    command
-}
-
 /// `text` with each `(from, to)` replaced, each found exactly once.
 fn edited(text: &str, edits: &[(&str, &str)]) -> String {
     edits.iter().fold(text.to_string(), |text, (from, to)| {
@@ -596,7 +576,7 @@ const DUE_CARDS: i64 = 3_000;
 fn work<S: Store>(env: &TestApp<S>, jobs: &Path, log: &Path) -> Reaped {
     let log = std::fs::File::create(log).unwrap();
     Reaped(
-        tender(env, &["work"])
+        tender_command(env, &["work"])
             .env("TENDER_JOBS_DIR", jobs)
             .env("TENDER_LOG", "info")
             .stdout(Stdio::null())
@@ -983,7 +963,7 @@ async fn a_runner_on_a_replaced_definition_claims_nothing<S: Store>(env: TestApp
     assert_eq!(runs[1].definition, changed.sha[..12]);
 
     // `tender jobs runs` shows which definition ran each (the text table leaves it out).
-    let out = tender(
+    let out = tender_command(
         &env,
         &["jobs", "runs", "--job", "expire", "--format", "json"],
     )
@@ -1159,7 +1139,7 @@ async fn jobs_runs_lists_a_jobs_runs<S: Store>(env: TestApp<S>) {
     .unwrap();
     assert_eq!(ran(purge.pass().await.unwrap()), (1, 1));
 
-    let out = tender(&env, &["jobs", "runs", "--job", "expire"])
+    let out = tender_command(&env, &["jobs", "runs", "--job", "expire"])
         .output()
         .unwrap();
     assert!(
@@ -1187,7 +1167,7 @@ async fn jobs_runs_lists_a_jobs_runs<S: Store>(env: TestApp<S>) {
     }
     assert!(!stdout.contains("purge"), "{stdout}");
 
-    let out = tender(
+    let out = tender_command(
         &env,
         &["jobs", "runs", "--job", "expire", "--format", "json"],
     )

@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 use tender::store::Store;
 use tokio::process::Command;
 
-use crate::helpers::{TestApp, actor, both_backends, open_account};
+use crate::helpers::{TestApp, actor, both_backends, open_account, tender_command};
 use crate::tradein::assert_whole;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tender");
 /// Valuations imported before the workers start: enough that posting them takes a while.
 const VALUATIONS: i64 = 2_000;
 /// Accounts they are spread over, so that workers on PostgreSQL do not all wait on one row.
@@ -23,17 +22,9 @@ const GRACE: Duration = Duration::from_secs(120);
 /// A `tender` command on the test's database, with its keys, the built-in job definitions and
 /// a daily amount no warehouse here reaches.
 fn tender<S: Store>(env: &TestApp<S>, args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
+    let mut command = Command::from(tender_command(env, args));
     command
-        .args(args)
-        .env_remove("TENDER_LOOKUP_KEYS")
-        .env_remove("TENDER_AUDIT_KEYS")
-        .env_remove("TENDER_ACTOR")
-        .env_remove("TENDER_JOBS_DIR")
-        .env("TENDER_DATA_DIR", env.db.path())
-        .env("TENDER_DATABASE_URL", &env.db.url)
         .env("TENDER_TRADEIN_DAILY_AMOUNT", "100000000")
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);

@@ -439,3 +439,28 @@ impl Drop for Reaped {
         }
     }
 }
+
+/// A `tender` process on `env`'s database (its keys in the data dir) with stdin closed, and
+/// without the settings a developer's shell may export (keys, actor, jobs dir, issuer state,
+/// business time zone) that would change what a test sees.
+pub fn tender_command<S: Store>(env: &TestApp<S>, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tender"));
+    command.args(args);
+    for var in [
+        "TENDER_LOOKUP_KEYS",
+        "TENDER_AUDIT_KEYS",
+        "TENDER_SEAL_KEY",
+        "TENDER_KEY_DIR",
+        "TENDER_ACTOR",
+        "TENDER_JOBS_DIR",
+        "TENDER_ISSUER_STATE",
+        "TENDER_BUSINESS_TIME_ZONE",
+    ] {
+        command.env_remove(var);
+    }
+    command
+        .env("TENDER_DATA_DIR", env.db.path())
+        .env("TENDER_DATABASE_URL", &env.db.url)
+        .stdin(std::process::Stdio::null());
+    command
+}
