@@ -19,6 +19,8 @@ pub struct Settings {
     pub key_dir: Option<PathBuf>,
     /// Where printer files are written; default `<data_dir>/exports`.
     pub export_dir: Option<PathBuf>,
+    /// Where settlement reports are written; default `<data_dir>/reports`.
+    pub report_dir: Option<PathBuf>,
     /// Where job definitions that replace the built-in ones are; `None` for the built-in ones.
     pub jobs_dir: Option<PathBuf>,
     /// The witness file this host's seals are appended to; default `<data_dir>/audit.witness`.
@@ -53,6 +55,7 @@ impl Settings {
             database_url: None,
             key_dir: None,
             export_dir: None,
+            report_dir: None,
             jobs_dir: None,
             witness_file: None,
             seal_age_max: SealAgeMax::default(),
@@ -90,6 +93,13 @@ impl Settings {
         self.export_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("exports"))
+    }
+
+    /// The settlement report directory in force.
+    pub fn report_dir(&self) -> PathBuf {
+        self.report_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("reports"))
     }
 
     /// The witness file in force.

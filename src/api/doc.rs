@@ -15,7 +15,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{Route, accounts, batches, cards, redeem, tradein};
+use super::{Route, accounts, batches, cards, redeem, settlements, tradein};
 use crate::service::idempotency::IDEMPOTENCY_KEY_MAX_CHARS;
 
 /// The error body every refusal carries.
@@ -75,6 +75,7 @@ pub struct ErrorDetail {
         tradein::show,
         tradein::approve,
         tradein::reject,
+        settlements::file,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security, &Refusals),

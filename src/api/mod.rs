@@ -19,6 +19,7 @@ pub mod observe;
 pub mod params;
 pub mod redeem;
 pub mod schema;
+pub mod settlements;
 pub mod tradein;
 
 use std::future::{Future, IntoFuture};
@@ -340,6 +341,11 @@ pub fn routes<S: Store>(app: App<S>) -> (Router, Vec<Route>) {
             "/v1/trade-ins/{id}/reject",
             Access::Roles(&[Finance]),
             tradein::reject::<S>,
+        )
+        .get(
+            "/v1/settlements/{date}/files/{name}",
+            Access::Roles(&[Finance]),
+            settlements::file::<S>,
         );
     let Routes {
         router,

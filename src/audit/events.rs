@@ -200,6 +200,7 @@ pub fn transfer_posted(
         TransferKind::Clawback => "ledger.clawed_back",
         TransferKind::Breakage => "ledger.breakage",
         TransferKind::Escheat => "ledger.escheat",
+        TransferKind::Payment => "ledger.payment_received",
     };
     AuditEvent::new(
         actor,
@@ -453,5 +454,31 @@ pub fn trade_in_band_set(actor: &Actor, model_key: &str, max: Money) -> AuditEve
         "tradein.band_set",
         format!("trade_in_band:{model_key}"),
         json!({ "max": max }),
+    )
+}
+
+/// A retailer paid `amount` against what it owes, under its own reference.
+pub fn payment_received(
+    actor: &Actor,
+    retailer: i64,
+    reference: &str,
+    amount: Money,
+    transfer: TransferId,
+) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "retailer.payment_received",
+        format!("retailer:{retailer}"),
+        json!({ "reference": reference, "amount": amount, "transfer_id": transfer }),
+    )
+}
+
+/// A business day was settled: its reports' manifest, by SHA-256.
+pub fn day_settled(actor: &Actor, business_date: &str, manifest_sha256: &str) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "settlement.closed",
+        format!("settlement:{business_date}"),
+        json!({ "manifest_sha256": manifest_sha256 }),
     )
 }

@@ -17,6 +17,7 @@ mod output;
 mod redeem;
 mod retailer;
 mod serve;
+mod settle;
 mod tradein;
 
 use std::fmt;
@@ -64,6 +65,10 @@ struct Global {
     /// Directory printer files are written to (default: DATA_DIR/exports).
     #[arg(long, global = true, env = "TENDER_EXPORT_DIR")]
     export_dir: Option<PathBuf>,
+    /// Directory settlement reports are written to, one folder per business date (default:
+    /// DATA_DIR/reports).
+    #[arg(long, global = true, env = "TENDER_REPORT_DIR")]
+    report_dir: Option<PathBuf>,
     /// Directory of job definitions that replace the built-in ones.
     #[arg(long, global = true, env = "TENDER_JOBS_DIR")]
     jobs_dir: Option<PathBuf>,
@@ -177,6 +182,9 @@ enum Command {
     /// Expire cards whose funds-expiry passed (into breakage or a state's escheat payable),
     /// preview it, or list what will expire.
     Expire(expire::ExpireArgs),
+    /// Close a business day (reconcile, retailer statements, signed reports), verify or export
+    /// its reports, or record a retailer's payment.
+    Settle(settle::SettleArgs),
     /// Serve the HTTP API and run the job runner until ctrl-c or SIGTERM.
     Serve(serve::ServeArgs),
     /// Run the whole flow on a fresh SQLite database in a new directory and print a summary.
@@ -249,6 +257,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         database_url: cli.global.database_url,
         key_dir: cli.global.key_dir,
         export_dir: cli.global.export_dir,
+        report_dir: cli.global.report_dir,
         jobs_dir: cli.global.jobs_dir,
         witness_file: cli.global.witness_file,
         seal_age_max: cli.global.seal_age_max,
@@ -342,7 +351,12 @@ impl Launch for Dispatch {
                 KeyNeeds::AUDIT
             }
             Command::Expire(args) if args.writes() => KeyNeeds::AUDIT,
-            Command::Jobs(_) | Command::Expire(_) | Command::Init | Command::Demo(_) => {
+            Command::Settle(args) if args.writes() => KeyNeeds::AUDIT,
+            Command::Jobs(_)
+            | Command::Expire(_)
+            | Command::Settle(_)
+            | Command::Init
+            | Command::Demo(_) => {
                 KeyNeeds::NONE
             }
         }
@@ -376,6 +390,7 @@ impl Launch for Dispatch {
             Command::ApiKey(command) => api_key::run(&app, ctx, command).await,
             Command::Idempotency(command) => idempotency::run(&app, ctx, command).await,
             Command::Expire(args) => expire::run(&app, ctx, args).await,
+            Command::Settle(args) => settle::run(&app, ctx, args).await,
             Command::Init | Command::Demo(_) => {
                 unreachable!("run() handles these before the app opens")
             }

@@ -286,6 +286,9 @@ pub enum LedgerAccount {
     /// The funds of expired cards owed to a state under its unclaimed-property law, a
     /// liability until remitted: `escheat_payable:{state}`, the state ISO 3166-2.
     EscheatPayable(Jurisdiction),
+    /// The money retailers paid in: debited by each payment a retailer made against its
+    /// receivable, `bank`.
+    Bank,
 }
 
 impl LedgerAccount {
@@ -301,6 +304,7 @@ impl LedgerAccount {
             LedgerAccount::TradeIn => "trade_in".to_string(),
             LedgerAccount::Breakage => "breakage".to_string(),
             LedgerAccount::EscheatPayable(state) => format!("escheat_payable:{state}"),
+            LedgerAccount::Bank => "bank".to_string(),
         }
     }
 
@@ -346,6 +350,8 @@ pub enum TransferKind {
     Breakage,
     /// Expired cards' funds moved to a state's escheat payable.
     Escheat,
+    /// A retailer paid what it owed: the bank debited, its receivable credited.
+    Payment,
 }
 
 impl TransferKind {
@@ -362,6 +368,7 @@ impl TransferKind {
             TransferKind::Clawback => "clawback",
             TransferKind::Breakage => "breakage",
             TransferKind::Escheat => "escheat",
+            TransferKind::Payment => "payment",
         }
     }
 
@@ -378,6 +385,7 @@ impl TransferKind {
             TransferKind::Clawback,
             TransferKind::Breakage,
             TransferKind::Escheat,
+            TransferKind::Payment,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == text)

@@ -1,5 +1,5 @@
 //! The domain layer: gift card codes, card serials, money, regions, retailers, batches, cards
-//! and the point of sale, jurisdictions and their expiry and escheat law, job schedules, the ledger's values, the API's
+//! and the point of sale, jurisdictions and their expiry and escheat law, job schedules, settlement's business dates, the ledger's values, the API's
 //! clients, and the actors the audit trail records.
 //!
 //! These types depend on nothing else in the crate, and on no database,
@@ -22,6 +22,7 @@ mod region;
 mod retailer;
 mod schedule;
 mod serial;
+mod settlement;
 mod tradein;
 
 pub use actor::{ACTOR_SUFFIX_MAX_CHARS, ACTOR_USER_MAX_CHARS, Actor, ActorError};
@@ -51,6 +52,7 @@ pub use retailer::{
 };
 pub use schedule::{CATCH_UP_PERIODS_MAX, CatchUp, Schedule, ScheduleError, wall_clock_instant};
 pub use serial::{SERIAL_SEQUENCE_MAX, Serial, SerialError};
+pub use settlement::{BusinessDate, BusinessDateError, report_cell};
 pub use tradein::{
     DEVICE_MODEL_MAX_CHARS, DEVICE_SERIAL_MAX_CHARS, DEVICE_SERIAL_MIN_CHARS, Device, DeviceModel,
     FIELD_MAX_BYTES, FieldError, Grade, HeldFor, IMEI_DIGITS, RowCounts, RowOutcome,

@@ -2,4 +2,5 @@
 //! known in one file, reader and writer side by side.
 
 pub mod printer_file;
+pub mod settlement_csv;
 pub mod tradein_csv;

@@ -16,6 +16,7 @@ pub mod relay;
 pub mod runtime;
 pub mod schedule;
 pub mod seal_audit;
+pub mod settle;
 pub mod status;
 
 pub use queue::{QueueError, Route};
@@ -38,6 +39,7 @@ use import_trade_ins::{ImportTradeInsJob, ImportTradeInsParams};
 use post_trade_ins::{PostTradeInsJob, PostTradeInsParams};
 use purge::{PurgeDuty, PurgeParams};
 use seal_audit::{SealAuditDuty, SealAuditParams};
+use settle::{SettleDuty, SettleOutputs, SettleParams};
 
 /// A job the runtime can run.
 pub trait Job: Clone + Send + Sync + 'static {
@@ -71,6 +73,8 @@ pub struct Catalog {
     pub purge: JobDefinition<PurgeParams>,
     /// The nightly expiry.
     pub expire: JobDefinition<ExpireParams>,
+    /// The nightly settlement.
+    pub settle: JobDefinition<SettleParams>,
 }
 
 impl Catalog {
@@ -83,11 +87,12 @@ impl Catalog {
             seal_audit: seal_audit::definition(dir)?,
             purge: purge::definition(dir)?,
             expire: expire::definition(dir)?,
+            settle: settle::definition(dir)?,
         })
     }
 
     /// A runtime for `app` running every job and every duty this process can run (the seal
-    /// only where the seal key is), showing generation progress through `progress`.
+    /// and settlement only where the seal key is), showing generation progress through `progress`.
     pub fn runtime<S: Store>(&self, app: &App<S>, progress: ProgressFn) -> Runtime<S> {
         let services = app.services();
         let settings = app.settings();
@@ -117,19 +122,33 @@ impl Catalog {
                     settings.finished_jobs_keep.get(),
                 ),
             );
-        match SealKey::load(&settings.key_dir()) {
-            Ok(key) => {
+        // Each duty holds its own copy of the key, read from the same place.
+        match SealKey::load(&settings.key_dir()).and_then(|key| {
+            SealKey::load(&settings.key_dir()).map(|again| (key, again))
+        }) {
+            Ok((key, again)) => {
+                let settle = SettleDuty::new(
+                    services.clone(),
+                    self.settle.clone(),
+                    SettleOutputs {
+                        key: Arc::new(again),
+                        witness: settings.witness_file(),
+                        report_dir: settings.report_dir(),
+                    },
+                );
                 let duty = SealAuditDuty::new(
                     services.clone(),
                     self.seal_audit.clone(),
                     key,
                     settings.witness_file(),
                 );
-                runtime = runtime.with_duty(services.clone(), duty);
+                runtime = runtime
+                    .with_duty(services.clone(), duty)
+                    .with_duty(services.clone(), settle);
             }
             Err(error) => tracing::info!(
                 code = error.code(),
-                "no seal key here: this process never claims seal-audit"
+                "no seal key here: this process never claims seal-audit or settle"
             ),
         }
         runtime

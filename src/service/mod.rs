@@ -30,6 +30,7 @@ pub mod printer_check;
 pub mod redemption;
 pub mod retailers;
 pub mod schedules;
+pub mod settlement;
 pub mod tradein;
 pub mod trail;
 
@@ -196,6 +197,12 @@ impl<S: Store> Services<S> {
     /// Scheduled job runs: the definition in force, period claims, leases and the record.
     pub fn schedules(&self) -> schedules::Schedules<'_, S> {
         schedules::Schedules(self)
+    }
+
+    /// Closing business days: reconciliation, retailer statements, signed reports; and the
+    /// payments retailers make.
+    pub fn settlement(&self) -> settlement::Settlement<'_, S> {
+        settlement::Settlement(self)
     }
 
     /// Verifying and sealing the audit trail.

@@ -4,7 +4,7 @@
 //! consistent snapshot), calls repository steps on it, one trait per aggregate
 //! ([`RetailerRepo`], [`BatchRepo`], [`CardRepo`], [`AuditRepo`], [`OutboxRepo`],
 //! [`KeyRepo`], [`LedgerRepo`], [`PosRepo`], [`RedeemRepo`], [`ApiKeyRepo`], [`IdempotencyRepo`],
-//! [`TradeInRepo`], [`ScheduleRepo`], [`ExpiryRepo`]), and commits.
+//! [`TradeInRepo`], [`ScheduleRepo`], [`ExpiryRepo`], [`SettlementRepo`]), and commits.
 //!
 //! Every SQL statement is written once, in `store/sql/`, with `$N` placeholders, and compiled
 //! for each backend with that backend's concrete types (`sqlite.rs` and `postgres.rs` each
@@ -21,6 +21,7 @@ mod postgres;
 pub mod redeem;
 mod rows;
 pub mod schedule;
+pub mod settlement;
 mod sqlite;
 pub mod tradein;
 
@@ -32,6 +33,7 @@ pub use ledger::LedgerRepo;
 pub use pos::PosRepo;
 pub use redeem::RedeemRepo;
 pub use schedule::ScheduleRepo;
+pub use settlement::SettlementRepo;
 pub use sqlite::SQLITE_POOL_CONNECTIONS;
 pub use tradein::TradeInRepo;
 
@@ -82,6 +84,9 @@ pub enum StoreError {
     /// committed meanwhile): running the transaction again succeeds.
     #[error("{0} changed while this transaction ran; try again")]
     Moved(&'static str),
+    /// The unit of work outlasted [`UNIT_OF_WORK_DEADLINE`] and was rolled back.
+    #[error("the work took longer than its deadline and was rolled back; try again")]
+    Deadline,
 }
 
 impl StoreError {
@@ -126,12 +131,13 @@ impl Classify for StoreError {
             StoreError::SchemaBehind => "store.schema_behind",
             StoreError::SchemaAhead => "store.schema_ahead",
             StoreError::Moved(_) => "store.moved",
+            StoreError::Deadline => "store.deadline",
         }
     }
 
     fn kind(&self) -> Kind {
         match self {
-            StoreError::Busy(_) | StoreError::Moved(_) => Kind::Transient,
+            StoreError::Busy(_) | StoreError::Moved(_) | StoreError::Deadline => Kind::Transient,
             StoreError::SchemaBehind | StoreError::SchemaAhead => Kind::Conflict,
             StoreError::Corrupt(_) | StoreError::Database(_) | StoreError::Migrate(_) => {
                 Kind::Internal
@@ -161,7 +167,18 @@ pub struct SqlStore<DB: sqlx::Database> {
     /// Where this process's writers wait their turn, first come first served, on a backend
     /// with one writer at a time ([`Backend::WRITER_QUEUE`]).
     writers: Arc<tokio::sync::Mutex<()>>,
+    /// How long a write transaction may last, from the moment it is asked for to its commit.
+    unit_deadline: std::time::Duration,
 }
+
+/// How long a unit of work (one write transaction, from asking for it to its commit) may
+/// last: one that takes longer is rolled back at its commit instead of committing. Whatever a
+/// service recorded as "now" inside it is therefore never more than this old when it becomes
+/// visible, which is what lets settlement close a day a grace period after its cut-off
+/// (`service::settlement::SETTLEMENT_GRACE` is longer than this, the writer queue and the
+/// hosts' clock skew together). On PostgreSQL the statement and idle-in-transaction timeouts
+/// of each write transaction back it up (PostgreSQL 15 has no transaction timeout).
+pub const UNIT_OF_WORK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
 // By hand: a derive would demand `DB: Clone`, which sqlx's database markers are not.
 impl<DB: sqlx::Database> Clone for SqlStore<DB> {
@@ -169,6 +186,7 @@ impl<DB: sqlx::Database> Clone for SqlStore<DB> {
         SqlStore {
             pool: self.pool.clone(),
             writers: Arc::clone(&self.writers),
+            unit_deadline: self.unit_deadline,
         }
     }
 }
@@ -179,6 +197,9 @@ pub struct SqlTx<DB: sqlx::Database> {
     tx: Transaction<'static, DB>,
     /// A write transaction's turn (SQLite), given up after the commit or when dropped.
     turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// After this, a write transaction rolls back instead of committing
+    /// ([`UNIT_OF_WORK_DEADLINE`]); none for a read.
+    deadline: Option<tokio::time::Instant>,
 }
 
 /// A database tender stores in: connect, migrate, open transactions.
@@ -199,6 +220,7 @@ pub trait Store: Clone + Send + Sync + 'static {
         + TradeInRepo
         + ScheduleRepo
         + ExpiryRepo
+        + SettlementRepo
         + Send;
 
     /// Whether [`OutboxRepo::claim_outbox`] holds row locks until the transaction ends

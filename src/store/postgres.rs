@@ -39,8 +39,12 @@ pub(super) fn is_transient_code(code: &str) -> bool {
 }
 
 impl Backend for Postgres {
-    const BEGIN_WRITE: &'static str = "BEGIN";
-    const BEGIN_UNFLUSHED: &'static str = "BEGIN; SET LOCAL synchronous_commit = off";
+    // The timeouts back up the unit-of-work deadline (`UNIT_OF_WORK_DEADLINE`, 60 s), sent
+    // with the BEGIN in one round trip; PostgreSQL 15 has no transaction timeout.
+    const BEGIN_WRITE: &'static str = "BEGIN; SET LOCAL statement_timeout = '60s'; \
+         SET LOCAL idle_in_transaction_session_timeout = '60s'";
+    const BEGIN_UNFLUSHED: &'static str = "BEGIN; SET LOCAL synchronous_commit = off; \
+         SET LOCAL statement_timeout = '60s'; SET LOCAL idle_in_transaction_session_timeout = '60s'";
     const BEGIN_READ: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
     const WRITER_QUEUE: Option<Duration> = None;
     const ROW_LOCKS: bool = true;

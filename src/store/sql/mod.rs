@@ -20,6 +20,7 @@ mod pos;
 mod redeem;
 mod retailer;
 mod schedule;
+mod settlement;
 mod tradein;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ impl Store for SqlStore<Db> {
         Ok(SqlStore {
             pool: <Db as Backend>::connect(url).await?,
             writers: Default::default(),
+            unit_deadline: crate::store::UNIT_OF_WORK_DEADLINE,
         })
     }
 
@@ -82,6 +84,7 @@ impl Store for SqlStore<Db> {
         Ok(SqlTx {
             tx: self.pool.begin_with(<Db as Backend>::BEGIN_READ).await?,
             turn: None,
+            deadline: None,
         })
     }
 
@@ -118,9 +121,18 @@ impl Store for SqlStore<Db> {
 }
 
 impl SqlStore<Db> {
+    /// The same store, rolling back write transactions that outlast `deadline` instead of
+    /// [`crate::store::UNIT_OF_WORK_DEADLINE`]: for tests of the deadline itself.
+    pub fn with_unit_deadline(mut self, deadline: std::time::Duration) -> Self {
+        self.unit_deadline = deadline;
+        self
+    }
+
     /// A write transaction opened by `begin`, after this process's earlier writers on a
     /// backend with one writer at a time.
     async fn begin_as(&self, begin: &'static str) -> StoreResult<SqlTx<Db>> {
+        // From the moment it is asked for: a service may read the clock before it begins.
+        let deadline = tokio::time::Instant::now() + self.unit_deadline;
         let turn = match <Db as Backend>::WRITER_QUEUE {
             Some(wait) => Some(
                 tokio::time::timeout(wait, Arc::clone(&self.writers).lock_owned())
@@ -132,13 +144,19 @@ impl SqlStore<Db> {
         Ok(SqlTx {
             tx: self.pool.begin_with(begin).await?,
             turn,
+            deadline: Some(deadline),
         })
     }
 }
 
 impl Tx for SqlTx<Db> {
     async fn commit(self) -> StoreResult<()> {
-        let SqlTx { tx, turn } = self;
+        let SqlTx { tx, turn, deadline } = self;
+        if deadline.is_some_and(|d| tokio::time::Instant::now() > d) {
+            tracing::warn!("a unit of work outlasted its deadline and was rolled back");
+            // Dropping the transaction rolls it back.
+            return Err(StoreError::Deadline);
+        }
         let committed = tx.commit().await.map_err(StoreError::from);
         // The next writer's turn only once the database's write lock is free.
         drop(turn);
