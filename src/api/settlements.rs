@@ -29,7 +29,18 @@ impl<S: Send + Sync> FromRequestParts<S> for DayFile {
             axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
                 .await
                 .map_err(|_| bad_date())?;
-        let date = BusinessDate::parse(&date).map_err(|_| bad_date())?;
+        let date = match BusinessDate::parse(&date) {
+            Ok(date) => date,
+            // A real calendar date outside tender's range is well formed: no day of it closed.
+            Err(_) if chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").is_ok() => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "settle.not_settled",
+                    "no business day before 2000-01-01 or after 9998-12-31 is ever settled",
+                ));
+            }
+            Err(_) => return Err(bad_date()),
+        };
         // Report names are lower-case words with `_` and one `.`: nothing else is looked up.
         let plain = !name.is_empty()
             && name.len() <= FILE_NAME_MAX_CHARS
@@ -84,7 +95,10 @@ pub async fn file<S: Store>(
     };
     let disposition = format!("attachment; filename=\"{date}-{name}\"");
     Ok((
-        [(CONTENT_TYPE, content_type.to_string()), (CONTENT_DISPOSITION, disposition)],
+        [
+            (CONTENT_TYPE, content_type.to_string()),
+            (CONTENT_DISPOSITION, disposition),
+        ],
         bytes,
     )
         .into_response())

@@ -16,7 +16,9 @@ use super::output::{progress_bars, visible};
 use crate::app::{self, App, Launch};
 use crate::clock::{AdvancedClock, SharedClock};
 use crate::config::Settings;
-use crate::domain::{AccountId, Actor, Batch, CardState, Code, PageRows, Serial, TradeInState};
+use crate::domain::{
+    AccountId, Actor, Batch, BusinessDate, CardState, Code, PageRows, Serial, TradeInState,
+};
 use crate::error::Classify;
 use crate::formats::printer_file::{self, PrinterFileReader};
 use crate::jobs::{Catalog, RunMode};
@@ -25,6 +27,7 @@ use crate::service::batches::BatchForm;
 use crate::service::cards::{ActivateForm, PosForm, StoreForm, VoidForm};
 use crate::service::ledger::{AccountForm, AdjustForm, Adjusted, RefundForm, SpendForm};
 use crate::service::redemption::{RedeemError, Redeemed};
+use crate::service::settlement::{PaymentForm, SETTLEMENT_GRACE};
 use crate::service::trail::VerifyRequest;
 use crate::store::Store;
 
@@ -99,10 +102,13 @@ pub(super) async fn run(args: DemoArgs, actor: Actor) -> Result<(), CliError> {
     let started = Instant::now();
     let settings = Settings::in_dir(&dir);
     app::init(&settings, shared.clone(), &actor).await?;
+    let first_day = BusinessDate::of(shared.now(), settings.business_time_zone.get())
+        .ok_or_else(|| CliError::new("demo.clock", "the system clock is out of range"))?;
     let demo = Demo {
         cards: args.cards,
         actor,
         clock,
+        first_day,
     };
     app::launch(&settings, shared, demo).await??;
     println!(
@@ -121,6 +127,8 @@ struct Demo {
     cards: u64,
     actor: Actor,
     clock: AdvancedClock,
+    /// The business day the demo started on: the first it settles.
+    first_day: BusinessDate,
 }
 
 /// The demo's two batches, generated.
@@ -276,11 +284,118 @@ impl Launch for Demo {
             report.records,
             report.chains_used
         );
+        self.settlement(&app, &seal_key, self.first_day).await?;
         Ok(())
     }
 }
 
 impl Demo {
+    /// Nightly settlement: the clock moves past the last day's cut-off and grace, each day
+    /// since the demo began closes in order (reconciled, signed, written, the trail sealed);
+    /// the first day's roll-forward and statements are printed; the retailer pays what it
+    /// owes (entered twice, recorded once); and the reports verify against their manifest.
+    async fn settlement<S: Store>(
+        &self,
+        app: &App<S>,
+        key: &SealKey,
+        first: BusinessDate,
+    ) -> Result<(), CliError> {
+        let settings = app.settings();
+        let zone = settings.business_time_zone.get();
+        let now = app.services().clock().now();
+        let last =
+            BusinessDate::of(now, zone).ok_or_else(|| unexpected("the clock is out of range"))?;
+        let ready = last.cutoff(zone)
+            + chrono::TimeDelta::from_std(SETTLEMENT_GRACE).expect("the grace fits");
+        if let Ok(wait) = (ready - now).to_std() {
+            self.clock.advance(wait + Duration::from_secs(1));
+        }
+        let settlement = app.services().settlement();
+        let mut day = first;
+        let mut shown = None;
+        loop {
+            let settled = settlement
+                .settle(
+                    day,
+                    key,
+                    &settings.witness_file(),
+                    &settings.report_dir(),
+                    &self.actor,
+                )
+                .await?;
+            let closings: Vec<String> = settled
+                .roll_forward
+                .iter()
+                .filter_map(|r| {
+                    r.line("closing")
+                        .map(|c| crate::domain::Money::from_minor(c, r.currency).to_string())
+                })
+                .collect();
+            println!(
+                "{} {day} settled after its cut-off and grace: {} files in {}, liability at the cut-off {}, audit seal {}",
+                if day == first { "18." } else { "   " },
+                settled.files.len() + 2,
+                settled.dir.display(),
+                closings.join(", "),
+                settled.seal_id.map_or("-".into(), |id| id.to_string())
+            );
+            if shown.is_none() {
+                shown = Some(settled);
+            }
+            if day >= last {
+                break;
+            }
+            day = day
+                .next()
+                .ok_or_else(|| unexpected("a day past the range"))?;
+        }
+        if let Some(settled) = &shown {
+            super::settle::print_settled(settled);
+        }
+        // The US statement, where the demo sold most.
+        let owed = shown
+            .iter()
+            .flat_map(|s| &s.statements)
+            .filter(|s| s.closing > 0)
+            .max_by_key(|s| s.activated_cards);
+        if let Some(statement) = owed {
+            let amount = crate::domain::Money::from_minor(statement.closing, statement.currency);
+            let form = PaymentForm::parse(
+                &statement.retailer,
+                &amount.to_decimal().to_string(),
+                statement.currency.code(),
+                "DEMO-REMIT-0001",
+            )?;
+            let first_entry = settlement.record_payment(&form, &self.actor).await?;
+            let again = settlement.record_payment(&form, &self.actor).await?;
+            println!(
+                "19. {} paid {amount} (`tender settle record-payment --reference DEMO-REMIT-0001`): transfer {}; entered again, {} (tomorrow's statement shows it)",
+                visible(&statement.retailer),
+                first_entry.transfer_id,
+                if again.replayed && again.transfer_id == first_entry.transfer_id {
+                    "recorded once"
+                } else {
+                    "RECORDED TWICE"
+                }
+            );
+        }
+        let public = key.public();
+        for (n, verified) in [first, last].into_iter().enumerate() {
+            let check = settlement
+                .verify(verified, &public, &settings.report_dir())
+                .await?;
+            if !check.ok() {
+                return Err(unexpected("the settlement reports failed verification"));
+            }
+            println!(
+                "{} `tender settle verify --date {verified}`: the manifest's signature and {} files match",
+                if n == 0 { "20." } else { "   " },
+                check.files.len()
+            );
+        }
+        Ok(())
+    }
+
     /// A store in Texas sells the US batch's first cards as one box; one is voided, another
     /// blocked, and the support desk's view of the blocked one is printed. A store in England
     /// sells the UK batch's first card.

@@ -1568,6 +1568,13 @@ fn the_demo_runs_the_whole_flow() {
         "the same request again: 201 with the first answer and Idempotent-Replayed: true",
         "       tender_redemptions_total{outcome=\"ok\"} ",
         "17. audit trail sealed",
+        "18. ",
+        " settled after its cut-off and grace: 7 files in ",
+        "difference                   0.00 USD\n",
+        "Demo Books  0.00 USD  5     125.00 USD  3.15 USD    1       97.48 USD  0.00 USD  97.48 USD\n",
+        "19. Demo Books paid 97.48 USD (`tender settle record-payment --reference DEMO-REMIT-0001`): transfer ",
+        "entered again, recorded once",
+        "20. `tender settle verify --date ",
     ] {
         assert!(stdout.contains(expected), "{expected:?} in {stdout}");
     }
@@ -1603,6 +1610,9 @@ fn the_demo_runs_the_whole_flow() {
     let typed: Vec<String> = codes.iter().flat_map(|c| typed_forms(c)).collect();
     assert_eq!(codes_found_in(stdout.as_bytes(), &typed), 0, "{stdout}");
     assert_eq!(codes_found_in(&out.stderr, &typed), 0);
+    // Every day the demo ran on closed, its files written and verified.
+    let closed = std::fs::read_dir(dir.join("reports")).unwrap().count();
+    assert!(closed >= 2, "{closed} days closed");
     // What the demo wrote holds no code either: only the printer files do.
     let mut bytes = Vec::new();
     for file in ["tender.db", "tender.db-wal"] {

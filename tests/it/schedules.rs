@@ -1073,8 +1073,9 @@ both_backends!(
 // 7. The seal key
 
 /// The job runtime of a process without the seal key runs expire and purge and never claims
-/// seal-audit (nor records a definition of it). With the seal key in its key directory, the
-/// next runtime claims seal-audit, and a seal exists, witnessed.
+/// seal-audit or settle (nor records a definition of them). With the seal key in its key
+/// directory, the next runtime claims both: seal-audit seals, and settle closes the day before
+/// and seals again after it.
 async fn only_a_process_with_the_seal_key_claims_seal_audit<S: Store>(env: TestApp<S>) {
     let catalog = Catalog::load(None).unwrap();
     let env = &env;
@@ -1088,9 +1089,9 @@ async fn only_a_process_with_the_seal_key_claims_seal_audit<S: Store>(env: TestA
         .await
         .unwrap();
     assert_eq!((count("expire").await, count("purge").await), (1, 1));
-    assert_eq!(count("seal-audit").await, 0);
+    assert_eq!((count("seal-audit").await, count("settle").await), (0, 0));
     assert_eq!(
-        env.count("SELECT count(*) FROM job_definition WHERE job = 'seal-audit'")
+        env.count("SELECT count(*) FROM job_definition WHERE job IN ('seal-audit', 'settle')")
             .await,
         0
     );
@@ -1106,7 +1107,11 @@ async fn only_a_process_with_the_seal_key_claims_seal_audit<S: Store>(env: TestA
     let sealed = runs(env, "seal-audit").await;
     assert_eq!(sealed.len(), 1);
     assert_eq!(sealed[0].status, "succeeded", "{sealed:?}");
-    assert_eq!(env.count("SELECT count(*) FROM audit_seal").await, 1);
+    let settled = runs(env, "settle").await;
+    assert_eq!(settled.len(), 1);
+    assert_eq!(settled[0].status, "succeeded", "{settled:?}");
+    assert_eq!(env.count("SELECT count(*) FROM settlement").await, 1);
+    assert_eq!(env.count("SELECT count(*) FROM audit_seal").await, 2);
     assert!(settings.witness_file().exists());
     // Expire and purge ran for today already.
     assert_eq!((count("expire").await, count("purge").await), (1, 1));
