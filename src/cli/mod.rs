@@ -356,9 +356,7 @@ impl Launch for Dispatch {
             | Command::Expire(_)
             | Command::Settle(_)
             | Command::Init
-            | Command::Demo(_) => {
-                KeyNeeds::NONE
-            }
+            | Command::Demo(_) => KeyNeeds::NONE,
         }
     }
 

@@ -41,7 +41,12 @@ enum SettleCommand {
         #[arg(long, value_name = "DATE")]
         date: String,
         /// The directory to write them into (created if missing).
-        #[arg(long, value_name = "DIR", conflicts_with = "file", required_unless_present = "file")]
+        #[arg(
+            long,
+            value_name = "DIR",
+            conflicts_with = "file",
+            required_unless_present = "file"
+        )]
         out: Option<PathBuf>,
         /// The one file to write to stdout (roll_forward.csv, manifest.json, …).
         #[arg(long, value_name = "NAME")]
@@ -153,12 +158,18 @@ pub(super) async fn run<S: Store>(
             let dir = out.expect("clap requires --out without --file");
             let files = settlement.export(date).await?;
             std::fs::create_dir_all(&dir).map_err(|e| {
-                CliError::new("settle.io", format!("{} could not be created: {e}", dir.display()))
+                CliError::new(
+                    "settle.io",
+                    format!("{} could not be created: {e}", dir.display()),
+                )
             })?;
             for (name, bytes) in &files {
                 let path = dir.join(name);
                 std::fs::write(&path, bytes).map_err(|e| {
-                    CliError::new("settle.io", format!("{} could not be written: {e}", path.display()))
+                    CliError::new(
+                        "settle.io",
+                        format!("{} could not be written: {e}", path.display()),
+                    )
                 })?;
             }
             println!("wrote {} files of {date} to {}", files.len(), dir.display());
@@ -225,7 +236,14 @@ pub(super) fn print_settled(settled: &Settled) {
     println!("retailer statements:");
     print_table(
         &[
-            "retailer", "opening", "sold", "gross", "commission", "voided", "net due", "paid",
+            "retailer",
+            "opening",
+            "sold",
+            "gross",
+            "commission",
+            "voided",
+            "net due",
+            "paid",
             "closing",
         ],
         settled.statements.iter().map(|s| {

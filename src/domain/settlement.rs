@@ -152,15 +152,15 @@ mod tests {
         let fall = BusinessDate::parse("2026-11-01").unwrap();
         assert_eq!(fall.start(ny), at("2026-11-01T04:00:00Z"));
         assert_eq!(fall.cutoff(ny), at("2026-11-02T05:00:00Z"));
-        assert_eq!(
-            BusinessDate::of(at("2026-11-02T04:59:59Z"), ny),
-            Some(fall)
-        );
+        assert_eq!(BusinessDate::of(at("2026-11-02T04:59:59Z"), ny), Some(fall));
         // Where the clock skips midnight (Santiago), the day starts when the gap ends.
         let santiago: Tz = "America/Santiago".parse().unwrap();
         let skipped = BusinessDate::parse("2026-09-06").unwrap();
         assert_eq!(skipped.start(santiago), at("2026-09-06T04:00:00Z"));
-        assert_eq!(skipped.previous().unwrap().cutoff(santiago), skipped.start(santiago));
+        assert_eq!(
+            skipped.previous().unwrap().cutoff(santiago),
+            skipped.start(santiago)
+        );
     }
 
     #[test]

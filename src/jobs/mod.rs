@@ -123,9 +123,9 @@ impl Catalog {
                 ),
             );
         // Each duty holds its own copy of the key, read from the same place.
-        match SealKey::load(&settings.key_dir()).and_then(|key| {
-            SealKey::load(&settings.key_dir()).map(|again| (key, again))
-        }) {
+        match SealKey::load(&settings.key_dir())
+            .and_then(|key| SealKey::load(&settings.key_dir()).map(|again| (key, again)))
+        {
             Ok((key, again)) => {
                 let settle = SettleDuty::new(
                     services.clone(),

@@ -118,9 +118,7 @@ pub enum SettleError {
         message: String,
     },
     /// The payment reference is taken by a different payment.
-    #[error(
-        "payment {reference:?} of {retailer} was recorded with a different amount or currency"
-    )]
+    #[error("payment {reference:?} of {retailer} was recorded with a different amount or currency")]
     PaymentConflict {
         /// The retailer.
         retailer: String,
@@ -514,7 +512,8 @@ impl<S: Store> Settlement<'_, S> {
                     settled_by: actor.to_string(),
                     settled_at: services.clock.now().to_rfc3339(),
                 };
-                closed_now = rerun!(self.store_day(&row, &files, &liabilities, &receivables, actor))?;
+                closed_now =
+                    rerun!(self.store_day(&row, &files, &liabilities, &receivables, actor))?;
                 if closed_now {
                     row
                 } else {
@@ -733,7 +732,10 @@ impl<S: Store> Settlement<'_, S> {
         let mut named = Vec::new();
         for row in tx.customer_drift(DRIFT_NAMED_MAX).await? {
             let account = LedgerAccount::Customer(AccountId(row.id)).key();
-            named.push(format!("{account} by {}", amount(row.difference_minor, &row.currency)?));
+            named.push(format!(
+                "{account} by {}",
+                amount(row.difference_minor, &row.currency)?
+            ));
         }
         for row in tx.card_drift(DRIFT_NAMED_MAX).await? {
             let serial = u64::try_from(row.id)
@@ -741,7 +743,10 @@ impl<S: Store> Settlement<'_, S> {
                 .and_then(|s| Serial::from_sequence(s).ok())
                 .ok_or_else(|| StoreError::corrupt("a card's serial"))?;
             let account = LedgerAccount::Card(serial).key();
-            named.push(format!("{account} by {}", amount(row.difference_minor, &row.currency)?));
+            named.push(format!(
+                "{account} by {}",
+                amount(row.difference_minor, &row.currency)?
+            ));
         }
         Ok(if named.is_empty() {
             "; every account's balance agrees with its entries, so entries recorded before the \
@@ -955,7 +960,10 @@ impl<S: Store> Settlement<'_, S> {
         Ok(true)
     }
 
-    async fn stored_files(&self, date: BusinessDate) -> Result<Vec<SettlementFileRow>, SettleError> {
+    async fn stored_files(
+        &self,
+        date: BusinessDate,
+    ) -> Result<Vec<SettlementFileRow>, SettleError> {
         let mut tx = self.0.store.read().await?;
         let files = tx.settlement_files(&date.to_string()).await?;
         tx.commit().await?;
@@ -1082,7 +1090,9 @@ impl<S: Store> Settlement<'_, S> {
         let mut tx = services.store.begin().await?;
         let at = services.clock.now();
         let Some(retailer) = tx.retailer_by_name(&form.retailer).await? else {
-            return Err(SettleError::UnknownRetailer(form.retailer.as_str().to_string()));
+            return Err(SettleError::UnknownRetailer(
+                form.retailer.as_str().to_string(),
+            ));
         };
         let retailer_id = retailer.id;
         let currency = form.amount.currency();

@@ -234,8 +234,7 @@ pub trait SettlementRepo {
 
     /// Trade-in valuations not yet credited in full (queued or held), per currency: what
     /// they would still credit.
-    fn pending_valuations(&mut self)
-    -> impl Future<Output = StoreResult<Vec<CurrencySum>>> + Send;
+    fn pending_valuations(&mut self) -> impl Future<Output = StoreResult<Vec<CurrencySum>>> + Send;
 
     /// What claw-backs could not take back and customers still owe, per currency.
     fn owed_clawbacks(&mut self) -> impl Future<Output = StoreResult<Vec<CurrencySum>>> + Send;

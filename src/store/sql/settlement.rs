@@ -4,8 +4,8 @@
 
 use super::Db;
 use crate::store::settlement::{
-    CurrencySum, DriftRow, LateRow, LiabilityRow, MovementRow, PaymentRow, ReceivableRow, RetailerSum,
-    SalesRow, SettlementFileRow, SettlementRepo, SettlementRow, TradeInDayRow,
+    CurrencySum, DriftRow, LateRow, LiabilityRow, MovementRow, PaymentRow, ReceivableRow,
+    RetailerSum, SalesRow, SettlementFileRow, SettlementRepo, SettlementRow, TradeInDayRow,
 };
 use crate::store::{SqlTx, StoreResult};
 
@@ -503,7 +503,11 @@ impl SettlementRepo for SqlTx<Db> {
         Ok(())
     }
 
-    async fn insert_settled_liability(&mut self, date: &str, row: &LiabilityRow) -> StoreResult<()> {
+    async fn insert_settled_liability(
+        &mut self,
+        date: &str,
+        row: &LiabilityRow,
+    ) -> StoreResult<()> {
         sqlx::query::<Db>(
             "INSERT INTO settlement_liability \
              (business_date, currency, closing_minor, pending_minor, owed_minor) \
