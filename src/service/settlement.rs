@@ -465,8 +465,15 @@ impl<S: Store> Settlement<'_, S> {
             // Take the write lock once: every writer that began before now has committed.
             services.store.begin().await?.commit().await?;
         }
-        let facts = rerun!(self.facts(date, start, cutoff, closed.is_some()))?;
-        let (roll_forward, statements, liabilities, receivables) = self.reconcile(date, &facts)?;
+        let checked = match rerun!(self.facts(date, start, cutoff, closed.is_some())) {
+            Ok(facts) => self.reconcile(date, &facts).map(|parts| (facts, parts)),
+            Err(e) => Err(e),
+        };
+        if let Err(SettleError::Unbalanced { detail, .. }) = &checked {
+            // Loudly: finance must look before the day can close.
+            tracing::error!(%date, %detail, "the business day does not reconcile");
+        }
+        let (facts, (roll_forward, statements, liabilities, receivables)) = checked?;
         let reports = reports(date, &facts, &roll_forward, &statements);
         let files: Vec<SettlementFileRow> = reports
             .iter()
@@ -527,8 +534,9 @@ impl<S: Store> Settlement<'_, S> {
         };
         if !closed_now {
             let stored = self.stored_files(date).await?;
-            for (new, old) in files.iter().zip(&stored) {
-                if new != old {
+            // The store lists the files by name, not in manifest order: compare by name.
+            for new in &files {
+                if stored.iter().find(|old| old.name == new.name) != Some(new) {
                     return Err(SettleError::Changed {
                         date,
                         file: new.name.clone(),
@@ -887,6 +895,11 @@ impl<S: Store> Settlement<'_, S> {
                 )));
             }
             let closing = r.opening + net_due - r.payments;
+            // A retailer that owes nothing and did nothing has no statement that day.
+            if r.opening == 0 && closing == 0 && r.sales.0 == 0 && r.voids.0 == 0 && r.payments == 0
+            {
+                continue;
+            }
             let history = facts
                 .ageing_history
                 .get(&(*retailer_id, code.clone()))
