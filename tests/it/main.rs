@@ -24,6 +24,8 @@ mod ledger;
 mod redeem;
 mod retailers;
 mod schedules;
+mod settlement;
+mod settlement_runs;
 mod store;
 mod tradein;
 mod tradein_workers;
