@@ -616,7 +616,7 @@ impl<S: Store> Settlement<'_, S> {
                 .map(|r| (r.currency.clone(), r.closing_minor))
                 .collect()
         } else {
-            to_map(tx.liability_before(start_ms).await?)
+            to_map(tx.liability_between(i64::MIN, start_ms).await?)
         };
         // The balances at the cut-off: as their rows and card states hold them now, less
         // every liability leg recorded since.
@@ -624,7 +624,7 @@ impl<S: Store> Settlement<'_, S> {
         for sum in tx.active_card_value().await? {
             *at_cutoff.entry(sum.currency).or_default() += sum.minor;
         }
-        for sum in tx.liability_since(end_ms).await? {
+        for sum in tx.liability_between(end_ms, i64::MAX).await? {
             *at_cutoff.entry(sum.currency).or_default() -= sum.minor;
         }
         // A currency first used after the cut-off sums to nothing at it: it is not the day's,
@@ -656,7 +656,7 @@ impl<S: Store> Settlement<'_, S> {
                     .opening = row.closing_minor;
             }
         } else {
-            for sum in tx.receivables_before(start_ms).await? {
+            for sum in tx.receivables_between(i64::MIN, start_ms).await? {
                 // Receivable legs debit (negative) what the retailer owes.
                 receivables
                     .entry((sum.retailer_id, sum.currency))
@@ -683,11 +683,17 @@ impl<S: Store> Settlement<'_, S> {
                 .or_default()
                 .payments += row.amount_minor;
         }
-        for sum in tx.receivables_between(start_ms, end_ms).await? {
-            receivables
-                .entry((sum.retailer_id, sum.currency))
-                .or_default()
-                .ledger = -sum.minor;
+        // What each receivable's own entries did in the day: its legs debit what is owed.
+        for m in &movements {
+            if let Some(id) = m.account.strip_prefix("receivable:") {
+                let retailer_id = id
+                    .parse::<i64>()
+                    .map_err(|_| StoreError::corrupt("a receivable's account name"))?;
+                receivables
+                    .entry((retailer_id, m.currency.clone()))
+                    .or_default()
+                    .ledger += m.debits - m.credits;
+            }
         }
         let mut retailer_names = BTreeMap::new();
         let mut ageing_history = BTreeMap::new();
@@ -805,14 +811,14 @@ impl<S: Store> Settlement<'_, S> {
                 if kind == TransferKind::Redemption && m.account == "customer" {
                     redeemed += m.credits - m.debits;
                 }
-                if !m.late {
-                    *current.entry(movement(kind)).or_default() += m.credits - m.debits;
-                }
+                *current.entry(movement(kind)).or_default() += m.credits - m.debits;
             }
+            // Late transfers show on their own lines, so they leave the day's own.
             let mut late: BTreeMap<(BusinessDate, &str), i64> = BTreeMap::new();
             for (day, c, kind, minor) in &facts.late {
                 if c == code {
                     *late.entry((*day, movement(*kind))).or_default() += minor;
+                    *current.entry(movement(*kind)).or_default() -= minor;
                 }
             }
             let opening = facts.opening.get(code).copied().unwrap_or(0);

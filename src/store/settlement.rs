@@ -6,17 +6,15 @@ use std::future::Future;
 
 use super::StoreResult;
 
-/// The day's entries summed per currency, transfer kind, lateness and account. `account` is a
-/// system account's name, or `card` / `customer` for the liability accounts, which are too
-/// many to list one by one.
+/// The day's entries summed per currency, transfer kind and account. `account` is a system
+/// account's name, or `card` / `customer` for the liability accounts, which are too many to
+/// list one by one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MovementRow {
     /// The transfers' currency.
     pub currency: String,
     /// The transfers' kind, as stored.
     pub kind: String,
-    /// Whether the transfers took effect before the day started (recorded late).
-    pub late: bool,
     /// `card`, `customer`, or a system account's name.
     pub account: String,
     /// Sum of the debits, positive.
@@ -178,16 +176,11 @@ pub trait SettlementRepo {
         end_ms: i64,
     ) -> impl Future<Output = StoreResult<Vec<LateRow>>> + Send;
 
-    /// The liability legs (card and customer) recorded at or after `from_ms`, per currency.
-    fn liability_since(
+    /// The liability legs (card and customer) recorded in `[from_ms, until_ms)`, per currency:
+    /// from `i64::MIN`, the ledger's own liability at `until_ms`.
+    fn liability_between(
         &mut self,
         from_ms: i64,
-    ) -> impl Future<Output = StoreResult<Vec<CurrencySum>>> + Send;
-
-    /// The liability legs recorded before `until_ms`, per currency: the ledger's own liability
-    /// at that instant.
-    fn liability_before(
-        &mut self,
         until_ms: i64,
     ) -> impl Future<Output = StoreResult<Vec<CurrencySum>>> + Send;
 
@@ -197,18 +190,12 @@ pub trait SettlementRepo {
     /// The value active cards carry now, per currency, as their states and sales say.
     fn active_card_value(&mut self) -> impl Future<Output = StoreResult<Vec<CurrencySum>>> + Send;
 
-    /// Each retailer's receivable legs recorded before `until_ms`, per currency, summed
+    /// Each retailer's receivable legs recorded in `[from_ms, until_ms)`, per currency, summed
     /// (negative: owed to tender).
-    fn receivables_before(
-        &mut self,
-        until_ms: i64,
-    ) -> impl Future<Output = StoreResult<Vec<RetailerSum>>> + Send;
-
-    /// Each retailer's receivable legs recorded in `[start_ms, end_ms)`, per currency.
     fn receivables_between(
         &mut self,
-        start_ms: i64,
-        end_ms: i64,
+        from_ms: i64,
+        until_ms: i64,
     ) -> impl Future<Output = StoreResult<Vec<RetailerSum>>> + Send;
 
     /// Sales whose activation was recorded in `[start_ms, end_ms)`, per retailer and currency.

@@ -27,24 +27,23 @@
 
 use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Months, TimeDelta, Utc};
 use tender::clock::{Clock, SystemClock};
-use tender::codegen::CodeGenerator;
 use tender::config::{BusinessTimeZone, IssuerState};
 use tender::domain::{Batch, CardState, Currency, Money, Serial};
 use tender::error::Classify;
-use tender::service::batches::BatchForm;
 use tender::service::cards::{ActivateForm, PosForm, PosResult, StoreForm, VoidForm};
 use tender::service::expiry::{
     EXPIRY_CHUNK_MAX, ExpiryLine, ExpiryReport, OutlookLine, parse_as_of,
 };
-use tender::store::{DbPool, Store};
-use tokio::process::Command;
+use tender::store::Store;
 
-use crate::helpers::{TestApp, actor, both_backends, epoch, open_account, tender_command};
+use crate::helpers::{
+    TestApp, actor, assert_whole, both_backends, card, epoch, open_account, query, shelf,
+    tender_captured,
+};
 
 /// Cards per transaction in the library-level runs.
 const CHUNK: usize = 1_000;
@@ -77,48 +76,14 @@ async fn setup<S: Store>(env: &TestApp<S>) {
     }
 }
 
-/// A generated batch of `count` 25.00 cards in `currency` for `region`, printed to expire
-/// `days` days after the request.
-async fn shelf<S: Store>(
-    env: &TestApp<S>,
-    region: &str,
-    currency: &str,
-    count: u64,
-    days: u32,
-) -> Batch {
-    let form = BatchForm {
-        retailer: "Acme".into(),
-        count,
-        value: Some("25.00".into()),
-        currency: currency.into(),
-        region: region.into(),
-        expires_in_days: Some(days),
-        ..BatchForm::default()
-    };
-    let batch = env
-        .app
-        .services()
-        .batches()
-        .request(&form, &actor())
-        .await
-        .unwrap();
-    env.generate(batch.id, &mut CodeGenerator::from_os_rng(), count as usize)
-        .await
-}
-
 /// US cards in USD.
 async fn us<S: Store>(env: &TestApp<S>, count: u64, days: u32) -> Batch {
-    shelf(env, "US", "USD", count, days).await
+    shelf(env, "Acme", "US", "USD", count, days).await
 }
 
 /// UK cards in GBP.
 async fn gb<S: Store>(env: &TestApp<S>, count: u64, days: u32) -> Batch {
-    shelf(env, "GB", "GBP", count, days).await
-}
-
-/// The `n`th card of a batch, from 0.
-fn card(batch: &Batch, n: u64) -> Serial {
-    Serial::from_sequence(batch.first_serial.sequence() + n).unwrap()
+    shelf(env, "Acme", "GB", "GBP", count, days).await
 }
 
 /// Every serial of cards `from` to `to` (from 0) of a batch.
@@ -230,22 +195,6 @@ async fn written<S: Store>(env: &TestApp<S>) -> [i64; 4] {
     ]
 }
 
-/// Rows of a query of this backend's pool.
-async fn query<S, T>(env: &TestApp<S>, sql: String) -> Vec<T>
-where
-    S: Store,
-    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
-        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
-        + Send
-        + Unpin,
-{
-    let sql = sqlx::AssertSqlSafe(sql);
-    match env.store().db_pool() {
-        DbPool::Sqlite(pool) => sqlx::query_as(sql).fetch_all(&pool).await.unwrap(),
-        DbPool::Postgres(pool) => sqlx::query_as(sql).fetch_all(&pool).await.unwrap(),
-    }
-}
-
 /// The breakage and escheat transfers, in order: (id, kind).
 async fn expiry_transfers<S: Store>(env: &TestApp<S>) -> Vec<(i64, String)> {
     query(
@@ -289,14 +238,6 @@ fn line(currency: &str, destination: &str, cards: u64, amount: &str) -> ExpiryLi
         cards,
         amount: Money::parse(amount, currency).unwrap(),
     }
-}
-
-/// `ledger check` finds the books whole and the audit trail verifies.
-async fn assert_whole<S: Store>(env: &TestApp<S>) {
-    let report = env.app.services().ledger().check().await.unwrap();
-    assert_eq!(report.discrepancy, None, "{report:?}");
-    let report = env.verify().await;
-    assert!(report.is_intact(), "{:?}", report.problem);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -378,7 +319,7 @@ both_backends!(to_the_second, a_card_expires_the_second_its_funds_expire);
 async fn the_law_decides_whether_and_when_funds_expire<S: Store>(env: TestApp<S>) {
     setup(&env).await;
     let dollars = us(&env, 5, 30).await;
-    let canadian = shelf(&env, "CA", "CAD", 2, 30).await;
+    let canadian = shelf(&env, "Acme", "CA", "CAD", 2, 30).await;
     let sold = env.clock.now();
     assert_eq!(sell_one(&env, "CA", &dollars, 0, None).await, None);
     assert_eq!(sell_one(&env, "ON", &canadian, 0, None).await, None);
@@ -1029,23 +970,12 @@ both_backends!(
 // ---------------------------------------------------------------------------------------------
 // The `tender expire` process, on the wall clock.
 
-/// A `tender` command on the test's database, with its keys (the audit key is in its
-/// directory) and the built-in job definitions.
-fn tender<S: Store>(env: &TestApp<S>, args: &[&str]) -> Command {
-    let mut command = Command::from(tender_command(env, args));
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
 /// Runs `tender` to its end: (exit status, stdout, stderr).
 async fn run_tender<S: Store>(
     env: &TestApp<S>,
     args: &[&str],
 ) -> (std::process::ExitStatus, String, String) {
-    let child = tender(env, args).spawn().unwrap();
+    let child = tender_captured(env, args).spawn().unwrap();
     let out = tokio::time::timeout(GRACE, child.wait_with_output())
         .await
         .unwrap_or_else(|_| panic!("tender {args:?} did not finish"))
@@ -1092,7 +1022,7 @@ async fn a_killed_run_is_finished_by_the_next<S: Store>(env: TestApp<S>) {
     assert!(batch.expires_at.unwrap() < SystemClock.now());
     let prepared = began.elapsed();
 
-    let mut victim = tender(&env, &["expire"]).spawn().unwrap();
+    let mut victim = tender_captured(&env, &["expire"]).spawn().unwrap();
     let deadline = Instant::now() + GRACE;
     loop {
         let done = expired_cards(&env).await;

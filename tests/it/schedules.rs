@@ -26,8 +26,7 @@
 //! - The purge removes idempotency records past their retention and finished jobs older than
 //!   `TENDER_FINISHED_JOBS_KEEP` (in batches), and keeps everything younger or unfinished.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -53,7 +52,7 @@ use tender::service::idempotency::{Claimed, IdemRequest};
 use tender::service::schedules::{Claim, Claimant, JobRun};
 use tender::store::{DbPool, Store};
 
-use crate::helpers::{Reaped, TestApp, actor, both_backends, epoch, tender_command};
+use crate::helpers::{TestApp, actor, both_backends, epoch, tender_command, tender_process};
 
 fn at(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
@@ -319,7 +318,7 @@ async fn assert_expired_once<S: Store>(env: &TestApp<S>, cards: i64) {
 }
 
 /// `text` with each `(from, to)` replaced, each found exactly once.
-fn edited(text: &str, edits: &[(&str, &str)]) -> String {
+pub(crate) fn edited(text: &str, edits: &[(&str, &str)]) -> String {
     edits.iter().fold(text.to_string(), |text, (from, to)| {
         assert_eq!(text.matches(from).count(), 1, "{from:?} in the definition");
         text.replace(from, to)
@@ -572,20 +571,6 @@ const PROCESS_GRACE: Duration = Duration::from_secs(25);
 /// Cards due when the runners start: enough that expiring them 5 at a time takes a while.
 const DUE_CARDS: i64 = 3_000;
 
-/// `tender work` over the test's database with the jobs in `jobs`, logging to `log`.
-fn work<S: Store>(env: &TestApp<S>, jobs: &Path, log: &Path) -> Reaped {
-    let log = std::fs::File::create(log).unwrap();
-    Reaped(
-        tender_command(env, &["work"])
-            .env("TENDER_JOBS_DIR", jobs)
-            .env("TENDER_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
-}
-
 fn logs(paths: &[&PathBuf]) -> String {
     paths
         .iter()
@@ -629,7 +614,7 @@ async fn a_killed_work_process_leaves_its_run_to_the_next<S: Store>(env: TestApp
     );
     let logs = || logs(&[&victim_log, &survivor_log]);
 
-    let mut victim = work(&env, &jobs, &victim_log);
+    let mut victim = tender_process(&env, &["work"], &jobs, &victim_log);
     let deadline = Instant::now() + PROCESS_GRACE;
     loop {
         let done = expired_cards(&env).await;
@@ -672,7 +657,7 @@ async fn a_killed_work_process_leaves_its_run_to_the_next<S: Store>(env: TestApp
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let mut survivor = work(&env, &jobs, &survivor_log);
+    let mut survivor = tender_process(&env, &["work"], &jobs, &survivor_log);
     let finished = format!(
         "SELECT count(*) FROM job_run WHERE job = 'expire' AND period_ms = {period_ms} \
          AND status = 'succeeded' AND attempts >= 2"

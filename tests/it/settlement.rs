@@ -32,35 +32,33 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use tender::app::App;
 use tender::clock::Clock;
-use tender::codegen::CodeGenerator;
 use tender::config::{BusinessTimeZone, Settings};
 use tender::domain::{
     Actor, Batch, BusinessDate, CommissionRate, NewRetailer, RetailerName, Serial,
 };
 use tender::error::Classify;
 use tender::keys::SealKey;
-use tender::service::batches::BatchForm;
 use tender::service::cards::{ActivateForm, PosForm, StoreForm, VoidForm};
 use tender::service::ledger::{AdjustForm, Adjusted, RefundForm, SpendForm};
 use tender::service::settlement::{
     PaymentForm, PaymentRecorded, SETTLEMENT_GRACE, SettleError, Settled,
 };
-use tender::service::tradein::ValuationForm;
-use tender::store::{DbPool, PgStore, RetailerRepo, SqliteStore, Store, StoreError, Tx};
-use tokio::process::Command;
+use tender::service::tradein::{PostRun, ValuationForm};
+use tender::store::{PgStore, RetailerRepo, SqliteStore, Store, StoreError, Tx};
 
 use crate::helpers::http::{get_with, key as api_key, start};
-use crate::helpers::{TestApp, actor, both_backends, open_account, tender_command};
+use crate::helpers::{
+    TestApp, actor, assert_whole, both_backends, card, open_account, query, shelf, tender_captured,
+};
 
 /// How long a `tender` process may take before the test gives up on it.
-const PROCESS_GRACE: Duration = Duration::from_secs(60);
+pub(crate) const PROCESS_GRACE: Duration = Duration::from_secs(60);
 
 /// The report files, in manifest order.
 const REPORTS: [&str; 5] = [
@@ -71,15 +69,15 @@ const REPORTS: [&str; 5] = [
     "trade_ins.csv",
 ];
 
-fn at(text: &str) -> DateTime<Utc> {
+pub(crate) fn at(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
 }
 
-fn day(text: &str) -> BusinessDate {
+pub(crate) fn day(text: &str) -> BusinessDate {
     BusinessDate::parse(text).unwrap()
 }
 
-fn grace() -> TimeDelta {
+pub(crate) fn grace() -> TimeDelta {
     TimeDelta::from_std(SETTLEMENT_GRACE).unwrap()
 }
 
@@ -87,8 +85,9 @@ fn new_york() -> Tz {
     BusinessTimeZone::parse("America/New_York").unwrap().get()
 }
 
-/// Minor units of a two-decimal currency as the reports write them (`-25.00`).
-fn dec(minor: i64) -> String {
+/// Minor units of a two-decimal currency as the reports write them and forms take them
+/// (`-25.00`).
+pub(crate) fn dec(minor: i64) -> String {
     let sign = if minor < 0 { "-" } else { "" };
     format!("{sign}{}.{:02}", minor.abs() / 100, minor.abs() % 100)
 }
@@ -97,14 +96,24 @@ fn dec(minor: i64) -> String {
 // The shop
 
 /// A retailer (2.5 % commission) with its Texas store `TX` and English store `GB`.
-async fn retailer<S: Store>(env: &TestApp<S>, name: &str) {
+pub(crate) async fn retailer<S: Store>(env: &TestApp<S>, name: &str) {
+    retailer_with(env, name, "2.5", &[("TX", "US-TX"), ("GB", "GB-ENG")]).await;
+}
+
+/// A retailer of `commission` percent with its stores, each `(store, jurisdiction)`.
+pub(crate) async fn retailer_with<S: Store>(
+    env: &TestApp<S>,
+    name: &str,
+    commission: &str,
+    stores: &[(&str, &str)],
+) {
     let services = env.app.services();
     services
         .retailers()
-        .add(name, "2.5", &actor())
+        .add(name, commission, &actor())
         .await
         .unwrap();
-    for (store, jurisdiction) in [("TX", "US-TX"), ("GB", "GB-ENG")] {
+    for &(store, jurisdiction) in stores {
         let form = StoreForm {
             retailer: name.into(),
             store: store.into(),
@@ -112,36 +121,6 @@ async fn retailer<S: Store>(env: &TestApp<S>, name: &str) {
         };
         services.cards().add_store(&form, &actor()).await.unwrap();
     }
-}
-
-/// A generated batch of `retailer`'s: `count` 25.00 cards in `currency` for `region`, printed
-/// to expire `days` days after the request.
-async fn shelf<S: Store>(
-    env: &TestApp<S>,
-    retailer: &str,
-    region: &str,
-    currency: &str,
-    count: u64,
-    days: u32,
-) -> Batch {
-    let form = BatchForm {
-        retailer: retailer.into(),
-        count,
-        value: Some("25.00".into()),
-        currency: currency.into(),
-        region: region.into(),
-        expires_in_days: Some(days),
-        ..BatchForm::default()
-    };
-    let batch = env
-        .app
-        .services()
-        .batches()
-        .request(&form, &actor())
-        .await
-        .unwrap();
-    env.generate(batch.id, &mut CodeGenerator::from_os_rng(), count as usize)
-        .await
 }
 
 /// Acme with 20 USD cards and 3 GBP cards printed to expire a day after the request.
@@ -152,12 +131,26 @@ async fn acme<S: Store>(env: &TestApp<S>) -> (Batch, Batch) {
     (usd, gbp)
 }
 
-/// The `n`th card of a batch, from 0.
-fn card(batch: &Batch, n: u64) -> Serial {
-    Serial::from_sequence(batch.first_serial.sequence() + n).unwrap()
+/// The seal key, and [`acme`]'s batches with the first `sold` USD cards sold in Texas at 10:00
+/// on 2026-03-01 (UTC).
+async fn day_one<S: Store>(env: &TestApp<S>, sold: u64) -> (SealKey, Batch, Batch) {
+    let key = seal_key(env);
+    let (usd, gbp) = acme(env).await;
+    env.clock.set(at("2026-03-01T10:00:00Z"));
+    for n in 0..sold {
+        sell(env, "TX", &usd, n).await;
+    }
+    (key, usd, gbp)
 }
 
-fn pos(retailer: &str, store: &str, txn: String, pos_time: Option<DateTime<Utc>>) -> PosForm {
+/// Till 1 at `retailer`'s `store`, in POS transaction `txn`; offline, with the till's time,
+/// when given.
+pub(crate) fn pos(
+    retailer: &str,
+    store: &str,
+    txn: String,
+    pos_time: Option<DateTime<Utc>>,
+) -> PosForm {
     PosForm {
         retailer: retailer.into(),
         store: store.into(),
@@ -184,13 +177,8 @@ async fn sell_at<S: Store>(
         value: None,
         purchaser_state: None,
     };
-    let answer = env
-        .app
-        .services()
-        .cards()
-        .activate(&form, &actor())
-        .await
-        .unwrap();
+    let cards = env.app.services().cards();
+    let answer = cards.activate(&form, &actor()).await.unwrap();
     assert_eq!(answer.cards[0].outcome, "activated", "{answer:?}");
 }
 
@@ -199,32 +187,46 @@ async fn sell<S: Store>(env: &TestApp<S>, store: &str, batch: &Batch, n: u64) {
 }
 
 async fn void<S: Store>(env: &TestApp<S>, retailer: &str, batch: &Batch, n: u64) {
+    void_at(env, retailer, batch, n, None).await;
+}
+
+/// Voids the sale of card `n` of `batch` at `retailer`'s Texas store; offline, with the till's
+/// time, when given.
+async fn void_at<S: Store>(
+    env: &TestApp<S>,
+    retailer: &str,
+    batch: &Batch,
+    n: u64,
+    pos_time: Option<DateTime<Utc>>,
+) {
     let serial = card(batch, n);
     let form = VoidForm {
-        pos: pos(retailer, "TX", format!("void-{serial}"), None),
+        pos: pos(retailer, "TX", format!("void-{serial}"), pos_time),
         serial: serial.to_string(),
     };
-    let answer = env
-        .app
-        .services()
-        .cards()
-        .void(&form, &actor())
-        .await
-        .unwrap();
+    let cards = env.app.services().cards();
+    let answer = cards.void(&form, &actor()).await.unwrap();
     assert_eq!(answer.cards[0].outcome, "voided", "{answer:?}");
+}
+
+/// Every code of a batch, by serial, from its printer file.
+pub(crate) fn printer_codes<S: Store>(env: &TestApp<S>, batch: &Batch) -> BTreeMap<Serial, String> {
+    let mut reader = csv::Reader::from_path(env.export_file(batch.id)).unwrap();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (Serial::parse(&r[0]).unwrap(), r[1].to_string())
+        })
+        .collect()
 }
 
 /// The code the printer file holds for card `n` of `batch`.
 fn code_of<S: Store>(env: &TestApp<S>, batch: &Batch, n: u64) -> String {
     let serial = card(batch, n);
-    let mut reader = csv::Reader::from_path(env.export_file(batch.id)).unwrap();
-    for record in reader.records() {
-        let record = record.unwrap();
-        if Serial::parse(&record[0]).unwrap() == serial {
-            return record[1].to_string();
-        }
-    }
-    panic!("{serial} is not in the printer file");
+    printer_codes(env, batch)
+        .remove(&serial)
+        .unwrap_or_else(|| panic!("{serial} is not in the printer file"))
 }
 
 async fn adjust<S: Store>(env: &TestApp<S>, account: &str, amount: &str) {
@@ -234,14 +236,30 @@ async fn adjust<S: Store>(env: &TestApp<S>, account: &str, amount: &str) {
         currency: "USD".into(),
         reason: "goodwill".into(),
     };
-    let adjusted = env
-        .app
-        .services()
-        .ledger()
-        .adjust(&form, &actor())
-        .await
-        .unwrap();
+    let ledger = env.app.services().ledger();
+    let adjusted = ledger.adjust(&form, &actor()).await.unwrap();
     assert!(matches!(adjusted, Adjusted::Posted { .. }), "{adjusted:?}");
+}
+
+/// Spends `amount` USD of `account` on `order` in the app store; placed at `effective_at`, when
+/// given.
+async fn spend<S: Store>(
+    env: &TestApp<S>,
+    account: &str,
+    amount: &str,
+    order: &str,
+    effective_at: Option<DateTime<Utc>>,
+) {
+    let form = SpendForm {
+        account: account.into(),
+        amount: amount.into(),
+        currency: "USD".into(),
+        order: order.into(),
+        service: "app-store".into(),
+        effective_at,
+    };
+    let ledger = env.app.services().ledger();
+    ledger.spend(&form, &actor()).await.unwrap();
 }
 
 /// A trade-in of a device of `model` valued at `value` USD, assessed at `assessed`, credited
@@ -254,20 +272,37 @@ async fn trade_in<S: Store>(
     value: &str,
     assessed: DateTime<Utc>,
 ) {
-    valuation(env, id, account, model, value, assessed, false).await;
+    posted(env, valuation(id, account, model, value, assessed, false)).await;
 }
 
 /// A trade-in valued, or revalued, and posted by the posting job.
-async fn valuation<S: Store>(
-    env: &TestApp<S>,
+async fn posted<S: Store>(env: &TestApp<S>, form: ValuationForm) {
+    submit(env, form).await;
+    let run = post_queued(env).await;
+    assert_eq!((run.posted, run.held), (1, 0));
+}
+
+/// The trade-in posting job's run over what is queued.
+async fn post_queued<S: Store>(env: &TestApp<S>) -> PostRun {
+    env.app
+        .services()
+        .trade_ins()
+        .post_queued(&Actor::job("post-trade-ins"))
+        .await
+        .unwrap()
+}
+
+/// A valuation as the warehouse sends it, of a good device in its east warehouse; a
+/// revaluation when `revaluation`.
+fn valuation(
     id: &str,
     account: &str,
     model: &str,
     value: &str,
     assessed: DateTime<Utc>,
     revaluation: bool,
-) {
-    let form = ValuationForm {
+) -> ValuationForm {
+    ValuationForm {
         trade_in_id: id.into(),
         account_id: account.into(),
         warehouse_id: "WH-EAST".into(),
@@ -279,15 +314,14 @@ async fn valuation<S: Store>(
         assessed_at: assessed.to_rfc3339(),
         revaluation: if revaluation { "true" } else { "" }.into(),
         region: String::new(),
-    };
+    }
+}
+
+/// Submits a valuation, queued for the posting job to credit.
+async fn submit<S: Store>(env: &TestApp<S>, form: ValuationForm) {
     let trade_ins = env.app.services().trade_ins();
     let rows = trade_ins.submit(&[form], &actor()).await.unwrap();
     assert_eq!(rows[0].code, None, "{rows:?}");
-    let run = trade_ins
-        .post_queued(&Actor::job("post-trade-ins"))
-        .await
-        .unwrap();
-    assert_eq!((run.posted, run.held), (1, 0));
 }
 
 async fn pay<S: Store>(
@@ -307,7 +341,7 @@ async fn pay<S: Store>(
 // Settling and reading the reports
 
 /// The app with the business day ending at midnight in `zone`.
-async fn in_zone<S: Store>(env: &TestApp<S>, zone: &str) -> App<S> {
+pub(crate) async fn in_zone<S: Store>(env: &TestApp<S>, zone: &str) -> App<S> {
     let settings = Settings {
         business_time_zone: BusinessTimeZone::parse(zone).unwrap(),
         ..env.db.settings()
@@ -414,22 +448,6 @@ fn roll_line(bytes: &[u8], currency: &str, line: &str) -> Option<String> {
         .into_iter()
         .find(|(l, _)| l == line)
         .map(|(_, amount)| amount)
-}
-
-/// Rows of a query of this backend's pool.
-async fn query<S, T>(env: &TestApp<S>, sql: String) -> Vec<T>
-where
-    S: Store,
-    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
-        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
-        + Send
-        + Unpin,
-{
-    let sql = sqlx::AssertSqlSafe(sql);
-    match env.store().db_pool() {
-        DbPool::Sqlite(pool) => sqlx::query_as(sql).fetch_all(&pool).await.unwrap(),
-        DbPool::Postgres(pool) => sqlx::query_as(sql).fetch_all(&pool).await.unwrap(),
-    }
 }
 
 /// Per-currency sums of a `(currency, sum)` query.
@@ -626,16 +644,8 @@ async fn retailer_id<S: Store>(env: &TestApp<S>, name: &str) -> i64 {
     .await
 }
 
-/// `ledger check` finds the books whole and the audit trail verifies.
-async fn assert_whole<S: Store>(env: &TestApp<S>) {
-    let report = env.app.services().ledger().check().await.unwrap();
-    assert_eq!(report.discrepancy, None, "{report:?}");
-    let report = env.verify().await;
-    assert!(report.is_intact(), "{:?}", report.problem);
-}
-
 /// The seal key, in the test's key directory.
-fn seal_key<S: Store>(env: &TestApp<S>) -> SealKey {
+pub(crate) fn seal_key<S: Store>(env: &TestApp<S>) -> SealKey {
     SealKey::create_files(&env.db.settings().key_dir()).unwrap()
 }
 
@@ -651,17 +661,11 @@ fn seal_key<S: Store>(env: &TestApp<S>) -> SealKey {
 /// totals agree. Acme's statement closes at what its receivable entries say it owes, with the
 /// payment in `payments`; the journal nets to zero per currency.
 async fn the_roll_forward_recomputed_from_the_entries_is_the_report<S: Store>(env: TestApp<S>) {
-    let key = seal_key(&env);
-    let (usd, gbp) = acme(&env).await;
+    // Day 1.
+    let (key, usd, gbp) = day_one(&env, 4).await;
+    sell(&env, "GB", &gbp, 0).await;
     let alice = open_account(&env, "US", "USD").await;
     let utc = chrono_tz::UTC;
-
-    // Day 1.
-    env.clock.set(at("2026-03-01T10:00:00Z"));
-    for n in 0..4 {
-        sell(&env, "TX", &usd, n).await;
-    }
-    sell(&env, "GB", &gbp, 0).await;
     let first = settle_utc(&env, &key, "2026-03-01").await;
     assert!(first.closed_now);
     let bytes = std::fs::read(report_dir(&env).join("2026-03-01/roll_forward.csv")).unwrap();
@@ -683,15 +687,7 @@ async fn the_roll_forward_recomputed_from_the_entries_is_the_report<S: Store>(en
         .await
         .unwrap();
     env.clock.set(at("2026-03-02T09:20:00Z"));
-    let spend = SpendForm {
-        account: alice.clone(),
-        amount: "10.00".into(),
-        currency: "USD".into(),
-        order: "order-1".into(),
-        service: "app-store".into(),
-        effective_at: None,
-    };
-    services.ledger().spend(&spend, &actor()).await.unwrap();
+    spend(&env, &alice, "10.00", "order-1", None).await;
     env.clock.set(at("2026-03-02T09:30:00Z"));
     let refund = RefundForm {
         account: alice.clone(),
@@ -719,19 +715,19 @@ async fn the_roll_forward_recomputed_from_the_entries_is_the_report<S: Store>(en
     // Revalued down: a claw-back. Bob's trade-in, spent and then revalued down, is owed.
     env.clock.set(at("2026-03-02T10:05:00Z"));
     let assessed = at("2026-03-02T09:55:00Z");
-    valuation(&env, "TI-1", &alice, "iPhone 13", "100.00", assessed, true).await;
+    posted(
+        &env,
+        valuation("TI-1", &alice, "iPhone 13", "100.00", assessed, true),
+    )
+    .await;
     let bob = open_account(&env, "US", "USD").await;
     trade_in(&env, "TI-2", &bob, "iPhone 13", "30.00", assessed).await;
-    let spend = SpendForm {
-        account: bob.clone(),
-        amount: "30.00".into(),
-        currency: "USD".into(),
-        order: "order-2".into(),
-        service: "app-store".into(),
-        effective_at: None,
-    };
-    services.ledger().spend(&spend, &actor()).await.unwrap();
-    valuation(&env, "TI-2", &bob, "iPhone 13", "10.00", assessed, true).await;
+    spend(&env, &bob, "30.00", "order-2", None).await;
+    posted(
+        &env,
+        valuation("TI-2", &bob, "iPhone 13", "10.00", assessed, true),
+    )
+    .await;
     env.clock.set(at("2026-03-02T12:00:00Z"));
     assert!(gbp.expires_at.unwrap() < env.clock.now());
     let expired = services
@@ -853,35 +849,16 @@ both_backends!(
 /// issued. A stored report
 /// changed behind settlement's back makes the rerun fail `settle.changed`, naming it.
 async fn a_rerun_gives_the_same_bytes<S: Store>(env: TestApp<S>) {
-    let key = seal_key(&env);
-    let (usd, _) = acme(&env).await;
-    env.clock.set(at("2026-03-01T10:00:00Z"));
-    sell(&env, "TX", &usd, 0).await;
-    sell(&env, "TX", &usd, 1).await;
+    let (key, usd, _) = day_one(&env, 2).await;
     void(&env, "Acme", &usd, 1).await;
     // A valuation queued, not yet credited: a memo line, as it stood when the day closed.
     let alice = open_account(&env, "US", "USD").await;
-    let queued = ValuationForm {
-        trade_in_id: "TI-Q".into(),
-        account_id: alice.clone(),
-        warehouse_id: "WH-EAST".into(),
-        device_model: "iPhone 13".into(),
-        device_id: "SNQUEUED1".into(),
-        grade: "good".into(),
-        value: "40.00".into(),
-        currency: "USD".into(),
-        assessed_at: "2026-03-01T09:30:00Z".into(),
-        revaluation: String::new(),
-        region: String::new(),
-    };
-    let submitted = env
-        .app
-        .services()
-        .trade_ins()
-        .submit(&[queued], &actor())
-        .await
-        .unwrap();
-    assert_eq!(submitted[0].code, None, "{submitted:?}");
+    let assessed = at("2026-03-01T09:30:00Z");
+    submit(
+        &env,
+        valuation("TI-Q", &alice, "iPhone 13", "40.00", assessed, false),
+    )
+    .await;
     let first = settle_utc(&env, &key, "2026-03-01").await;
     assert!(first.closed_now);
     assert_eq!(
@@ -913,14 +890,7 @@ async fn a_rerun_gives_the_same_bytes<S: Store>(env: TestApp<S>) {
     // edited on disk.
     env.clock.set(at("2026-03-02T11:00:00Z"));
     sell(&env, "TX", &usd, 2).await;
-    let run = env
-        .app
-        .services()
-        .trade_ins()
-        .post_queued(&Actor::job("post-trade-ins"))
-        .await
-        .unwrap();
-    assert_eq!(run.posted, 1);
+    assert_eq!(post_queued(&env).await.posted, 1);
     open_account(&env, "GB", "GBP").await;
     std::fs::write(dir.join("2026-03-01/roll_forward.csv"), b"edited\n").unwrap();
 
@@ -991,32 +961,8 @@ async fn a_late_entry_is_an_adjustment_line_of_the_day_it_was_recorded<S: Store>
     env.clock
         .set(d.cutoff(ny) + grace() + TimeDelta::minutes(1));
     sell_at(&env, "Acme", "TX", &usd, 2, Some(on_d(50))).await;
-    let offline_void = VoidForm {
-        pos: pos("Acme", "TX", "void-offline".into(), Some(on_d(58))),
-        serial: card(&usd, 0).to_string(),
-    };
-    let voided = env
-        .app
-        .services()
-        .cards()
-        .void(&offline_void, &actor())
-        .await
-        .unwrap();
-    assert_eq!(voided.cards[0].outcome, "voided", "{voided:?}");
-    let spend = SpendForm {
-        account: alice.clone(),
-        amount: "3.00".into(),
-        currency: "USD".into(),
-        order: "order-late".into(),
-        service: "app-store".into(),
-        effective_at: Some(on_d(45)),
-    };
-    env.app
-        .services()
-        .ledger()
-        .spend(&spend, &actor())
-        .await
-        .unwrap();
+    void_at(&env, "Acme", &usd, 0, Some(on_d(58))).await;
+    spend(&env, &alice, "3.00", "order-late", Some(on_d(45))).await;
     trade_in(&env, "TI-9", &alice, "iPhone 13", "30.00", on_d(40)).await;
 
     let next = "2026-03-03";
@@ -1207,20 +1153,7 @@ async fn formula_looking_cells_are_quoted_and_amounts_stay_numbers<S: Store>(env
         at("2026-03-01T10:30:00Z"),
     )
     .await;
-    let spend = SpendForm {
-        account: alice.clone(),
-        amount: "10.00".into(),
-        currency: "USD".into(),
-        order: "order-1".into(),
-        service: "app-store".into(),
-        effective_at: None,
-    };
-    env.app
-        .services()
-        .ledger()
-        .spend(&spend, &actor())
-        .await
-        .unwrap();
+    spend(&env, &alice, "10.00", "order-1", None).await;
     pay(&env.app, "+1", "10.00", "-cmd").await.unwrap();
     pay(&env.app, "@evil", "5.00", "-12").await.unwrap();
     settle_utc(&env, &key, "2026-03-01").await;
@@ -1335,12 +1268,7 @@ both_backends!(
 /// `settle.payment_conflict`, an unknown retailer `settle.unknown_retailer`; neither writes.
 /// The day's statement shows the payment in `payments` and takes it off `closing`.
 async fn a_payment_is_recorded_once_per_reference<S: Store>(env: TestApp<S>) {
-    let key = seal_key(&env);
-    let (usd, _) = acme(&env).await;
-    env.clock.set(at("2026-03-01T10:00:00Z"));
-    for n in 0..4 {
-        sell(&env, "TX", &usd, n).await;
-    }
+    let (key, _, _) = day_one(&env, 4).await;
     let acme_id = retailer_id(&env, "Acme").await;
     let recorded = pay(&env.app, "Acme", "50.00", "ACH-1").await.unwrap();
     assert!(!recorded.replayed);
@@ -1411,12 +1339,7 @@ both_backends!(payments, a_payment_is_recorded_once_per_reference);
 /// 10.00 and sells one more card: its closing is the day-1 dues less the payment, 31–60 days
 /// old, plus the new dues, 0–30 days old.
 async fn what_a_retailer_owes_ages_by_the_days_that_made_it_up<S: Store>(env: TestApp<S>) {
-    let key = seal_key(&env);
-    let (usd, _) = acme(&env).await;
-    env.clock.set(at("2026-03-01T10:00:00Z"));
-    for n in 0..4 {
-        sell(&env, "TX", &usd, n).await;
-    }
+    let (key, usd, _) = day_one(&env, 4).await;
     let first = settle_utc(&env, &key, "2026-03-01").await;
     let owed = first.statements[0].closing;
     assert_eq!(owed, first.statements[0].net_due);
@@ -1475,11 +1398,8 @@ both_backends!(
 /// and the amount, and stores nothing; so does a sold card marked voided without its entries.
 /// Put back, the day closes.
 async fn settlement_refuses_what_it_cannot_close<S: Store>(env: TestApp<S>) {
-    let key = seal_key(&env);
-    let (usd, _) = acme(&env).await;
+    let (key, usd, _) = day_one(&env, 1).await;
     let alice = open_account(&env, "US", "USD").await;
-    env.clock.set(at("2026-03-01T10:00:00Z"));
-    sell(&env, "TX", &usd, 0).await;
     adjust(&env, &alice, "10.00").await;
 
     env.clock
@@ -1564,10 +1484,7 @@ both_backends!(refusals, settlement_refuses_what_it_cannot_close);
 /// a support key is 403, an unknown file or a day not closed (or out of range) 404, a bad date
 /// 400.
 async fn verify_export_and_http_agree<S: Store>(env: TestApp<S>) {
-    let key = seal_key(&env);
-    let (usd, _) = acme(&env).await;
-    env.clock.set(at("2026-03-01T10:00:00Z"));
-    sell(&env, "TX", &usd, 0).await;
+    let (key, _, _) = day_one(&env, 1).await;
     settle_utc(&env, &key, "2026-03-01").await;
     let settlement = env.app.services().settlement();
     let dir = report_dir(&env);
@@ -1773,12 +1690,8 @@ async fn a_unit_of_work_past_its_deadline_rolls_back<S: Deadlined>(env: TestApp<
         1
     );
     // The store is not left locked: the app writes after it.
-    env.app
-        .services()
-        .retailers()
-        .add("Acme", "2.5", &actor())
-        .await
-        .unwrap();
+    let retailers = env.app.services().retailers();
+    retailers.add("Acme", "2.5", &actor()).await.unwrap();
     assert_whole(&env).await;
 }
 both_backends!(deadline, a_unit_of_work_past_its_deadline_rolls_back);
@@ -1786,19 +1699,9 @@ both_backends!(deadline, a_unit_of_work_past_its_deadline_rolls_back);
 // ---------------------------------------------------------------------------------------------
 // 10. The `tender settle` commands
 
-/// A `tender` command on the test's database, its output captured.
-fn tender<S: Store>(env: &TestApp<S>, args: &[&str]) -> Command {
-    let mut command = Command::from(tender_command(env, args));
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
 /// Runs `tender` to its end: (exit code, stdout bytes, stderr).
 async fn run_tender<S: Store>(env: &TestApp<S>, args: &[&str]) -> (Option<i32>, Vec<u8>, String) {
-    let child = tender(env, args).spawn().unwrap();
+    let child = tender_captured(env, args).spawn().unwrap();
     let out = tokio::time::timeout(PROCESS_GRACE, child.wait_with_output())
         .await
         .unwrap_or_else(|_| panic!("tender {args:?} did not finish"))
@@ -1833,11 +1736,7 @@ async fn tender_refused<S: Store>(env: &TestApp<S>, args: &[&str], code: &str) -
 /// retailer are refused with their codes, and so is `tender settle` without a date (the latest
 /// day past its grace on the wall clock) while days before it are open (`settle.gap`).
 async fn the_settle_commands<S: Store>(env: TestApp<S>) {
-    seal_key(&env);
-    let (usd, _) = acme(&env).await;
-    env.clock.set(at("2026-03-01T10:00:00Z"));
-    sell(&env, "TX", &usd, 0).await;
-    sell(&env, "TX", &usd, 1).await;
+    day_one(&env, 2).await;
 
     let stdout = tender_ok(&env, &["settle", "--date", "2026-03-01"]).await;
     let stdout = String::from_utf8(stdout).unwrap();
@@ -1884,78 +1783,18 @@ async fn the_settle_commands<S: Store>(env: TestApp<S>) {
     }
 
     let stored = export(&env.app, "2026-03-01").await;
+    let export_args = |date, flag, value| ["settle", "export", "--date", date, flag, value];
     let roll = tender_ok(
         &env,
-        &[
-            "settle",
-            "export",
-            "--date",
-            "2026-03-01",
-            "--file",
-            "roll_forward.csv",
-        ],
+        &export_args("2026-03-01", "--file", "roll_forward.csv"),
     )
     .await;
     assert_eq!(roll, stored["roll_forward.csv"]);
     let out = env.db.path().join("exported");
     let out_arg = out.display().to_string();
-    tender_ok(
-        &env,
-        &[
-            "settle",
-            "export",
-            "--date",
-            "2026-03-01",
-            "--out",
-            &out_arg,
-        ],
-    )
-    .await;
+    tender_ok(&env, &export_args("2026-03-01", "--out", &out_arg)).await;
     assert_eq!(on_disk(env.db.path(), "exported"), stored);
 
-    let paid = tender_ok(
-        &env,
-        &[
-            "settle",
-            "record-payment",
-            "--retailer",
-            "Acme",
-            "--amount",
-            "10.00",
-            "--currency",
-            "USD",
-            "--reference",
-            "-R1",
-        ],
-    )
-    .await;
-    let paid = String::from_utf8(paid).unwrap();
-    assert!(
-        paid.starts_with("recorded payment -R1 of 10.00 USD from Acme (transfer "),
-        "{paid}"
-    );
-    let replayed = tender_ok(
-        &env,
-        &[
-            "settle",
-            "record-payment",
-            "--retailer",
-            "Acme",
-            "--amount",
-            "10.00",
-            "--currency",
-            "USD",
-            "--reference",
-            "-R1",
-        ],
-    )
-    .await;
-    let replayed = String::from_utf8(replayed).unwrap();
-    assert!(
-        replayed.starts_with("payment -R1 of 10.00 USD was recorded before (transfer "),
-        "{replayed}"
-    );
-    assert_eq!(env.count("SELECT count(*) FROM retailer_payment").await, 1);
     let payment = |amount: &'static str, retailer: &'static str| {
         [
             "settle",
@@ -1970,6 +1809,19 @@ async fn the_settle_commands<S: Store>(env: TestApp<S>) {
             "-R1",
         ]
     };
+    let paid = tender_ok(&env, &payment("10.00", "Acme")).await;
+    let paid = String::from_utf8(paid).unwrap();
+    assert!(
+        paid.starts_with("recorded payment -R1 of 10.00 USD from Acme (transfer "),
+        "{paid}"
+    );
+    let replayed = tender_ok(&env, &payment("10.00", "Acme")).await;
+    let replayed = String::from_utf8(replayed).unwrap();
+    assert!(
+        replayed.starts_with("payment -R1 of 10.00 USD was recorded before (transfer "),
+        "{replayed}"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM retailer_payment").await, 1);
     tender_refused(&env, &payment("11.00", "Acme"), "settle.payment_conflict").await;
     tender_refused(&env, &payment("10.00", "Nobody"), "settle.unknown_retailer").await;
     assert_eq!(
@@ -1983,14 +1835,7 @@ async fn the_settle_commands<S: Store>(env: TestApp<S>) {
     tender_refused(&env, &["settle"], "settle.gap").await;
     tender_refused(
         &env,
-        &[
-            "settle",
-            "export",
-            "--date",
-            "2026-03-05",
-            "--file",
-            "roll_forward.csv",
-        ],
+        &export_args("2026-03-05", "--file", "roll_forward.csv"),
         "settle.not_settled",
     )
     .await;

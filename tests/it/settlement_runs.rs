@@ -35,7 +35,6 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,8 +43,6 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use tender::app::App;
 use tender::clock::{Clock, SystemClock};
-use tender::codegen::CodeGenerator;
-use tender::config::{BusinessTimeZone, Settings};
 use tender::domain::{Batch, BusinessDate, PageRows, Serial};
 use tender::error::{Classify, Kind};
 use tender::jobs::Catalog;
@@ -55,39 +52,28 @@ use tender::jobs::settle::{SettleDuty, SettleOutputs};
 use tender::keys::SealKey;
 use tender::service::Services;
 use tender::service::batches::BatchForm;
-use tender::service::cards::{ActivateForm, PosForm, StoreForm, VoidForm};
-use tender::service::ledger::{AdjustForm, Adjusted, RefundForm, SpendForm};
+use tender::service::cards::{ActivateForm, PosForm, VoidForm};
+use tender::service::ledger::{AdjustForm, Adjusted, LedgerError, RefundForm, SpendForm};
 use tender::service::schedules::JobRun;
-use tender::service::settlement::{PaymentForm, SETTLEMENT_GRACE, Settled};
+use tender::service::settlement::{PaymentForm, RollForward, Settled};
 use tender::service::tradein::ValuationForm;
 use tender::store::{DbPool, Store};
 
-use crate::helpers::{Reaped, TestApp, actor, both_backends, open_account, tender_command};
-
-fn at(text: &str) -> DateTime<Utc> {
-    text.parse().unwrap()
-}
-
-fn day(text: &str) -> BusinessDate {
-    BusinessDate::parse(text).unwrap()
-}
-
-fn grace() -> TimeDelta {
-    TimeDelta::from_std(SETTLEMENT_GRACE).unwrap()
-}
-
-/// Minor units as an amount a form takes: `-12.05`.
-fn cents(minor: i64) -> String {
-    let sign = if minor < 0 { "-" } else { "" };
-    format!("{sign}{}.{:02}", minor.abs() / 100, minor.abs() % 100)
-}
+use crate::helpers::{
+    Reaped, TestApp, actor, assert_whole, both_backends, generated, open_account, shelf,
+    tender_command, tender_process,
+};
+use crate::schedules::edited;
+use crate::settlement::{
+    PROCESS_GRACE, at, day, dec, grace, in_zone, pos, printer_codes, retailer, retailer_with,
+    seal_key,
+};
 
 /// The seal key, created in the test's key directory, and where a run writes.
 fn outputs<S: Store>(env: &TestApp<S>) -> SettleOutputs {
     let settings = env.app.settings();
-    SealKey::create_files(&settings.key_dir()).unwrap();
     SettleOutputs {
-        key: Arc::new(SealKey::load(&settings.key_dir()).unwrap()),
+        key: Arc::new(seal_key(env)),
         witness: settings.witness_file(),
         report_dir: settings.report_dir(),
     }
@@ -183,43 +169,29 @@ async fn assert_closed_once<S: Store>(env: &TestApp<S>, date: &str) {
     );
 }
 
-/// The books check clean and the audit trail verifies.
-async fn assert_whole<S: Store>(env: &TestApp<S>) {
-    let report = env.app.services().ledger().check().await.unwrap();
-    assert_eq!(report.discrepancy, None, "{report:?}");
-    let verified = env.verify().await;
-    assert!(verified.is_intact(), "{verified:?}");
+/// `tender settle verify` finds `date`'s files whole.
+fn assert_verifies<S: Store>(env: &TestApp<S>, date: BusinessDate) {
+    let out = tender_command(env, &["settle", "verify", "--date", &date.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
-/// A little activity now: Acme (2.5 %) with its Texas store sells `cards` 25.00 USD cards of a
+/// A little activity now: Acme (2.5 %) at its Texas store sells `cards` 25.00 USD cards of a
 /// new batch, one is redeemed into a new account and 10.00 of it spent.
 async fn some_activity<S: Store>(env: &TestApp<S>, cards: u64, tag: &str) {
     let services = env.app.services();
     if env.count("SELECT count(*) FROM retailer").await == 0 {
-        services
-            .retailers()
-            .add("Acme", "2.5", &actor())
-            .await
-            .unwrap();
-        let store = StoreForm {
-            retailer: "Acme".into(),
-            store: "TX".into(),
-            jurisdiction: "US-TX".into(),
-        };
-        services.cards().add_store(&store, &actor()).await.unwrap();
+        retailer(env, "Acme").await;
     }
-    let batch = env.request(cards).await;
-    let batch = env
-        .generate(batch.id, &mut CodeGenerator::from_os_rng(), cards as usize)
-        .await;
+    let batch = shelf(env, "Acme", "US", "USD", cards, 365).await;
     let sale = ActivateForm {
-        pos: PosForm {
-            retailer: "Acme".into(),
-            store: "TX".into(),
-            terminal: "till-1".into(),
-            pos_txn: format!("sale-{tag}"),
-            pos_time: None,
-        },
+        pos: pos("Acme", "TX", format!("sale-{tag}"), None),
         serial: batch.first_serial.to_string(),
         to_serial: (cards > 1).then(|| batch.serial_at(cards - 1).to_string()),
         value: None,
@@ -242,18 +214,6 @@ async fn some_activity<S: Store>(env: &TestApp<S>, cards: u64, tag: &str) {
         effective_at: None,
     };
     services.ledger().spend(&spend, &actor()).await.unwrap();
-}
-
-/// Every code of a batch, by serial, from its printer file.
-fn printer_codes<S: Store>(env: &TestApp<S>, batch: &Batch) -> BTreeMap<Serial, String> {
-    let mut reader = csv::Reader::from_path(env.export_file(batch.id)).unwrap();
-    reader
-        .records()
-        .map(|r| {
-            let r = r.unwrap();
-            (Serial::parse(&r[0]).unwrap(), r[1].to_string())
-        })
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -366,13 +326,7 @@ impl<S: Store> Month<'_, S> {
 
     fn pos(&mut self, shelf: usize, pos_time: Option<DateTime<Utc>>) -> PosForm {
         let (retailer, store) = (self.shelves[shelf].retailer, self.shelves[shelf].store);
-        PosForm {
-            retailer: retailer.into(),
-            store: store.into(),
-            terminal: "till-1".into(),
-            pos_txn: self.id("pos"),
-            pos_time,
-        }
+        pos(retailer, store, self.id("pos"), pos_time)
     }
 
     async fn balance(&self, account: usize) -> i64 {
@@ -406,16 +360,7 @@ impl<S: Store> Month<'_, S> {
             expires_in_days: Some(expires_in_days),
             ..BatchForm::default()
         };
-        let batch = self
-            .services()
-            .batches()
-            .request(&form, &actor())
-            .await
-            .unwrap();
-        let batch = self
-            .env
-            .generate(batch.id, &mut CodeGenerator::from_os_rng(), count as usize)
-            .await;
+        let batch = generated(self.env, &form).await;
         let codes = printer_codes(self.env, &batch);
         let sell_until = sell_for.map(|d| self.now() + d);
         self.shelves.push(Shelf {
@@ -536,25 +481,8 @@ impl<S: Store> Month<'_, S> {
             return;
         }
         let minor = self.between(1, balance.min(4_000));
-        let order = self.id("order");
-        let form = SpendForm {
-            account: self.accounts[account].id.clone(),
-            amount: cents(minor),
-            currency: self.accounts[account].currency.into(),
-            order: order.clone(),
-            service: "app-store".into(),
-            effective_at: None,
-        };
-        match self.services().ledger().spend(&form, &actor()).await {
-            Ok(_) => {
-                self.orders.push(Order {
-                    account,
-                    order,
-                    refundable: minor,
-                });
-                self.did("spends");
-            }
-            Err(e) => self.refusal("a spend", &e),
+        if let Err(e) = self.spend_of(account, minor).await {
+            self.refusal("a spend", &e);
         }
     }
 
@@ -564,26 +492,28 @@ impl<S: Store> Month<'_, S> {
         if balance == 0 {
             return;
         }
+        self.spend_of(account, balance).await.unwrap();
+    }
+
+    /// Spends `minor` of an account's balance on a new order, refundable after.
+    async fn spend_of(&mut self, account: usize, minor: i64) -> Result<(), LedgerError> {
         let order = self.id("order");
         let form = SpendForm {
             account: self.accounts[account].id.clone(),
-            amount: cents(balance),
+            amount: dec(minor),
             currency: self.accounts[account].currency.into(),
             order: order.clone(),
             service: "app-store".into(),
             effective_at: None,
         };
-        self.services()
-            .ledger()
-            .spend(&form, &actor())
-            .await
-            .unwrap();
+        self.services().ledger().spend(&form, &actor()).await?;
         self.orders.push(Order {
             account,
             order,
-            refundable: balance,
+            refundable: minor,
         });
         self.did("spends");
+        Ok(())
     }
 
     /// Refunds part or all of what an order has left.
@@ -601,7 +531,7 @@ impl<S: Store> Month<'_, S> {
             account: self.accounts[account].id.clone(),
             order: self.orders[i].order.clone(),
             refund: self.id("refund"),
-            amount: cents(minor),
+            amount: dec(minor),
             currency: self.accounts[account].currency.into(),
             effective_at: None,
         };
@@ -643,7 +573,7 @@ impl<S: Store> Month<'_, S> {
         };
         let form = AdjustForm {
             account: self.accounts[account].id.clone(),
-            amount: cents(minor),
+            amount: dec(minor),
             currency: self.accounts[account].currency.into(),
             reason: "goodwill".into(),
         };
@@ -666,7 +596,7 @@ impl<S: Store> Month<'_, S> {
             device_model: "iPhone 13".into(),
             device_id: trade_in.device.clone(),
             grade: "good".into(),
-            value: cents(value),
+            value: dec(value),
             currency: "USD".into(),
             assessed_at: (self.now() - TimeDelta::minutes(30))
                 .to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -735,7 +665,7 @@ impl<S: Store> Month<'_, S> {
             [("Acme", "USD"), ("Acme", "GBP"), ("Bolt", "USD")][self.below(3)];
         let minor = self.between(100, 10_000);
         let reference = self.id("PAY");
-        let form = PaymentForm::parse(retailer, &cents(minor), currency, &reference).unwrap();
+        let form = PaymentForm::parse(retailer, &dec(minor), currency, &reference).unwrap();
         let recorded = self
             .services()
             .settlement()
@@ -796,6 +726,15 @@ async fn receivable<S: Store>(
     .await
 }
 
+/// A day's closing in the currency of `roll` (another day's roll-forward); 0 where it had none.
+fn closing_in(day: &Settled, roll: &RollForward) -> i64 {
+    day.roll_forward
+        .iter()
+        .find(|r| r.currency == roll.currency)
+        .and_then(|r| r.line("closing"))
+        .unwrap_or(0)
+}
+
 /// Checks a day just settled against the raw entries and against the day before.
 async fn check_day<S: Store>(
     env: &TestApp<S>,
@@ -841,14 +780,9 @@ async fn check_day<S: Store>(
             "{date} {code}: the movements are the liability legs recorded in the day"
         );
         if let Some(before) = before {
-            let previous = before
-                .roll_forward
-                .iter()
-                .find(|r| r.currency == roll.currency)
-                .and_then(|r| r.line("closing"))
-                .unwrap_or(0);
             assert_eq!(
-                opening, previous,
+                opening,
+                closing_in(before, roll),
                 "{date} {code}: opening is yesterday's closing"
             );
         }
@@ -889,12 +823,7 @@ async fn check_day<S: Store>(
 async fn a_month_of_random_activity_reconciles_every_day<S: Store>(env: TestApp<S>) {
     let began = Instant::now();
     let zone: chrono_tz::Tz = ZONE.parse().unwrap();
-    let app = env
-        .reopen(&Settings {
-            business_time_zone: BusinessTimeZone::parse(ZONE).unwrap(),
-            ..env.db.settings()
-        })
-        .await;
+    let app = in_zone(&env, ZONE).await;
     let outputs = outputs(&env);
     let seed = std::env::var(SEED_VAR).map_or(SEED, |text| {
         let hex = text.strip_prefix("0x");
@@ -916,42 +845,17 @@ async fn a_month_of_random_activity_reconciles_every_day<S: Store>(env: TestApp<
         refused: BTreeMap::new(),
     };
     let services = month.services().clone();
-    for (retailer, commission) in [("Acme", "2.5"), ("Bolt", "5")] {
-        services
-            .retailers()
-            .add(retailer, commission, &actor())
-            .await
-            .unwrap();
-    }
-    for (retailer, store, jurisdiction) in [
-        ("Acme", "TX", "US-TX"),
-        ("Acme", "GB", "GB-ENG"),
-        ("Bolt", "TX", "US-TX"),
-    ] {
-        let form = StoreForm {
-            retailer: retailer.into(),
-            store: store.into(),
-            jurisdiction: jurisdiction.into(),
-        };
-        services.cards().add_store(&form, &actor()).await.unwrap();
-    }
+    retailer(&env, "Acme").await;
+    retailer_with(&env, "Bolt", "5", &[("TX", "US-TX")]).await;
     month
         .shelf("Acme", "TX", ("US", "USD"), "25.00", 120, 365, None)
         .await;
     month
         .shelf("Bolt", "TX", ("US", "USD"), "10.00", 80, 365, None)
         .await;
-    for (region, currency) in [
-        ("US", "USD"),
-        ("US", "USD"),
-        ("US", "USD"),
-        ("US", "USD"),
-        ("US", "USD"),
-        ("US", "USD"),
-        ("GB", "GBP"),
-        ("GB", "GBP"),
-        ("GB", "GBP"),
-    ] {
+    // Six US accounts in USD and three UK ones in GBP.
+    let us = std::iter::repeat_n(("US", "USD"), 6);
+    for (region, currency) in us.chain(std::iter::repeat_n(("GB", "GBP"), 3)) {
         let id = open_account(&env, region, currency).await;
         month.accounts.push(Customer {
             id,
@@ -1169,12 +1073,7 @@ async fn three_missed_days_are_closed_in_order<S: Store>(env: TestApp<S>) {
         assert!(!rerun.closed_now);
         if let Some(before) = &before {
             for roll in &rerun.roll_forward {
-                let previous = before
-                    .roll_forward
-                    .iter()
-                    .find(|r| r.currency == roll.currency)
-                    .and_then(|r| r.line("closing"))
-                    .unwrap_or(0);
+                let previous = closing_in(before, roll);
                 assert_eq!(roll.line("opening"), Some(previous), "{date}");
             }
         }
@@ -1313,20 +1212,6 @@ async fn day_of_the_processes<S: Store>(env: &TestApp<S>) -> (DateTime<Utc>, Bus
     (tick, date)
 }
 
-/// A `tender` process with the seal key in its key directory, logging to `log`.
-fn tender<S: Store>(env: &TestApp<S>, args: &[&str], jobs: &Path, log: &Path) -> Reaped {
-    let log = std::fs::File::create(log).unwrap();
-    Reaped(
-        tender_command(env, args)
-            .env("TENDER_JOBS_DIR", jobs)
-            .env("TENDER_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
-}
-
 fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
@@ -1336,9 +1221,6 @@ fn tail(path: &Path) -> String {
         lines[lines.len().saturating_sub(30)..].join("\n")
     )
 }
-
-/// The killed-process tests' time limit: a hang is a failure.
-const PROCESS_GRACE: Duration = Duration::from_secs(60);
 
 /// Waits for a process to end, within the time limit; its status.
 async fn ended(child: &mut Reaped, log: &Path) -> std::process::ExitStatus {
@@ -1365,8 +1247,8 @@ async fn two_drain_processes_close_the_day_once<S: Store>(env: TestApp<S>) {
     let jobs = env.db.path().join("jobs");
     std::fs::create_dir_all(&jobs).unwrap();
     let logs = [env.db.path().join("a.log"), env.db.path().join("b.log")];
-    let mut a = tender(&env, &["work", "--drain"], &jobs, &logs[0]);
-    let mut b = tender(&env, &["work", "--drain"], &jobs, &logs[1]);
+    let mut a = tender_process(&env, &["work", "--drain"], &jobs, &logs[0]);
+    let mut b = tender_process(&env, &["work", "--drain"], &jobs, &logs[1]);
     for (child, log) in [(&mut a, &logs[0]), (&mut b, &logs[1])] {
         let status = ended(child, log).await;
         assert!(status.success(), "{status}\n{}", tail(log));
@@ -1378,29 +1260,13 @@ async fn two_drain_processes_close_the_day_once<S: Store>(env: TestApp<S>) {
     assert_eq!(closed_by(&runs[0]), date.to_string());
     assert_eq!(env.count("SELECT count(*) FROM settlement").await, 1);
     assert_closed_once(&env, &date.to_string()).await;
-    let out = tender_command(&env, &["settle", "verify", "--date", &date.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_verifies(&env, date);
     assert_whole(&env).await;
 }
 both_backends!(two_drain_processes, two_drain_processes_close_the_day_once);
 
 // ---------------------------------------------------------------------------------------------
 // 4. A killed run
-
-/// `text` with each `(from, to)` replaced, each found exactly once.
-fn edited(text: &str, edits: &[(&str, &str)]) -> String {
-    edits.iter().fold(text.to_string(), |text, (from, to)| {
-        assert_eq!(text.matches(from).count(), 1, "{from:?} in the definition");
-        text.replace(from, to)
-    })
-}
 
 /// A jobs directory whose settle definition renews a 2-second lease every second.
 fn fast_settle_jobs<S: Store>(env: &TestApp<S>) -> std::path::PathBuf {
@@ -1440,25 +1306,41 @@ async fn seal_audit_done<S: Store>(env: &TestApp<S>, outputs: &SettleOutputs) {
     seal_audit.pass().await.unwrap();
 }
 
+/// Waits, within the time limit, until `done` while `runner` runs; `runner` ending first fails
+/// the test, and so does the limit passing, saying `what` did not happen, with the `logs`.
+async fn wait_for(
+    runner: &mut Reaped,
+    mut done: impl AsyncFnMut() -> bool,
+    what: &str,
+    logs: &dyn Fn() -> String,
+) {
+    let deadline = Instant::now() + PROCESS_GRACE;
+    while !done().await {
+        assert!(
+            runner.try_wait().unwrap().is_none(),
+            "tender work ended\n{}",
+            logs()
+        );
+        assert!(Instant::now() < deadline, "{what}\n{}", logs());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Where the settle job's running run is.
+const RUNNING: &str = "FROM job_run WHERE job = 'settle' AND status = 'running'";
+
 /// Waits until the settle run is done (succeeded, or failed on a second attempt) while
 /// `runner` runs, then stops it with SIGTERM; it must end cleanly.
 async fn until_settled<S: Store>(env: &TestApp<S>, runner: &mut Reaped, log: &Path) {
     let done = "SELECT count(*) FROM job_run WHERE job = 'settle' \
                 AND (status = 'succeeded' OR attempts >= 2 AND status = 'failed')";
-    let deadline = Instant::now() + PROCESS_GRACE;
-    while env.count(done).await == 0 {
-        assert!(
-            runner.try_wait().unwrap().is_none(),
-            "tender work ended\n{}",
-            tail(log)
-        );
-        assert!(
-            Instant::now() < deadline,
-            "the killed run was not taken over\n{}",
-            tail(log)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(
+        runner,
+        async || env.count(done).await > 0,
+        "the killed run was not taken over",
+        &|| tail(log),
+    )
+    .await;
     rustix::process::kill_process(
         rustix::process::Pid::from_child(runner),
         rustix::process::Signal::TERM,
@@ -1466,6 +1348,43 @@ async fn until_settled<S: Store>(env: &TestApp<S>, runner: &mut Reaped, log: &Pa
     .unwrap();
     let status = ended(runner, log).await;
     assert!(status.success(), "{status}\n{}", tail(log));
+}
+
+/// The killed run is still running. Once its lease has run out, the next `tender work` (not
+/// --drain: that would wait for the batch job the killed one held to be handed back) takes it
+/// over, and is stopped with SIGTERM once it is done. The settle job's one run: for `tick`, as
+/// of it, succeeded on its second attempt, closing `date`.
+async fn taken_over<S: Store>(
+    env: &TestApp<S>,
+    jobs: &Path,
+    (tick, date): (DateTime<Utc>, BusinessDate),
+    survivor_log: &Path,
+    logs: &dyn Fn() -> String,
+) -> JobRun {
+    assert_eq!(
+        env.count(&format!("SELECT count(*) {RUNNING}")).await,
+        1,
+        "the kill left its run running\n{}",
+        logs()
+    );
+    let lease_until_ms = env.count(&format!("SELECT lease_until_ms {RUNNING}")).await;
+    while SystemClock.now().timestamp_millis() <= lease_until_ms {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut survivor = tender_process(env, &["work"], jobs, survivor_log);
+    until_settled(env, &mut survivor, survivor_log).await;
+    let mut runs = settle_runs(env).await;
+    assert_eq!(runs.len(), 1, "{runs:?}\n{}", logs());
+    let run = runs.remove(0);
+    assert_eq!((run.period, run.as_of), (tick, tick));
+    assert_eq!(
+        (&*run.status, run.attempts),
+        ("succeeded", 2),
+        "{run:?}\n{}",
+        logs()
+    );
+    assert_eq!(closed_by(&run), date.to_string());
+    run
 }
 
 /// `tender work` (a settle definition renewing a 2-second lease every second) claims the day
@@ -1496,35 +1415,15 @@ async fn a_killed_settle_run_is_completed_by_the_next<S: Store>(env: TestApp<S>)
         env.db.path().join("survivor.log"),
     );
     let logs = || format!("{}\n{}", tail(&victim_log), tail(&survivor_log));
-    let mut victim = tender(&env, &["work"], &jobs, &victim_log);
+    let mut victim = tender_process(&env, &["work"], &jobs, &victim_log);
     let stored = format!("SELECT count(*) FROM settlement WHERE business_date = '{date}'");
-    let running = "FROM job_run WHERE job = 'settle' AND status = 'running'";
-    let deadline = Instant::now() + PROCESS_GRACE;
-    while env.count(&stored).await == 0
-        || env.count(&format!("SELECT count(*) {running}")).await == 0
-    {
-        assert!(
-            victim.try_wait().unwrap().is_none(),
-            "tender work ended\n{}",
-            logs()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "the day was not stored\n{}",
-            logs()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let running = format!("SELECT count(*) {RUNNING}");
+    let done = async || env.count(&stored).await > 0 && env.count(&running).await > 0;
+    wait_for(&mut victim, done, "the day was not stored", &logs).await;
     victim.kill().unwrap(); // SIGKILL
     victim.wait().unwrap();
     let killed_at = began.elapsed();
     drop(witness);
-    assert_eq!(
-        env.count(&format!("SELECT count(*) {running}")).await,
-        1,
-        "the kill left its run running\n{}",
-        logs()
-    );
     assert_eq!(
         env.count(&format!(
             "SELECT count(*) FROM settlement WHERE business_date = '{date}' AND seal_id IS NULL"
@@ -1538,41 +1437,15 @@ async fn a_killed_settle_run_is_completed_by_the_next<S: Store>(env: TestApp<S>)
         seals,
         "nothing sealed"
     );
-    let lease_until_ms = env.count(&format!("SELECT lease_until_ms {running}")).await;
-    while SystemClock.now().timestamp_millis() <= lease_until_ms {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 
-    // The next `tender work` (not --drain: that would wait for the batch job the killed one
-    // held to be handed back) takes the run over; stopped with SIGTERM once it is done.
-    let mut survivor = tender(&env, &["work"], &jobs, &survivor_log);
-    until_settled(&env, &mut survivor, &survivor_log).await;
-    let runs = settle_runs(&env).await;
-    assert_eq!(runs.len(), 1, "{runs:?}\n{}", logs());
-    let run = &runs[0];
-    assert_eq!((run.period, run.as_of), (tick, tick));
-    assert_eq!(
-        (&*run.status, run.attempts),
-        ("succeeded", 2),
-        "{run:?}\n{}",
-        logs()
-    );
-    assert_eq!(closed_by(run), date.to_string());
+    let run = taken_over(&env, &jobs, (tick, date), &survivor_log, &logs).await;
     assert_eq!(
         run.totals.as_ref().unwrap()["closed_now"],
         false,
         "the killed run had closed it"
     );
     assert_closed_once(&env, &date.to_string()).await;
-    let out = tender_command(&env, &["settle", "verify", "--date", &date.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_verifies(&env, date);
     // The files written are the bytes stored.
     for (name, bytes) in services.settlement().export(date).await.unwrap() {
         let path = outputs.report_dir.join(date.to_string()).join(&name);
@@ -1610,64 +1483,23 @@ async fn a_settle_run_killed_before_it_stored_the_day_is_completed_by_the_next(
         env.db.path().join("victim.log"),
         env.db.path().join("survivor.log"),
     );
-    let mut victim = tender(&env, &["work"], &jobs, &victim_log);
-    let running = "FROM job_run WHERE job = 'settle' AND status = 'running'";
+    let logs = || format!("{}\n{}", tail(&victim_log), tail(&survivor_log));
+    let mut victim = tender_process(&env, &["work"], &jobs, &victim_log);
+    let running = format!("SELECT count(*) {RUNNING}");
     let waiting = "SELECT count(*) FROM pg_locks \
                    WHERE NOT granted AND relation = 'settlement'::regclass";
-    let deadline = Instant::now() + PROCESS_GRACE;
-    while env.count(&format!("SELECT count(*) {running}")).await == 0
-        || env.count(waiting).await == 0
-    {
-        assert!(
-            victim.try_wait().unwrap().is_none(),
-            "tender work ended\n{}",
-            tail(&victim_log)
-        );
-        assert!(
-            Instant::now() < deadline,
-            "the run did not wait for the settlement table\n{}",
-            tail(&victim_log)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let done = async || env.count(&running).await > 0 && env.count(waiting).await > 0;
+    let what = "the run did not wait for the settlement table";
+    wait_for(&mut victim, done, what, &logs).await;
     victim.kill().unwrap(); // SIGKILL
     victim.wait().unwrap();
     lock.rollback().await.unwrap();
     assert_eq!(env.count("SELECT count(*) FROM settlement").await, 0);
-    assert_eq!(
-        env.count(&format!("SELECT count(*) {running}")).await,
-        1,
-        "the kill left its run running"
-    );
-    let lease_until_ms = env.count(&format!("SELECT lease_until_ms {running}")).await;
-    while SystemClock.now().timestamp_millis() <= lease_until_ms {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 
-    let mut survivor = tender(&env, &["work"], &jobs, &survivor_log);
-    until_settled(&env, &mut survivor, &survivor_log).await;
-    let runs = settle_runs(&env).await;
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    let run = &runs[0];
-    assert_eq!((run.period, run.as_of), (tick, tick));
-    assert_eq!(
-        (&*run.status, run.attempts),
-        ("succeeded", 2),
-        "{run:?}\n{}",
-        tail(&survivor_log)
-    );
-    assert_eq!(closed_by(run), date.to_string());
+    let run = taken_over(&env, &jobs, (tick, date), &survivor_log, &logs).await;
     assert_eq!(run.totals.as_ref().unwrap()["closed_now"], true);
     assert_closed_once(&env, &date.to_string()).await;
-    let out = tender_command(&env, &["settle", "verify", "--date", &date.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_verifies(&env, date);
     assert_whole(&env).await;
 }
 

@@ -71,8 +71,10 @@ type SettlementTuple = (
 
 impl SettlementRepo for SqlTx<Db> {
     async fn day_movements(&mut self, start_ms: i64, end_ms: i64) -> StoreResult<Vec<MovementRow>> {
-        let rows = sqlx::query_as::<Db, (String, String, i32, String, i64, i64, i64)>(
-            "SELECT t.currency, t.kind, CASE WHEN t.effective_ms < $1 THEN 1 ELSE 0 END, \
+        // Late transfers are few and summed apart (`late_transfers`): a fourth grouping key
+        // here would cost every row.
+        let rows = sqlx::query_as::<Db, (String, String, String, i64, i64, i64)>(
+            "SELECT t.currency, t.kind, \
              CASE WHEN e.serial IS NOT NULL THEN 'card' \
              WHEN e.account_id IS NOT NULL THEN 'customer' ELSE e.ledger_account END, \
              CAST(SUM(CASE WHEN e.amount_minor < 0 THEN -e.amount_minor ELSE 0 END) AS BIGINT), \
@@ -80,7 +82,7 @@ impl SettlementRepo for SqlTx<Db> {
              COUNT(*) \
              FROM transfer t JOIN entry e ON e.transfer_id = t.transfer_id \
              WHERE t.recorded_ms >= $1 AND t.recorded_ms < $2 \
-             GROUP BY 1, 2, 3, 4",
+             GROUP BY 1, 2, 3",
         )
         .bind(start_ms)
         .bind(end_ms)
@@ -89,10 +91,9 @@ impl SettlementRepo for SqlTx<Db> {
         Ok(rows
             .into_iter()
             .map(
-                |(currency, kind, late, account, debits, credits, legs)| MovementRow {
+                |(currency, kind, account, debits, credits, legs)| MovementRow {
                     currency,
                     kind,
-                    late: late != 0,
                     account,
                     debits,
                     credits,
@@ -125,28 +126,19 @@ impl SettlementRepo for SqlTx<Db> {
             .collect())
     }
 
-    async fn liability_since(&mut self, from_ms: i64) -> StoreResult<Vec<CurrencySum>> {
+    async fn liability_between(
+        &mut self,
+        from_ms: i64,
+        until_ms: i64,
+    ) -> StoreResult<Vec<CurrencySum>> {
         let rows = sqlx::query_as::<Db, (String, i64)>(concat!(
             "SELECT t.currency, CAST(SUM(e.amount_minor) AS BIGINT) \
              FROM transfer t JOIN entry e ON e.transfer_id = t.transfer_id \
-             WHERE t.recorded_ms >= $1 AND ",
+             WHERE t.recorded_ms >= $1 AND t.recorded_ms < $2 AND ",
             liability_leg!(),
             " GROUP BY t.currency"
         ))
         .bind(from_ms)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(sums(rows))
-    }
-
-    async fn liability_before(&mut self, until_ms: i64) -> StoreResult<Vec<CurrencySum>> {
-        let rows = sqlx::query_as::<Db, (String, i64)>(concat!(
-            "SELECT t.currency, CAST(SUM(e.amount_minor) AS BIGINT) \
-             FROM transfer t JOIN entry e ON e.transfer_id = t.transfer_id \
-             WHERE t.recorded_ms < $1 AND ",
-            liability_leg!(),
-            " GROUP BY t.currency"
-        ))
         .bind(until_ms)
         .fetch_all(&mut *self.tx)
         .await?;
@@ -173,27 +165,12 @@ impl SettlementRepo for SqlTx<Db> {
         Ok(sums(rows))
     }
 
-    async fn receivables_before(&mut self, until_ms: i64) -> StoreResult<Vec<RetailerSum>> {
-        // `receivable:` is 11 characters: the retailer's id starts at the 12th.
-        let rows = sqlx::query_as::<Db, (i64, String, i64)>(
-            "SELECT CAST(SUBSTR(e.ledger_account, 12) AS BIGINT), t.currency, \
-             CAST(SUM(e.amount_minor) AS BIGINT) \
-             FROM entry e JOIN transfer t ON t.transfer_id = e.transfer_id \
-             WHERE e.serial IS NULL AND e.account_id IS NULL \
-             AND e.ledger_account LIKE 'receivable:%' AND t.recorded_ms < $1 \
-             GROUP BY e.ledger_account, t.currency",
-        )
-        .bind(until_ms)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(retailer_sums(rows))
-    }
-
     async fn receivables_between(
         &mut self,
-        start_ms: i64,
-        end_ms: i64,
+        from_ms: i64,
+        until_ms: i64,
     ) -> StoreResult<Vec<RetailerSum>> {
+        // `receivable:` is 11 characters: the retailer's id starts at the 12th.
         let rows = sqlx::query_as::<Db, (i64, String, i64)>(
             "SELECT CAST(SUBSTR(e.ledger_account, 12) AS BIGINT), t.currency, \
              CAST(SUM(e.amount_minor) AS BIGINT) \
@@ -203,8 +180,8 @@ impl SettlementRepo for SqlTx<Db> {
              AND e.ledger_account LIKE 'receivable:%' \
              GROUP BY e.ledger_account, t.currency",
         )
-        .bind(start_ms)
-        .bind(end_ms)
+        .bind(from_ms)
+        .bind(until_ms)
         .fetch_all(&mut *self.tx)
         .await?;
         Ok(retailer_sums(rows))
@@ -233,6 +210,7 @@ impl SettlementRepo for SqlTx<Db> {
              FROM transfer t JOIN card_activation a ON a.void_transfer_id = t.transfer_id \
              JOIN pos_request p ON p.request_id = a.request_id \
              WHERE t.recorded_ms >= $1 AND t.recorded_ms < $2 \
+             AND a.void_transfer_id IS NOT NULL \
              GROUP BY p.retailer_id, a.currency",
         )
         .bind(start_ms)
@@ -244,9 +222,10 @@ impl SettlementRepo for SqlTx<Db> {
 
     async fn day_payments(&mut self, start_ms: i64, end_ms: i64) -> StoreResult<Vec<PaymentRow>> {
         let rows = sqlx::query_as::<Db, (i64, String, i64, String, i64)>(
+            // Payments are few: from them to their transfers, not from the day's transfers.
             "SELECT r.retailer_id, r.reference, r.amount_minor, r.currency, r.transfer_id \
-             FROM transfer t JOIN retailer_payment r ON r.transfer_id = t.transfer_id \
-             WHERE t.recorded_ms >= $1 AND t.recorded_ms < $2 \
+             FROM retailer_payment r CROSS JOIN transfer t \
+             WHERE t.transfer_id = r.transfer_id AND t.recorded_ms >= $1 AND t.recorded_ms < $2 \
              ORDER BY r.retailer_id, r.transfer_id",
         )
         .bind(start_ms)

@@ -14,9 +14,10 @@ use sqlx::Connection;
 use tender::app::{self, App};
 use tender::audit::VerifyReport;
 use tender::clock::{FixedClock, SharedClock};
+use tender::codegen::CodeGenerator;
 use tender::codegen::CodeSource;
 use tender::config::{SealAgeMax, Settings};
-use tender::domain::{Actor, Batch, BatchId};
+use tender::domain::{Actor, Batch, BatchId, Serial};
 use tender::keys::KeyNeeds;
 use tender::service::batches::BatchForm;
 use tender::service::trail::VerifyRequest;
@@ -392,6 +393,74 @@ pub async fn open_account<S: Store>(env: &TestApp<S>, region: &str, currency: &s
     account.id.to_string()
 }
 
+/// A batch requested with `form` and generated, codes from the OS's generator.
+pub async fn generated<S: Store>(env: &TestApp<S>, form: &BatchForm) -> Batch {
+    let batch = env
+        .app
+        .services()
+        .batches()
+        .request(form, &actor())
+        .await
+        .unwrap();
+    env.generate(
+        batch.id,
+        &mut CodeGenerator::from_os_rng(),
+        form.count as usize,
+    )
+    .await
+}
+
+/// A generated batch of `retailer`'s: `count` 25.00 cards in `currency` for `region`, printed
+/// to expire `days` days after the request.
+pub async fn shelf<S: Store>(
+    env: &TestApp<S>,
+    retailer: &str,
+    region: &str,
+    currency: &str,
+    count: u64,
+    days: u32,
+) -> Batch {
+    let form = BatchForm {
+        retailer: retailer.into(),
+        count,
+        value: Some("25.00".into()),
+        currency: currency.into(),
+        region: region.into(),
+        expires_in_days: Some(days),
+        ..BatchForm::default()
+    };
+    generated(env, &form).await
+}
+
+/// The `n`th card of a batch, from 0.
+pub fn card(batch: &Batch, n: u64) -> Serial {
+    Serial::from_sequence(batch.first_serial.sequence() + n).unwrap()
+}
+
+/// Rows of a query of this backend's pool.
+pub async fn query<S, T>(env: &TestApp<S>, sql: String) -> Vec<T>
+where
+    S: Store,
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + Send
+        + Unpin,
+{
+    let sql = sqlx::AssertSqlSafe(sql);
+    match env.store().db_pool() {
+        DbPool::Sqlite(pool) => sqlx::query_as(sql).fetch_all(&pool).await.unwrap(),
+        DbPool::Postgres(pool) => sqlx::query_as(sql).fetch_all(&pool).await.unwrap(),
+    }
+}
+
+/// `ledger check` finds the books whole and the audit trail verifies.
+pub async fn assert_whole<S: Store>(env: &TestApp<S>) {
+    let report = env.app.services().ledger().check().await.unwrap();
+    assert_eq!(report.discrepancy, None, "{report:?}");
+    let report = env.verify().await;
+    assert!(report.is_intact(), "{:?}", report.problem);
+}
+
 /// Runs an async test body, which takes a [`TestApp`], on SQLite and on PostgreSQL, as
 /// `sqlite` and `postgres` test functions in module `$name`.
 macro_rules! both_backends {
@@ -462,5 +531,36 @@ pub fn tender_command<S: Store>(env: &TestApp<S>, args: &[&str]) -> std::process
         .env("TENDER_DATA_DIR", env.db.path())
         .env("TENDER_DATABASE_URL", &env.db.url)
         .stdin(std::process::Stdio::null());
+    command
+}
+
+/// A `tender` process as [`tender_command`] makes it, with the job definitions in `jobs`,
+/// logging at `info` to `log`; killed and reaped when dropped.
+pub fn tender_process<S: Store>(
+    env: &TestApp<S>,
+    args: &[&str],
+    jobs: &Path,
+    log: &Path,
+) -> Reaped {
+    let log = std::fs::File::create(log).unwrap();
+    Reaped(
+        tender_command(env, args)
+            .env("TENDER_JOBS_DIR", jobs)
+            .env("TENDER_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// A `tender` command as [`tender_command`] makes it, its output captured and the process
+/// killed if the test drops it.
+pub fn tender_captured<S: Store>(env: &TestApp<S>, args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::from(tender_command(env, args));
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
     command
 }
