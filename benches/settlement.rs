@@ -881,11 +881,23 @@ fn tables(layout: &Layout, seed: u64) -> Vec<Table<'_>> {
             "serial",
             "amount_minor",
             "balance_after",
+            "recorded_ms",
+            "book",
         ],
         rows: Box::new(layout.xfers().flat_map(move |x| {
             let transfer = layout.transfer_id0 + i64::try_from(x.offset).unwrap();
+            let recorded_ms = layout.at(x.offset).timestamp_millis();
+            let kind = x.kind;
             x.legs.into_iter().enumerate().map(
                 move |(leg, (key, serial, account, amount, after))| {
+                    // As insert_transfer writes it: `{currency}:{kind}:{account}`.
+                    let class = if serial.is_some() {
+                        "card".to_string()
+                    } else if account.is_some() {
+                        "customer".to_string()
+                    } else {
+                        key.clone()
+                    };
                     vec![
                         Val::Int(transfer),
                         Val::Int(i64::try_from(leg).unwrap()),
@@ -894,6 +906,8 @@ fn tables(layout: &Layout, seed: u64) -> Vec<Table<'_>> {
                         serial.map_or(Val::Null, int),
                         Val::Int(amount),
                         opt(after),
+                        Val::Int(recorded_ms),
+                        Val::Text(format!("GBP:{kind}:{class}")),
                     ]
                 },
             )

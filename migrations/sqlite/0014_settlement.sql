@@ -62,6 +62,24 @@ CREATE TABLE retailer_payment (
 );
 CREATE INDEX retailer_payment_transfer ON retailer_payment (transfer_id);
 
+-- Each entry carries what settlement groups it by, copied from its transfer when it is written
+-- (neither changes after): recorded_ms, the instant its transfer was recorded, and book, its
+-- `{currency}:{kind}:{account}` where account is `card`, `customer` or a system account's
+-- name. A day's aggregate is then one indexed range of one table grouped by one key, not a
+-- join of every entry to its transfer: the difference between a fifth and most of a bare
+-- GROUP BY's speed. An entry without them (none that tender writes) would be left out of
+-- every day, and the day would then fail to reconcile, loudly.
+ALTER TABLE entry ADD COLUMN recorded_ms BIGINT;
+ALTER TABLE entry ADD COLUMN book TEXT;
+UPDATE entry SET
+    recorded_ms = (SELECT t.recorded_ms FROM transfer t WHERE t.transfer_id = entry.transfer_id),
+    book = (SELECT t.currency || ':' || t.kind || ':' ||
+                CASE WHEN entry.serial IS NOT NULL THEN 'card'
+                     WHEN entry.account_id IS NOT NULL THEN 'customer'
+                     ELSE entry.ledger_account END
+            FROM transfer t WHERE t.transfer_id = entry.transfer_id);
+CREATE INDEX entry_recorded ON entry (recorded_ms);
+
 -- A day's sales and voids, found from its transfers.
 CREATE INDEX card_activation_transfer ON card_activation (transfer_id);
 CREATE INDEX card_activation_void ON card_activation (void_transfer_id)

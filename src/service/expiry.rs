@@ -25,8 +25,8 @@ use crate::store::expiry::ExpiryGroup;
 use crate::store::{AuditRepo, ExpiryRepo, LedgerRepo, Store, StoreError, Tx};
 
 /// The most cards one expiry transaction moves: its transfer's legs fit one multi-row insert
-/// under SQLite's 32,766 bound parameters (7 per leg), and its audit record stays small.
-pub const EXPIRY_CHUNK_MAX: usize = 4_000;
+/// under SQLite's 32,766 bound parameters (9 per leg), and its audit record stays small.
+pub const EXPIRY_CHUNK_MAX: usize = 3_500;
 /// The furthest ahead `expire outlook` looks: a year, the horizon finance plans breakage on.
 pub const OUTLOOK_DAYS_MAX: u32 = 366;
 

@@ -5,6 +5,24 @@
 use std::future::Future;
 
 use super::StoreResult;
+use crate::domain::{Currency, LedgerAccount, TransferKind};
+
+/// The book an entry is grouped under (`entry.book`): `{currency}:{kind}:{account}`, the account
+/// being `card`, `customer` or a system account's name (which may itself hold a `:`).
+pub(crate) fn book(currency: Currency, kind: TransferKind, account: &LedgerAccount) -> String {
+    let account = match account {
+        LedgerAccount::Card(_) => "card".to_string(),
+        LedgerAccount::Customer(_) => "customer".to_string(),
+        other => other.key(),
+    };
+    format!("{}:{}:{account}", currency.code(), kind.as_str())
+}
+
+/// A book's currency, kind and account, as [`book`] wrote them.
+pub(crate) fn split_book(book: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = book.splitn(3, ':');
+    Some((parts.next()?, parts.next()?, parts.next()?))
+}
 
 /// The day's entries summed per currency, transfer kind and account. `account` is a system
 /// account's name, or `card` / `customer` for the liability accounts, which are too many to

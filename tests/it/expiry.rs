@@ -767,14 +767,14 @@ async fn a_run_expires_in_chunks_earliest_first<S: Store>(env: TestApp<S>) {
 }
 both_backends!(chunks, a_run_expires_in_chunks_earliest_first);
 
-/// The largest chunk, 4,000 cards, is one transaction: one transfer of 4,001 legs, within
+/// The largest chunk, 3,500 cards, is one transaction: one transfer of 3,501 legs, within
 /// SQLite's bound parameters; one more card per chunk is refused `expiry.bad_chunk`.
 async fn the_largest_chunk_is_one_transfer<S: Store>(env: TestApp<S>) {
     setup(&env).await;
     let max = u64::try_from(EXPIRY_CHUNK_MAX).unwrap();
     let batch = gb(&env, max, 10).await;
-    for from in (0..max).step_by(1_000) {
-        sell(&env, "GB", &batch, from, from + 999, None).await;
+    for from in (0..max).step_by(500) {
+        sell(&env, "GB", &batch, from, from + 499, None).await;
     }
     env.clock.advance(TimeDelta::days(10));
     let now = env.clock.now();

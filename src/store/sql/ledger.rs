@@ -16,6 +16,7 @@ use crate::store::ledger::{
 use crate::store::rows::{
     AccountRow, AdjustmentDbRow, HistoryRow, OrderDbRow, RefundDbRow, all, int, serial,
 };
+use crate::store::settlement::book;
 use crate::store::{SqlTx, StoreError, StoreResult};
 
 /// The most legs a transfer's entry insert has for its statement to stay prepared: every
@@ -113,9 +114,10 @@ impl LedgerRepo for SqlTx<Db> {
             legs.push((n, leg, card, *after));
         }
         let legs_count = legs.len();
+        let recorded_ms = at.timestamp_millis();
         let mut insert = QueryBuilder::<Db>::new(
             "INSERT INTO entry (transfer_id, leg, ledger_account, account_id, serial, \
-             amount_minor, balance_after) ",
+             amount_minor, balance_after, recorded_ms, book) ",
         );
         insert.push_values(legs, |mut row, (n, leg, card, after)| {
             row.push_bind(id)
@@ -124,7 +126,9 @@ impl LedgerRepo for SqlTx<Db> {
                 .push_bind(leg.account.customer().map(|a| a.0))
                 .push_bind(card)
                 .push_bind(leg.amount_minor)
-                .push_bind(after);
+                .push_bind(after)
+                .push_bind(recorded_ms)
+                .push_bind(book(posting.currency, posting.kind, &leg.account));
         });
         // The text depends on the leg count. Small transfers (a spend, a redemption) repeat
         // their text and keep it prepared; a box's activation or an expiry chunk rarely does, and

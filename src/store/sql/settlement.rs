@@ -1,13 +1,14 @@
-//! Settlement. Every day's aggregate starts from the transfers recorded in the day (the index
-//! on recorded_ms) and joins their entries by key; a liability leg is one that names a card or
-//! a customer account.
+//! Settlement. A day's sums read the entries recorded in it by their own `recorded_ms` (indexed)
+//! and `book`; what needs the transfer (late ones, sales, voids) starts from the transfers
+//! recorded in the day. A liability leg is one that names a card or a customer account.
 
 use super::Db;
+use crate::store::settlement::split_book;
 use crate::store::settlement::{
     CurrencySum, DriftRow, LateRow, LiabilityRow, MovementRow, PaymentRow, ReceivableRow,
     RetailerSum, SalesRow, SettlementFileRow, SettlementRepo, SettlementRow, TradeInDayRow,
 };
-use crate::store::{SqlTx, StoreResult};
+use crate::store::{SqlTx, StoreError, StoreResult};
 
 /// The legs of the card and customer accounts.
 macro_rules! liability_leg {
@@ -71,36 +72,31 @@ type SettlementTuple = (
 
 impl SettlementRepo for SqlTx<Db> {
     async fn day_movements(&mut self, start_ms: i64, end_ms: i64) -> StoreResult<Vec<MovementRow>> {
-        // Late transfers are few and summed apart (`late_transfers`): a fourth grouping key
-        // here would cost every row.
-        let rows = sqlx::query_as::<Db, (String, String, String, i64, i64, i64)>(
-            "SELECT t.currency, t.kind, \
-             CASE WHEN e.serial IS NOT NULL THEN 'card' \
-             WHEN e.account_id IS NOT NULL THEN 'customer' ELSE e.ledger_account END, \
-             CAST(SUM(CASE WHEN e.amount_minor < 0 THEN -e.amount_minor ELSE 0 END) AS BIGINT), \
-             CAST(SUM(CASE WHEN e.amount_minor > 0 THEN e.amount_minor ELSE 0 END) AS BIGINT), \
-             COUNT(*) \
-             FROM transfer t JOIN entry e ON e.transfer_id = t.transfer_id \
-             WHERE t.recorded_ms >= $1 AND t.recorded_ms < $2 \
-             GROUP BY 1, 2, 3",
+        // One indexed range of `entry`, grouped by one key (see the migration's `book`).
+        let rows = sqlx::query_as::<Db, (String, i64, i64, i64)>(
+            "SELECT book, \
+             CAST(SUM(CASE WHEN amount_minor < 0 THEN -amount_minor ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN amount_minor > 0 THEN amount_minor ELSE 0 END) AS BIGINT), \
+             COUNT(*) FROM entry WHERE recorded_ms >= $1 AND recorded_ms < $2 GROUP BY book",
         )
         .bind(start_ms)
         .bind(end_ms)
         .fetch_all(&mut *self.tx)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(currency, kind, account, debits, credits, legs)| MovementRow {
-                    currency,
-                    kind,
-                    account,
+        rows.into_iter()
+            .map(|(book, debits, credits, legs)| {
+                let (currency, kind, account) =
+                    split_book(&book).ok_or_else(|| StoreError::corrupt("an entry's book"))?;
+                Ok(MovementRow {
+                    currency: currency.to_string(),
+                    kind: kind.to_string(),
+                    account: account.to_string(),
                     debits,
                     credits,
                     legs,
-                },
-            )
-            .collect())
+                })
+            })
+            .collect()
     }
 
     async fn late_transfers(&mut self, start_ms: i64, end_ms: i64) -> StoreResult<Vec<LateRow>> {
@@ -131,12 +127,12 @@ impl SettlementRepo for SqlTx<Db> {
         from_ms: i64,
         until_ms: i64,
     ) -> StoreResult<Vec<CurrencySum>> {
+        // A book starts with its three-letter currency.
         let rows = sqlx::query_as::<Db, (String, i64)>(concat!(
-            "SELECT t.currency, CAST(SUM(e.amount_minor) AS BIGINT) \
-             FROM transfer t JOIN entry e ON e.transfer_id = t.transfer_id \
-             WHERE t.recorded_ms >= $1 AND t.recorded_ms < $2 AND ",
+            "SELECT SUBSTR(e.book, 1, 3), CAST(SUM(e.amount_minor) AS BIGINT) FROM entry e \
+             WHERE e.recorded_ms >= $1 AND e.recorded_ms < $2 AND ",
             liability_leg!(),
-            " GROUP BY t.currency"
+            " GROUP BY SUBSTR(e.book, 1, 3)"
         ))
         .bind(from_ms)
         .bind(until_ms)
@@ -172,13 +168,12 @@ impl SettlementRepo for SqlTx<Db> {
     ) -> StoreResult<Vec<RetailerSum>> {
         // `receivable:` is 11 characters: the retailer's id starts at the 12th.
         let rows = sqlx::query_as::<Db, (i64, String, i64)>(
-            "SELECT CAST(SUBSTR(e.ledger_account, 12) AS BIGINT), t.currency, \
-             CAST(SUM(e.amount_minor) AS BIGINT) \
-             FROM transfer t JOIN entry e ON e.transfer_id = t.transfer_id \
-             WHERE t.recorded_ms >= $1 AND t.recorded_ms < $2 \
+            "SELECT CAST(SUBSTR(e.ledger_account, 12) AS BIGINT), SUBSTR(e.book, 1, 3), \
+             CAST(SUM(e.amount_minor) AS BIGINT) FROM entry e \
+             WHERE e.recorded_ms >= $1 AND e.recorded_ms < $2 \
              AND e.serial IS NULL AND e.account_id IS NULL \
              AND e.ledger_account LIKE 'receivable:%' \
-             GROUP BY e.ledger_account, t.currency",
+             GROUP BY e.ledger_account, SUBSTR(e.book, 1, 3)",
         )
         .bind(from_ms)
         .bind(until_ms)
