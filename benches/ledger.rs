@@ -34,10 +34,8 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, Executor};
 use tender::app::{self, App};
 use tender::clock::{Clock, SystemClock};
-use tender::config::Settings;
 use tender::domain::Actor;
 use tender::error::Classify;
-use tender::keys::KeyNeeds;
 use tender::service::ledger::SpendForm;
 use tender::store::{DbPool, PgStore, SqliteStore, Store};
 use tracing_subscriber::layer::SubscriberExt;
@@ -55,9 +53,14 @@ const SERVICE: &str = "app-store";
 
 #[path = "support/count.rs"]
 mod count;
+// Only its settings and app are used here: the books are loaded by this bench's own SQL.
+#[allow(dead_code)]
+#[path = "support/scratch.rs"]
+mod scratch;
 mod support;
 
 use count::{COUNTS, Counter};
+use scratch::{open, settings};
 use support::ScratchPg;
 
 #[tokio::main]
@@ -159,19 +162,6 @@ enum Budget {
 
 fn ceiling(var: &str) -> Option<f64> {
     std::env::var(var).ok().and_then(|v| v.parse().ok())
-}
-
-fn settings(url: &str, dir: &Path) -> Settings {
-    Settings {
-        database_url: Some(url.to_string()),
-        ..Settings::in_dir(dir)
-    }
-}
-
-async fn open<S: Store>(url: &str, dir: &Path) -> App<S> {
-    App::open(&settings(url, dir), SystemClock::shared(), KeyNeeds::ALL)
-        .await
-        .unwrap()
 }
 
 /// Initialises the database, loads the books in bulk, and times `ledger check` over them, in

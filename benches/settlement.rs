@@ -55,20 +55,17 @@
 //! TENDER_BENCH_SETTLEMENT_KEEP set, the databases (and the data dirs holding their keys) are
 //! kept for a look afterwards (EXPLAIN and the like), and their names printed.
 
-use std::fmt::Write as _;
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
-use sqlx::QueryBuilder;
 use tender::app::{self, App};
 use tender::clock::SystemClock;
-use tender::config::Settings;
 use tender::domain::{Actor, BusinessDate, CardState, Serial};
-use tender::keys::{KeyNeeds, SealKey};
+use tender::keys::SealKey;
 use tender::service::cards::StoreForm;
 use tender::store::{DbPool, PgStore, SettlementRepo, SqliteStore, Store, Tx};
 use tracing_subscriber::layer::SubscriberExt;
@@ -79,11 +76,16 @@ mod child;
 #[allow(dead_code)]
 #[path = "support/count.rs"]
 mod count;
+#[path = "support/scratch.rs"]
+mod scratch;
 mod support;
 
-use child::ChildOutput;
+use child::{Memory, load_average, mib, run_self, status_kib};
 use count::{COUNTS, Counter};
-use support::ScratchPg;
+use scratch::{
+    Backend, Scratch, Table, Val, actor, int, load_tables, lookup_key, next_id, open,
+    prepare_timed, scalar, settings, text,
+};
 
 /// The business day settled: long past, so the system clock is past its cut-off and grace.
 const DAY: &str = "2026-06-01";
@@ -100,8 +102,6 @@ const SPEND_MINOR: i64 = 500;
 const REDEMPTIONS_PER_ACCOUNT: u64 = 4;
 /// Rounds of the ceiling and the aggregation, in turn; the best of each counts.
 const ROUNDS: usize = 2;
-/// Bound parameters per SQLite INSERT of the setup, under SQLite's 32,766.
-const SQLITE_PARAMS: usize = 30_000;
 /// The retailer and its store.
 const RETAILER: &str = "Bench";
 const STORE: &str = "GB-1";
@@ -161,82 +161,6 @@ async fn main() {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    fn name(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        }
-    }
-}
-
-/// A database to measure in: its URL and the data dir that holds the keys.
-struct Scratch {
-    url: String,
-    dir: tempfile::TempDir,
-    pg: Option<ScratchPg>,
-}
-
-impl Scratch {
-    async fn create(backend: Backend, what: &str) -> Scratch {
-        let dir = tempfile::tempdir().unwrap();
-        match backend {
-            Backend::Sqlite => Scratch {
-                url: format!("sqlite://{}", dir.path().join("tender.db").display()),
-                dir,
-                pg: None,
-            },
-            Backend::Postgres => {
-                let pg = ScratchPg::create(what).await;
-                Scratch {
-                    url: pg.url.clone(),
-                    dir,
-                    pg: Some(pg),
-                }
-            }
-        }
-    }
-
-    /// Drops the PostgreSQL database or the SQLite data dir, unless
-    /// TENDER_BENCH_SETTLEMENT_KEEP is set (to look into it afterwards: EXPLAIN and the like).
-    async fn drop_database(self) {
-        let keep = std::env::var_os("TENDER_BENCH_SETTLEMENT_KEEP").is_some();
-        match self.pg {
-            Some(pg) if keep => println!(
-                "postgres_database_kept {} (keys in {})",
-                pg.name,
-                self.dir.keep().display()
-            ),
-            Some(mut pg) => pg.drop_database().await,
-            None if keep => println!("sqlite_data_dir_kept {}", self.dir.keep().display()),
-            None => {}
-        }
-    }
-}
-
-fn settings(url: &str, dir: &Path) -> Settings {
-    Settings {
-        database_url: Some(url.to_string()),
-        ..Settings::in_dir(dir)
-    }
-}
-
-async fn open<S: Store>(url: &str, dir: &Path) -> App<S> {
-    App::open(&settings(url, dir), SystemClock::shared(), KeyNeeds::ALL)
-        .await
-        .unwrap()
-}
-
-fn actor() -> Actor {
-    Actor::cli("bench", None).unwrap()
-}
-
 fn day() -> BusinessDate {
     BusinessDate::parse(DAY).unwrap()
 }
@@ -285,7 +209,7 @@ async fn measure(backend: Backend, entries: u64, command: &str) -> Figures {
         Backend::Sqlite => main_run::<SqliteStore>(backend, &url, &dir, entries).await,
         Backend::Postgres => main_run::<PgStore>(backend, &url, &dir, entries).await,
     };
-    scratch.drop_database().await;
+    scratch.drop_database("TENDER_BENCH_SETTLEMENT_KEEP").await;
     let n = figures.entries as f64;
     let bare = n / figures.bare_s;
     let ours = n / figures.aggregation_s();
@@ -429,20 +353,6 @@ async fn aggregation<S: Store>(
     timed!("day_trade_ins", tx.day_trade_ins(start_ms, end_ms));
     tx.commit().await.unwrap();
     times
-}
-
-/// Before each timed step: PostgreSQL VACUUM ANALYZE and CHECKPOINT; SQLite a WAL checkpoint.
-async fn prepare_timed<S: Store>(app: &App<S>) {
-    let pool = app.store().db_pool();
-    match pool {
-        DbPool::Postgres(_) => {
-            exec(&pool, "VACUUM ANALYZE").await;
-            exec(&pool, "CHECKPOINT").await;
-        }
-        DbPool::Sqlite(_) => {
-            exec(&pool, "PRAGMA wal_checkpoint(TRUNCATE)").await;
-        }
-    }
 }
 
 // ---- Setup ----
@@ -657,32 +567,8 @@ impl Layout {
     }
 }
 
-/// A value of a loaded row.
-enum Val {
-    Int(i64),
-    Text(String),
-    Null,
-    Blob([u8; 32]),
-    At(DateTime<Utc>),
-}
-
-fn int(n: u64) -> Val {
-    Val::Int(i64::try_from(n).unwrap())
-}
-
-fn text(s: impl Into<String>) -> Val {
-    Val::Text(s.into())
-}
-
 fn opt(v: Option<i64>) -> Val {
     v.map_or(Val::Null, Val::Int)
-}
-
-/// One table to load: its name, columns and rows.
-struct Table<'a> {
-    name: &'static str,
-    columns: &'static [&'static str],
-    rows: Box<dyn Iterator<Item = Vec<Val>> + 'a>,
 }
 
 /// The tables of `layout`, in the order their foreign keys need.
@@ -957,72 +843,23 @@ async fn setup<S: Store>(
     let mut layout = Layout::new(entries, &mut rng);
     layout.retailer_id = retailer.id.0;
     layout.commission_minor = retailer.commission_bp.of(VALUE_MINOR);
-    layout.key_id = scalar(
+    layout.key_id = lookup_key(&pool).await;
+    layout.batch_id0 = next_id(&pool, "batch", "batch_id").await;
+    layout.request_id0 = next_id(&pool, "pos_request", "request_id").await;
+    layout.transfer_id0 = next_id(&pool, "transfer", "transfer_id").await;
+    layout.account_id0 = next_id(&pool, "account", "account_id").await;
+    let (rows, per_table) = load_tables(
         &pool,
-        "SELECT CAST(key_id AS BIGINT) FROM key_version WHERE purpose = 'lookup' AND state = 'active'",
+        tables(&layout, entries ^ 0x5eed),
+        layout.cards,
+        &[
+            ("batch", "batch_id"),
+            ("pos_request", "request_id"),
+            ("transfer", "transfer_id"),
+            ("account", "account_id"),
+        ],
     )
     .await;
-    layout.batch_id0 = scalar(&pool, "SELECT COALESCE(MAX(batch_id), 0) + 1 FROM batch").await;
-    layout.request_id0 = scalar(
-        &pool,
-        "SELECT COALESCE(MAX(request_id), 0) + 1 FROM pos_request",
-    )
-    .await;
-    layout.transfer_id0 = scalar(
-        &pool,
-        "SELECT COALESCE(MAX(transfer_id), 0) + 1 FROM transfer",
-    )
-    .await;
-    layout.account_id0 = scalar(
-        &pool,
-        "SELECT COALESCE(MAX(account_id), 0) + 1 FROM account",
-    )
-    .await;
-    let next = scalar(&pool, "SELECT next_sequence FROM serial_counter").await;
-    assert_eq!(next, 1, "a fresh database reserved no serial yet");
-    let mut rows = 0;
-    let mut per_table = Vec::new();
-    for table in tables(&layout, entries ^ 0x5eed) {
-        let (table_name, started) = (table.name, Instant::now());
-        let n = match &pool {
-            DbPool::Sqlite(pool) => sqlite_load(pool, table).await,
-            DbPool::Postgres(pool) => postgres_load(pool, table).await,
-        };
-        rows += n;
-        per_table.push(format!(
-            "{table_name} {n} in {:.1} s",
-            started.elapsed().as_secs_f64()
-        ));
-    }
-    exec(
-        &pool,
-        &format!(
-            "UPDATE serial_counter SET next_sequence = {}",
-            layout.cards + 1
-        ),
-    )
-    .await;
-    match &pool {
-        DbPool::Postgres(_) => {
-            for (table, column) in [
-                ("batch", "batch_id"),
-                ("pos_request", "request_id"),
-                ("transfer", "transfer_id"),
-                ("account", "account_id"),
-            ] {
-                exec(
-                    &pool,
-                    &format!(
-                        "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), \
-                         (SELECT MAX({column}) FROM {table}))"
-                    ),
-                )
-                .await;
-            }
-            exec(&pool, "VACUUM ANALYZE").await;
-        }
-        DbPool::Sqlite(_) => exec(&pool, "PRAGMA optimize").await,
-    }
     println!(
         "{name}_setup {} entries in {} transfers ({} sales of {} cards, {} redeemed into {} accounts, {} spends) on {DAY}; {rows} rows loaded in {:.1} s ({})",
         layout.entries,
@@ -1036,114 +873,6 @@ async fn setup<S: Store>(
         per_table.join(", ")
     );
     (app, layout)
-}
-
-/// One transaction of multi-row INSERTs: rows loaded.
-async fn sqlite_load(pool: &sqlx::SqlitePool, table: Table<'_>) -> u64 {
-    let mut c = pool.acquire().await.unwrap();
-    // Untimed setup: a large page cache, put back before the connection returns to the pool.
-    let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
-        .fetch_one(&mut *c)
-        .await
-        .unwrap();
-    sqlx::query("PRAGMA cache_size = -262144")
-        .execute(&mut *c)
-        .await
-        .unwrap();
-    let per_statement = SQLITE_PARAMS / table.columns.len();
-    let mut tx = sqlx::Connection::begin(&mut *c).await.unwrap();
-    let mut rows = table.rows.peekable();
-    let mut n = 0;
-    while rows.peek().is_some() {
-        let part: Vec<Vec<Val>> = rows.by_ref().take(per_statement).collect();
-        n += part.len() as u64;
-        let mut insert = QueryBuilder::<sqlx::Sqlite>::new(format!(
-            "INSERT INTO {} ({}) ",
-            table.name,
-            table.columns.join(", ")
-        ));
-        insert.push_values(part, |mut b, row| {
-            for v in row {
-                match v {
-                    Val::Int(i) => b.push_bind(i),
-                    Val::Text(s) => b.push_bind(s),
-                    Val::Null => b.push_bind(None::<i64>),
-                    Val::Blob(d) => b.push_bind(d.to_vec()),
-                    Val::At(t) => b.push_bind(t),
-                };
-            }
-        });
-        insert.build().execute(&mut *tx).await.unwrap();
-    }
-    tx.commit().await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA cache_size = {cache}")))
-        .execute(&mut *c)
-        .await
-        .unwrap();
-    n
-}
-
-/// `COPY … FROM STDIN` (CSV): rows loaded.
-async fn postgres_load(pool: &sqlx::PgPool, table: Table<'_>) -> u64 {
-    let mut c = pool.acquire().await.unwrap();
-    let mut copy = c
-        .copy_in_raw(&format!(
-            "COPY {} ({}) FROM STDIN WITH (FORMAT csv)",
-            table.name,
-            table.columns.join(", ")
-        ))
-        .await
-        .unwrap();
-    let mut data = String::with_capacity(1 << 21);
-    for row in table.rows {
-        for (i, v) in row.into_iter().enumerate() {
-            if i > 0 {
-                data.push(',');
-            }
-            match v {
-                Val::Int(n) => write!(data, "{n}").unwrap(),
-                Val::Text(s) => write!(data, "\"{}\"", s.replace('"', "\"\"")).unwrap(),
-                Val::Null => {}
-                Val::Blob(d) => write!(data, "\\x{}", hex::encode(d)).unwrap(),
-                Val::At(t) => data.push_str(&t.to_rfc3339()),
-            }
-        }
-        data.push('\n');
-        if data.len() >= 1 << 20 {
-            copy.send(data.as_bytes()).await.unwrap();
-            data.clear();
-        }
-    }
-    if !data.is_empty() {
-        copy.send(data.as_bytes()).await.unwrap();
-    }
-    copy.finish().await.unwrap()
-}
-
-async fn scalar(pool: &DbPool, sql: &str) -> i64 {
-    let sql = sqlx::AssertSqlSafe(sql.to_string());
-    match pool {
-        DbPool::Sqlite(pool) => sqlx::query_scalar::<_, i64>(sql)
-            .fetch_one(pool)
-            .await
-            .unwrap(),
-        DbPool::Postgres(pool) => sqlx::query_scalar::<_, i64>(sql)
-            .fetch_one(pool)
-            .await
-            .unwrap(),
-    }
-}
-
-async fn exec(pool: &DbPool, sql: &str) {
-    let sql = sqlx::AssertSqlSafe(sql.to_string());
-    match pool {
-        DbPool::Sqlite(pool) => {
-            sqlx::query(sql).execute(pool).await.unwrap();
-        }
-        DbPool::Postgres(pool) => {
-            sqlx::query(sql).execute(pool).await.unwrap();
-        }
-    }
 }
 
 /// Runs a grouping query and counts the groups it returned.
@@ -1167,14 +896,8 @@ struct ChildReport {
     /// Statements sqlx ran for the run, and the share of its wall time inside them.
     statements: u64,
     statement_share: f64,
-    /// VmHWM once the app was open, before the run.
-    open_kib: u64,
-    /// VmHWM just before exit.
-    hwm_kib: u64,
-    /// VmRSS just before exit.
-    rss_kib: u64,
-    /// The kernel's maximum resident set size of the child, from /usr/bin/time -v.
-    time_kib: Option<u64>,
+    /// Its memory.
+    memory: Memory,
 }
 
 impl ChildReport {
@@ -1186,45 +909,29 @@ impl ChildReport {
             self.statement_share * 100.0
         );
         println!(
-            "{label}_settle_peak_memory_mib {:.1} for {entries} entries (goal < 64 MiB: {}; VmHWM of the settling process just before exit; {:.1} once the app was open, VmRSS at exit {:.1}{}) [{command}]",
-            mib(self.hwm_kib),
-            if mib(self.hwm_kib) < 64.0 {
+            "{label}_settle_peak_memory_mib {:.1} for {entries} entries (goal < 64 MiB: {}; VmHWM of the settling process just before exit; {}) [{command}]",
+            mib(self.memory.hwm_kib),
+            if mib(self.memory.hwm_kib) < 64.0 {
                 "met"
             } else {
                 "NOT met"
             },
-            mib(self.open_kib),
-            mib(self.rss_kib),
-            self.time_kib
-                .map(|k| format!(", /usr/bin/time max RSS {:.1}", mib(k)))
-                .unwrap_or_default()
+            self.memory.detail()
         );
     }
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
 }
 
 /// This binary run again to settle [`DAY`] on the database at `url`, under /usr/bin/time -v
 /// where there is one. Its lines are printed as they came, but for the report line.
 fn run_child(backend: Backend, url: &str, dir: &Path) -> ChildReport {
-    let me = std::env::current_exe().unwrap();
-    let time = Path::new("/usr/bin/time");
-    let mut command = if time.exists() {
-        let mut c = Command::new(time);
-        c.arg("-v").arg(&me);
-        c
-    } else {
-        Command::new(&me)
-    };
-    let out = command
-        .env(CHILD_BACKEND, backend.name())
-        .env(CHILD_URL, url)
-        .env(CHILD_DIR, dir)
-        .output()
-        .expect("the bench runs again");
-    let child = ChildOutput::read(&out, "the settling child succeeds");
+    let child = run_self(
+        [
+            (CHILD_BACKEND, OsStr::new(backend.name())),
+            (CHILD_URL, OsStr::new(url)),
+            (CHILD_DIR, dir.as_os_str()),
+        ],
+        "the settling child succeeds",
+    );
     let field = |k: &str| child.field(k);
     ChildReport {
         seconds: field("seconds"),
@@ -1233,10 +940,7 @@ fn run_child(backend: Backend, url: &str, dir: &Path) -> ChildReport {
         closing: field("closing") as i64,
         statements: field("statements") as u64,
         statement_share: field("statement_share"),
-        open_kib: field("open_kib") as u64,
-        hwm_kib: field("hwm_kib") as u64,
-        rss_kib: field("rss_kib") as u64,
-        time_kib: child.time_kib,
+        memory: Memory::of(&child),
     }
 }
 
@@ -1302,13 +1006,12 @@ async fn child_run<S: Store>(backend: &str, url: &str, dir: &Path) {
     }
     let line = |name: &str| roll.line(name).unwrap_or(0);
     println!(
-        "child seconds={seconds} activations={} spends={} closing={} statements={statements} statement_share={} open_kib={open_kib} hwm_kib={} rss_kib={}",
+        "child seconds={seconds} activations={} spends={} closing={} statements={statements} statement_share={} {}",
         line("activations"),
         line("spends"),
         line("closing"),
         statement_secs / seconds,
-        status_kib("VmHWM"),
-        status_kib("VmRSS")
+        Memory::fields(open_kib)
     );
     let now = COUNTS.snapshot();
     if now.db_errors > 0 || now.reruns > 0 {
@@ -1317,23 +1020,6 @@ async fn child_run<S: Store>(backend: &str, url: &str, dir: &Path) {
             now.db_errors, now.reruns
         );
     }
-}
-
-/// A `kB` field of /proc/self/status.
-fn status_kib(name: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// The first three fields of /proc/loadavg.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 // ---- The table ----
@@ -1376,7 +1062,7 @@ fn table(figures: &[Figures]) {
             moves,
             moves / bare,
             f.run.seconds,
-            mib(f.run.hwm_kib),
+            mib(f.run.memory.hwm_kib),
         );
     }
     println!(

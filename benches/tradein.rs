@@ -36,7 +36,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -52,6 +51,8 @@ use tender::service::ledger::AccountForm;
 use tender::store::{DbPool, PgStore, SqliteStore, Store};
 use tracing_subscriber::layer::SubscriberExt;
 
+// Its load average is not printed here.
+#[allow(dead_code)]
 #[path = "support/child.rs"]
 mod child;
 // Its latency percentiles are not used here: the figures are rates over whole files.
@@ -60,7 +61,7 @@ mod child;
 mod count;
 mod support;
 
-use child::ChildOutput;
+use child::{Memory, mib, run_self, status_kib};
 use count::{COUNTS, Counter};
 use support::ScratchPg;
 
@@ -545,7 +546,7 @@ async fn sqlite(plan: &Plan, files: &Path, command: &str) -> u64 {
     machine_ceiling("sqlite", "CEIL_SQLITE_INSERT_ROWS_S", raw_no_fk_s, rows);
     child.print("sqlite", rows, command);
     app.store().close().await;
-    child.hwm_kib
+    child.memory.hwm_kib
 }
 
 /// The `CREATE` statements of `trade_in` and its indexes, for a copy named `table`.
@@ -803,62 +804,33 @@ struct ChildReport {
     seconds: f64,
     accepted: u64,
     file_id: i64,
-    /// VmHWM once the app was open, before the import.
-    open_kib: u64,
-    /// VmHWM just before exit.
-    hwm_kib: u64,
-    /// VmRSS just before exit.
-    rss_kib: u64,
-    /// The kernel's maximum resident set size of the child, from /usr/bin/time -v.
-    time_kib: Option<u64>,
+    /// Its memory.
+    memory: Memory,
 }
 
 impl ChildReport {
     fn print(&self, backend: &str, rows: u64, command: &str) {
         println!(
-            "{backend}_import_peak_memory_mib {:.1} for {rows} rows (VmHWM of the importing process just before exit; {:.1} once the app was open, VmRSS at exit {:.1}{}) [{command}]",
-            mib(self.hwm_kib),
-            mib(self.open_kib),
-            mib(self.rss_kib),
-            self.time_kib
-                .map(|k| format!(", /usr/bin/time max RSS {:.1}", mib(k)))
-                .unwrap_or_default()
+            "{backend}_import_peak_memory_mib {:.1} for {rows} rows (VmHWM of the importing process just before exit; {}) [{command}]",
+            mib(self.memory.hwm_kib),
+            self.memory.detail()
         );
     }
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
 }
 
 /// This binary run again to import `file` into the SQLite data dir `dir`, under
 /// /usr/bin/time -v where there is one.
 fn run_child(dir: &Path, file: &Path) -> ChildReport {
-    let me = std::env::current_exe().unwrap();
-    let time = Path::new("/usr/bin/time");
-    let mut command = if time.exists() {
-        let mut c = Command::new(time);
-        c.arg("-v").arg(&me);
-        c
-    } else {
-        Command::new(&me)
-    };
-    let out = command
-        .env(CHILD_DIR, dir)
-        .env(CHILD_FILE, file)
-        .output()
-        .expect("the bench runs again");
-    let child = ChildOutput::read(&out, "the importing child succeeds");
+    let child = run_self(
+        [(CHILD_DIR, dir.as_os_str()), (CHILD_FILE, file.as_os_str())],
+        "the importing child succeeds",
+    );
     let field = |k: &str| child.field(k);
-    let time_kib = child.time_kib;
     ChildReport {
         seconds: field("seconds"),
         accepted: field("accepted") as u64,
         file_id: field("file_id") as i64,
-        open_kib: field("open_kib") as u64,
-        hwm_kib: field("hwm_kib") as u64,
-        rss_kib: field("rss_kib") as u64,
-        time_kib,
+        memory: Memory::of(&child),
     }
 }
 
@@ -879,22 +851,11 @@ async fn child(dir: &Path, file: &Path) {
     app.store().close().await;
     assert_eq!(report.file.rows.rejected, 0, "{:?}", report.file);
     println!(
-        "child seconds={seconds} accepted={} file_id={} open_kib={open_kib} hwm_kib={} rss_kib={}",
+        "child seconds={seconds} accepted={} file_id={} {}",
         report.file.rows.accepted,
         report.file.file_id,
-        status_kib("VmHWM"),
-        status_kib("VmRSS")
+        Memory::fields(open_kib)
     );
-}
-
-/// A `kB` field of /proc/self/status.
-fn status_kib(name: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// The SQLite import's peak memory over a file of `rows` rows, in a fresh data dir, beside the
@@ -922,7 +883,7 @@ async fn memory(rows: u64, files: &Path, main: Option<(u64, u64)>) {
         child.seconds
     );
     child.print("sqlite_large", rows, &command);
-    let peak = mib(child.hwm_kib);
+    let peak = mib(child.memory.hwm_kib);
     println!(
         "sqlite_import_peak_memory_goal {peak:.1} MiB for {rows} rows (goal < 64 MiB: {}){}",
         verdict(peak < 64.0),
