@@ -472,7 +472,7 @@ impl<S: Store> Settlement<'_, S> {
             tracing::error!(%date, %detail, "the business day does not reconcile");
         }
         let (facts, (roll_forward, statements, liabilities, receivables)) = checked?;
-        let reports = reports(date, &facts, &roll_forward, &statements);
+        let reports = reports(date, &facts, &roll_forward, &statements)?;
         let files: Vec<SettlementFileRow> = reports
             .iter()
             .map(|report| {
@@ -1263,13 +1263,14 @@ fn amount(minor: i64, code: &str) -> Result<String, StoreError> {
     Ok(crate::domain::Money::from_minor(minor, parse_currency(code)?).to_string())
 }
 
-/// The report files, in manifest order.
+/// The report files, in manifest order (a stored currency tender does not know is corrupt data,
+/// never a row left out).
 fn reports(
     date: BusinessDate,
     facts: &DayFacts,
     rolls: &[RollForward],
     statements: &[Statement],
-) -> Vec<Report> {
+) -> Result<Vec<Report>, StoreError> {
     let day = date.to_string();
     let mut roll = Report::new(
         "roll_forward.csv",
@@ -1354,9 +1355,7 @@ fn reports(
         entry.2 += m.credits;
     }
     for ((code, account), (legs, debits, credits)) in accounts {
-        let Ok(c) = Currency::parse(code) else {
-            continue;
-        };
+        let c = parse_currency(code)?;
         journal.push(vec![
             day.clone(),
             code.to_string(),
@@ -1380,9 +1379,7 @@ fn reports(
         ],
     );
     for p in &facts.payments {
-        let Ok(c) = Currency::parse(&p.currency) else {
-            continue;
-        };
+        let c = parse_currency(&p.currency)?;
         payments.push(vec![
             day.clone(),
             p.retailer_id.to_string(),
@@ -1418,9 +1415,7 @@ fn reports(
         ))
     });
     for t in rows {
-        let Ok(c) = Currency::parse(&t.currency) else {
-            continue;
-        };
+        let c = parse_currency(&t.currency)?;
         trade_ins.push(vec![
             day.clone(),
             t.warehouse_id.clone(),
@@ -1431,7 +1426,7 @@ fn reports(
             decimal(t.clawed_back_minor, c),
         ]);
     }
-    vec![roll, statement_file, journal, payments, trade_ins]
+    Ok(vec![roll, statement_file, journal, payments, trade_ins])
 }
 
 /// `manifest.sig`: the seal key's public line, then the signature in hex.
