@@ -79,7 +79,11 @@ fn bad_date() -> ApiError {
         ("name" = String, Path, pattern = "^[a-z0-9_.]{1,64}$", example = "roll_forward.csv", description = "The file"),
     ),
     responses(
-        (status = 200, description = "The file", content_type = "text/csv", body = String),
+        (status = 200, description = "The file: CSV, the manifest's JSON, or its signature's line", content(
+            (String = "text/csv"),
+            (serde_json::Value = "application/json"),
+            (String = "text/plain"),
+        )),
         (status = 404, description = "The day is not closed, or has no such file", body = super::doc::ErrorBody),
     ),
 )]
