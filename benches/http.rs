@@ -404,6 +404,7 @@ fn settings(url: &str, dir: &Path) -> Settings {
         redeem_limits: RedeemLimits {
             account: many,
             caller: many,
+            address: many,
         },
         ..Settings::in_dir(dir)
     }

@@ -511,6 +511,7 @@ async fn medians<S: Store>(backend: &str, url: &str, dir: &Path, bench: &Bench<S
     let limits = RedeemLimits {
         account: many,
         caller: many,
+        address: many,
     };
     let mut unsold = bench.unsold.iter();
     for generic in [false, true] {

@@ -86,7 +86,8 @@ impl<S: Store> App<S> {
                 .with_redeem_limits(settings.redeem_limits)
                 .with_redeem_generic(settings.redeem_generic)
                 .with_trade_in_rules(settings.business_time_zone, settings.tradein_daily_amount)
-                .with_issuer_state(settings.issuer_state.get().clone());
+                .with_issuer_state(settings.issuer_state.get().clone())
+                .with_public_url(settings.public_url.clone());
             services.keys().check_loaded().await?;
             Ok(services)
         };

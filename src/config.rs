@@ -45,6 +45,12 @@ pub struct Settings {
     pub issuer_state: IssuerState,
     /// How long the job runner keeps finished jobs before the purge removes them.
     pub finished_jobs_keep: KeepDays,
+    /// Where customers reach tender's page: sign-in links are built on it, and an `https` one
+    /// marks the session cookie Secure.
+    pub public_url: PublicUrl,
+    /// The header a trusted proxy in front of tender puts the customer's address in; `None`
+    /// when customers reach tender directly and the socket's peer is the customer.
+    pub client_address_header: Option<ClientAddressHeader>,
 }
 
 impl Settings {
@@ -66,6 +72,8 @@ impl Settings {
             tradein_daily_amount: TradeInDailyAmount::default(),
             issuer_state: IssuerState::default(),
             finished_jobs_keep: KeepDays::default(),
+            public_url: PublicUrl::default(),
+            client_address_header: None,
         }
     }
 
@@ -420,6 +428,8 @@ pub struct RedeemLimits {
     pub account: WindowLimits,
     /// Per caller.
     pub caller: WindowLimits,
+    /// Per end-user address, for the customer's page: an IPv4 address or an IPv6 /64.
+    pub address: WindowLimits,
 }
 
 impl RedeemLimits {
@@ -427,6 +437,10 @@ impl RedeemLimits {
     pub const ACCOUNT_DEFAULT_TEXT: &'static str = "5/20";
     /// The default per caller: 1,000 an hour, 10,000 a day.
     pub const CALLER_DEFAULT_TEXT: &'static str = "1000/10000";
+    /// The default per end-user address: 20 an hour, 100 a day. A household or an office
+    /// shares one address, so it is a few accounts' worth; one guesser opening many accounts
+    /// behind one address is held to it.
+    pub const ADDRESS_DEFAULT_TEXT: &'static str = "20/100";
 }
 
 impl Default for RedeemLimits {
@@ -434,6 +448,7 @@ impl Default for RedeemLimits {
         RedeemLimits {
             account: WindowLimits::parse(Self::ACCOUNT_DEFAULT_TEXT).expect("the default parses"),
             caller: WindowLimits::parse(Self::CALLER_DEFAULT_TEXT).expect("the default parses"),
+            address: WindowLimits::parse(Self::ADDRESS_DEFAULT_TEXT).expect("the default parses"),
         }
     }
 }
@@ -490,6 +505,14 @@ pub enum ConfigError {
     /// A retention is not a number of days within its range.
     #[error("retention {0:?} is not a number of days and d, from 1d to 3650d, such as 14d")]
     BadKeepDays(String),
+    /// The public URL is not an http or https origin.
+    #[error(
+        "public URL {0:?} is not an http:// or https:// origin such as https://gifts.example.com, without path, query or fragment"
+    )]
+    BadPublicUrl(String),
+    /// The client address header is not a header name.
+    #[error("client address header {0:?} is not an HTTP header name such as X-Forwarded-For")]
+    BadClientAddressHeader(String),
 }
 
 impl Classify for ConfigError {
@@ -503,11 +526,104 @@ impl Classify for ConfigError {
             ConfigError::BadDailyAmount(_) => "config.bad_daily_amount",
             ConfigError::BadIssuerState(_) => "config.bad_issuer_state",
             ConfigError::BadKeepDays(_) => "config.bad_retention",
+            ConfigError::BadPublicUrl(_) => "config.bad_public_url",
+            ConfigError::BadClientAddressHeader(_) => "config.bad_client_address_header",
         }
     }
 
     fn kind(&self) -> Kind {
         Kind::Invalid
+    }
+}
+
+/// Where customers reach tender's page, as `scheme://host[:port]`: sign-in links are this plus
+/// `/account/sign-in`. An https URL marks the session cookie
+/// Secure (TLS usually ends at a proxy, so tender cannot tell from its own socket).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl(String);
+
+impl PublicUrl {
+    /// The longest URL accepted: room for any real host and path prefix; a sign-in link is
+    /// this plus about 150 characters, under the 2,000 that every browser and mail client
+    /// keeps whole.
+    pub const MAX_CHARS: usize = 200;
+    /// The default: `tender serve`'s own default address.
+    pub const DEFAULT_TEXT: &'static str = "http://127.0.0.1:8080";
+
+    /// Parses an http or https URL without query, fragment or credentials.
+    pub fn parse(text: &str) -> Result<PublicUrl, ConfigError> {
+        let bad = || ConfigError::BadPublicUrl(text.chars().take(64).collect());
+        let trimmed = text.trim().trim_end_matches('/');
+        let rest = trimmed
+            .strip_prefix("https://")
+            .or_else(|| trimmed.strip_prefix("http://"))
+            .ok_or_else(bad)?;
+        // An origin only: the page's own links are absolute paths under `/account`, so a
+        // proxy must pass that path through as it is.
+        let fine = |c: char| c.is_ascii_alphanumeric() || "-._:[]".contains(c);
+        if trimmed.len() > Self::MAX_CHARS || rest.is_empty() || !rest.chars().all(fine) {
+            return Err(bad());
+        }
+        Ok(PublicUrl(trimmed.to_string()))
+    }
+
+    /// The origin, without a trailing slash.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether customers reach it over TLS.
+    pub fn is_https(&self) -> bool {
+        self.0.starts_with("https://")
+    }
+}
+
+impl Default for PublicUrl {
+    fn default() -> Self {
+        PublicUrl::parse(Self::DEFAULT_TEXT).expect("the default parses")
+    }
+}
+
+impl std::str::FromStr for PublicUrl {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        PublicUrl::parse(text)
+    }
+}
+
+/// The header a trusted proxy writes the customer's address into (`X-Forwarded-For`,
+/// `X-Real-IP`), lower-cased. Its last address is the one the proxy itself added; anything
+/// before it the client could have written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAddressHeader(String);
+
+impl ClientAddressHeader {
+    /// Parses a header name: 1 to 64 of `A-Z a-z 0-9 -`.
+    pub fn parse(text: &str) -> Result<ClientAddressHeader, ConfigError> {
+        let name = text.trim();
+        let fine = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !fine {
+            return Err(ConfigError::BadClientAddressHeader(
+                text.chars().take(64).collect(),
+            ));
+        }
+        Ok(ClientAddressHeader(name.to_ascii_lowercase()))
+    }
+
+    /// The header's name, lower-cased.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for ClientAddressHeader {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        ClientAddressHeader::parse(text)
     }
 }
 

@@ -30,3 +30,4 @@ pub mod jobs;
 pub mod keys;
 pub mod service;
 pub mod store;
+pub mod web;

@@ -9,7 +9,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::header::CACHE_CONTROL;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -320,6 +321,50 @@ pub async fn open<S: Store>(
         .create_account(&form, &actor(&caller))
         .await?;
     Ok((StatusCode::CREATED, Json(account.into())))
+}
+
+/// A single-use sign-in link to the account's page on tender, for the store's site to send
+/// its signed-in customer to. It opens the account: never log it, never show it to anyone but
+/// the account's customer.
+#[derive(Serialize, ToSchema)]
+#[schema(as = SignInLink)]
+pub struct SignInLinkView {
+    account_id: AccountId,
+    /// The link: tender's public URL, `/account/sign-in` and a token. It works once, and for 5
+    /// minutes.
+    #[schema(format = "uri")]
+    url: String,
+    /// When it stops working.
+    #[schema(value_type = String, format = DateTime)]
+    expires_at: DateTime<Utc>,
+}
+
+/// Mints a single-use sign-in link to the account's page: 201 with the link, not to be
+/// cached or logged. Audited under the calling key.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{id}/sign-in-links",
+    tag = "accounts",
+    params(("id" = i64, Path, minimum = 1, description = "The account the link signs in to")),
+    responses((status = 201, description = "The link was minted", body = SignInLinkView)),
+)]
+pub async fn sign_in_link<S: Store>(
+    State(app): State<App<S>>,
+    caller: Caller,
+    Id(id): Id,
+) -> Result<Response, ApiError> {
+    let link = app
+        .services()
+        .sessions()
+        .mint(&id.to_string(), &actor(&caller))
+        .await?;
+    let view = SignInLinkView {
+        account_id: link.account_id,
+        url: link.url,
+        expires_at: link.expires_at,
+    };
+    let no_store = [(CACHE_CONTROL, HeaderValue::from_static("no-store"))];
+    Ok((StatusCode::CREATED, no_store, Json(view)).into_response())
 }
 
 /// An account, with its balance.

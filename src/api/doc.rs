@@ -61,6 +61,7 @@ pub struct ErrorDetail {
         cards::unblock,
         accounts::open,
         accounts::show,
+        accounts::sign_in_link,
         accounts::balance,
         accounts::history,
         accounts::attempts,

@@ -266,6 +266,11 @@ pub fn routes<S: Store>(app: App<S>) -> (Router, Vec<Route>) {
             Access::Roles(&[Redeem, Support, Finance]),
             accounts::show::<S>,
         )
+        .post(
+            "/v1/accounts/{id}/sign-in-links",
+            Access::Roles(&[Redeem]),
+            accounts::sign_in_link::<S>,
+        )
         .get(
             "/v1/accounts/{id}/balance",
             Access::Roles(&[Redeem, Support, Finance]),
@@ -360,6 +365,7 @@ pub fn routes<S: Store>(app: App<S>) -> (Router, Vec<Route>) {
             .into(),
     );
     let mut templates: Vec<&'static str> = served.iter().map(|route| route.path).collect();
+    templates.extend_from_slice(crate::web::PAGES);
     templates.sort_unstable();
     templates.dedup();
     let observer = observe::Observer {
@@ -371,6 +377,9 @@ pub fn routes<S: Store>(app: App<S>) -> (Router, Vec<Route>) {
             Arc::new(queried),
             refuse_query,
         ))
+        // The customer's page: its own headers and form limits, past the API's query rule
+        // (its sign-in link and history pages take query strings, never a code).
+        .merge(crate::web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
@@ -408,7 +417,9 @@ pub async fn serve<S: Store>(
             stopping.notify_one();
         }
     };
-    let server = axum::serve(listener, router(app))
+    // With each connection's peer: the customer's page counts its redemption limits by it.
+    let service = router(app).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, service)
         .with_graceful_shutdown(signal)
         .into_future();
     let grace_over = async {

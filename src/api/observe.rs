@@ -87,10 +87,12 @@ pub(super) async fn observe<S: Store>(
     let response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status();
-    let error = match response.extensions().get::<ApiError>() {
-        Some(error) => Some(error.code()),
-        None if status.is_client_error() || status.is_server_error() => Some(UNCLASSIFIED),
-        None => None,
+    let page = response.extensions().get::<crate::web::PageRefusal>();
+    let error = match (response.extensions().get::<ApiError>(), page) {
+        (Some(error), _) => Some(error.code()),
+        (None, Some(refusal)) => Some(refusal.0),
+        (None, None) if status.is_client_error() || status.is_server_error() => Some(UNCLASSIFIED),
+        (None, None) => None,
     };
     observer.app.services().metrics().http_request(HttpRequest {
         method,

@@ -176,6 +176,42 @@ pub fn account_frozen(actor: &Actor, id: AccountId, frozen: bool, reason: &str) 
     )
 }
 
+/// A single-use sign-in link to the customer's page was minted for the account. The link's id
+/// names it; the link itself, which opens a session, is never recorded.
+pub fn sign_in_link_minted(
+    actor: &Actor,
+    account: AccountId,
+    link_id: &str,
+    expires_at: chrono::DateTime<chrono::Utc>,
+) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "sign_in.link_minted",
+        format!("account:{account}"),
+        json!({ "link": link_id, "expires_at": expires_at }),
+    )
+}
+
+/// A sign-in link was used: a browser session on the account's page began.
+pub fn session_opened(actor: &Actor, account: AccountId, link_id: &str) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "sign_in.session_opened",
+        format!("account:{account}"),
+        json!({ "link": link_id }),
+    )
+}
+
+/// The customer signed out: the session ended before its time.
+pub fn session_ended(actor: &Actor, account: AccountId) -> AuditEvent {
+    AuditEvent::new(
+        actor,
+        "sign_in.session_ended",
+        format!("account:{account}"),
+        json!({}),
+    )
+}
+
 /// An account's personal data was erased.
 pub fn account_erased(actor: &Actor, id: AccountId) -> AuditEvent {
     AuditEvent::new(actor, "account.erased", format!("account:{id}"), json!({}))

@@ -285,6 +285,15 @@ impl Launch for Demo {
             report.chains_used
         );
         self.settlement(&app, &seal_key, self.first_day).await?;
+        let link = services
+            .sessions()
+            .mint(&accounts.alice.to_string(), &self.actor)
+            .await?;
+        let dir = settings.data_dir.display();
+        println!(
+            "21. the customer's page for account {}: serve it with `tender --data-dir {dir} serve`, then open {} (`xdg-open '{}'`; the link works once; `tender --data-dir {dir} account link {}` mints another)",
+            link.account_id, link.url, link.url, link.account_id
+        );
         Ok(())
     }
 }

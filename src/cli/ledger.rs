@@ -50,6 +50,12 @@ pub(super) enum AccountCommand {
         /// The account id.
         account: String,
     },
+    /// Mint a single-use sign-in link to the account's page, valid for 5 minutes. It opens the
+    /// account: hand it to its customer only.
+    Link {
+        /// The account id.
+        account: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +198,17 @@ pub(super) async fn run<S: Store>(
         Command::Account(AccountCommand::Erase { account }) => {
             let account = ledger.erase(&account, actor).await?;
             show_account(ctx, &account, "erased")
+        }
+        Command::Account(AccountCommand::Link { account }) => {
+            let link = app.services().sessions().mint(&account, actor).await?;
+            show(ctx.format, &link, |link| {
+                println!("{}", link.url);
+                println!(
+                    "single use; expires {} (opens account {})",
+                    link.expires_at.to_rfc3339(),
+                    link.account_id
+                );
+            })
         }
         Command::Balance(AccountArg { account }) => {
             let account = ledger.account(&account).await?;

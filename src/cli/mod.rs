@@ -29,8 +29,9 @@ use nix::unistd::{Uid, User};
 use crate::app::{self, App, Launch};
 use crate::clock::SystemClock;
 use crate::config::{
-    ApprovalThreshold, BusinessTimeZone, DEFAULT_DATA_DIR, IssuerState, KeepDays, RedeemLimits,
-    SealAgeMax, Settings, TradeInDailyAmount, WindowLimits, redact_url,
+    ApprovalThreshold, BusinessTimeZone, ClientAddressHeader, DEFAULT_DATA_DIR, IssuerState,
+    KeepDays, PublicUrl, RedeemLimits, SealAgeMax, Settings, TradeInDailyAmount, WindowLimits,
+    redact_url,
 };
 use crate::domain::Actor;
 use crate::error::Classify;
@@ -90,6 +91,10 @@ struct Global {
     /// Redemption attempts allowed per caller (this OS user, an API key), as HOURLY/DAILY.
     #[arg(long, global = true, env = "TENDER_REDEEM_CALLER_LIMIT", default_value = RedeemLimits::CALLER_DEFAULT_TEXT)]
     redeem_caller_limit: WindowLimits,
+    /// Redemption attempts allowed per end-user address on the customer's page (an IPv4
+    /// address or an IPv6 /64), as HOURLY/DAILY.
+    #[arg(long, global = true, env = "TENDER_REDEEM_ADDRESS_LIMIT", default_value = RedeemLimits::ADDRESS_DEFAULT_TEXT)]
+    redeem_address_limit: WindowLimits,
     /// Answer every refusal a customer can meet (wrong code, not activated, already redeemed,
     /// expired, blocked, wrong region or currency) with one redeem.not_redeemable, each no sooner
     /// than the others; the attempt log keeps the real reason.
@@ -110,6 +115,15 @@ struct Global {
     /// 1d to 3650d.
     #[arg(long, global = true, env = "TENDER_FINISHED_JOBS_KEEP", default_value = KeepDays::DEFAULT_TEXT)]
     finished_jobs_keep: KeepDays,
+    /// Where customers reach the page, as an http or https origin; sign-in links are built on
+    /// it, and https marks the session cookie Secure.
+    #[arg(long, global = true, env = "TENDER_PUBLIC_URL", default_value = PublicUrl::DEFAULT_TEXT)]
+    public_url: PublicUrl,
+    /// The header a trusted proxy in front of tender writes the customer's address into (its
+    /// last address counts), such as X-Forwarded-For; unset, the connection's peer is the
+    /// customer. Set it only when every request comes through that proxy.
+    #[arg(long, global = true, env = "TENDER_CLIENT_ADDRESS_HEADER")]
+    client_address_header: Option<ClientAddressHeader>,
     /// A note the audit trail records after the user, as cli:<user>/<NOTE> (the user is always
     /// this process's, from the passwd file): 1 to 32 characters from A-Z a-z 0-9 . _ -, such as
     /// a ticket number.
@@ -265,12 +279,15 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         redeem_limits: RedeemLimits {
             account: cli.global.redeem_account_limit,
             caller: cli.global.redeem_caller_limit,
+            address: cli.global.redeem_address_limit,
         },
         redeem_generic: cli.global.redeem_generic,
         business_time_zone: cli.global.business_time_zone,
         tradein_daily_amount: cli.global.tradein_daily_amount,
         issuer_state: cli.global.issuer_state,
         finished_jobs_keep: cli.global.finished_jobs_keep,
+        public_url: cli.global.public_url,
+        client_address_header: cli.global.client_address_header,
     };
     // Before anything opens: a refused actor leaves no trace.
     let ctx = Ctx {
@@ -346,7 +363,10 @@ impl Launch for Dispatch {
             | Command::Attempts(_) => KeyNeeds::NONE,
             // Deletes records by age: no key, no audit event (they are not the books).
             Command::Idempotency(_) => KeyNeeds::NONE,
-            Command::Redeem(_) => KeyNeeds::ALL,
+            // A link's MAC is under the lookup ring; its minting is audited.
+            Command::Redeem(_) | Command::Account(ledger::AccountCommand::Link { .. }) => {
+                KeyNeeds::ALL
+            }
             Command::Account(_) | Command::Spend(_) | Command::Refund(_) | Command::Adjust(_) => {
                 KeyNeeds::AUDIT
             }

@@ -1,7 +1,8 @@
 //! Who caused a state change, as every audit record and `batch.requested_by` store it.
 //!
-//! Four forms: `cli:<user>`, optionally followed by `/<suffix>`, for a person at the command
-//! line; `api:<name>` for an HTTP API client by its key's name; `job:<name>` for a job; `system`
+//! The forms: `cli:<user>`, optionally followed by `/<suffix>`, for a person at the command
+//! line; `api:<name>` for an HTTP API client by its key's name; `customer:<account>` for a
+//! customer on the redeem page; `job:<name>` for a job; `system`
 //! for tender itself. `api:`, `job:` and `system` are reserved for in-process callers: the command line always builds `cli:` and the operating system's
 //! user name, and a suffix cannot hold the `:` or `/` another form would need.
 
@@ -114,6 +115,13 @@ impl Actor {
     /// every key name makes a valid actor.
     pub fn api(name: &super::ApiKeyName) -> Actor {
         Actor::whole(format!("api:{name}"))
+    }
+
+    /// A customer on the redeem page, signed in to their account: `customer:<account id>`.
+    /// Their network address counts in the redemption limits but is not recorded here, so the
+    /// permanent trail holds no personal data beyond the account it already names.
+    pub fn customer(account: super::AccountId) -> Actor {
+        Actor::whole(format!("customer:{account}"))
     }
 
     /// tender itself, acting for no person and no job. For in-process callers only.

@@ -497,6 +497,12 @@ pub struct HistoryLine {
     pub recorded_at: DateTime<Utc>,
     /// For a trade-in credit or claw-back: the device, and what the claw-back left owed.
     pub trade_in: Option<TradeInNote>,
+    /// For a redemption: the card redeemed.
+    pub card: Option<super::Serial>,
+    /// For a purchase or a refund: the service the order was placed at.
+    pub service: Option<String>,
+    /// For a purchase or a refund: the order's id.
+    pub order: Option<String>,
 }
 
 /// What an account's history shows of a trade-in beside its transfer: the device as the

@@ -8,6 +8,7 @@
 //! one of these types being valid.
 
 mod actor;
+mod address;
 mod api_key;
 mod batch;
 mod card;
@@ -26,6 +27,7 @@ mod settlement;
 mod tradein;
 
 pub use actor::{ACTOR_SUFFIX_MAX_CHARS, ACTOR_USER_MAX_CHARS, Actor, ActorError};
+pub use address::ClientAddress;
 pub use api_key::{API_KEY_NAME_MAX_CHARS, ApiClient, ApiKeyName, ApiKeyValueError, ApiRole};
 pub use batch::{
     Batch, BatchError, BatchId, BatchRequest, BatchState, CardValue, MAX_CARDS_PER_BATCH,

@@ -1,5 +1,5 @@
-//! The purge duty: `jobs/purge.toml` and a run over the idempotency and trade-in services and
-//! the job runner's own table.
+//! The purge duty: `jobs/purge.toml` and a run over the idempotency, trade-in and sign-in
+//! services and the job runner's own table.
 
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use super::status;
 use crate::error::{Classify, Kind};
 use crate::service::Services;
 use crate::service::idempotency::{IdempotencyError, PurgeAge};
+use crate::service::sessions::SessionError;
 use crate::service::tradein::IntakeError;
 use crate::store::{Store, StoreError};
 
@@ -49,6 +50,9 @@ pub enum PurgeError {
     /// Purging trade-in uploads failed.
     #[error(transparent)]
     TradeIn(#[from] IntakeError),
+    /// Purging sign-in links and sessions failed.
+    #[error(transparent)]
+    Sessions(#[from] SessionError),
     /// Purging finished jobs failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -59,6 +63,7 @@ impl Classify for PurgeError {
         match self {
             PurgeError::Idempotency(e) => e.code(),
             PurgeError::TradeIn(e) => e.code(),
+            PurgeError::Sessions(e) => e.code(),
             PurgeError::Store(e) => e.code(),
         }
     }
@@ -67,6 +72,7 @@ impl Classify for PurgeError {
         match self {
             PurgeError::Idempotency(e) => e.kind(),
             PurgeError::TradeIn(e) => e.kind(),
+            PurgeError::Sessions(e) => e.kind(),
             PurgeError::Store(e) => e.kind(),
         }
     }
@@ -109,10 +115,12 @@ impl<S: Store> Duty for PurgeDuty<S> {
         let pool = self.services.store().db_pool();
         let jobs = status::purge_finished(&pool, as_of - self.keep_jobs).await?;
         let files = self.services.trade_ins().purge_files().await?;
+        let sign_ins = self.services.sessions().purge(as_of).await?;
         Ok(json!({
             "idempotency_records": idempotency,
             "finished_jobs": jobs,
             "trade_in_files": files,
+            "sign_ins": sign_ins,
         }))
     }
 }

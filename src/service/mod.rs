@@ -30,6 +30,7 @@ pub mod printer_check;
 pub mod redemption;
 pub mod retailers;
 pub mod schedules;
+pub mod sessions;
 pub mod settlement;
 pub mod tradein;
 pub mod trail;
@@ -43,7 +44,7 @@ use serde::de::DeserializeOwned;
 
 use crate::clock::SharedClock;
 use crate::config::{
-    ApprovalThreshold, BusinessTimeZone, IssuerState, RedeemLimits, TradeInDailyAmount,
+    ApprovalThreshold, BusinessTimeZone, IssuerState, PublicUrl, RedeemLimits, TradeInDailyAmount,
 };
 use crate::domain::Jurisdiction;
 use crate::error::{Classify, Kind};
@@ -68,6 +69,7 @@ pub struct Services<S> {
     business_zone: BusinessTimeZone,
     tradein_daily: TradeInDailyAmount,
     issuer_state: Jurisdiction,
+    public_url: PublicUrl,
     metrics: std::sync::Arc<metrics::Metrics>,
 }
 
@@ -86,6 +88,7 @@ impl<S: Store> Services<S> {
             business_zone: BusinessTimeZone::default(),
             tradein_daily: TradeInDailyAmount::default(),
             issuer_state: IssuerState::default().get().clone(),
+            public_url: PublicUrl::default(),
             metrics: std::sync::Arc::default(),
         }
     }
@@ -128,6 +131,12 @@ impl<S: Store> Services<S> {
         self
     }
 
+    /// The same, building sign-in links on `url`.
+    pub fn with_public_url(mut self, url: PublicUrl) -> Self {
+        self.public_url = url;
+        self
+    }
+
     /// This process's counters, for the metrics endpoint and tests.
     pub fn metrics(&self) -> &metrics::Metrics {
         &self.metrics
@@ -142,6 +151,11 @@ impl<S: Store> Services<S> {
     /// Redeeming codes into account balances, and the attempt log.
     pub fn redemption(&self) -> redemption::Redemption<'_, S> {
         redemption::Redemption(self)
+    }
+
+    /// Sign-in links and the customer page's sessions.
+    pub fn sessions(&self) -> sessions::Sessions<'_, S> {
+        sessions::Sessions(self)
     }
 
     /// Accounts, spends, refunds, adjustments, history and `ledger check`.

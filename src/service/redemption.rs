@@ -36,10 +36,11 @@ use super::Services;
 use super::keys::KeyUseError;
 use crate::audit::events;
 use crate::codegen::CodeDigest;
+use crate::config::WindowLimits;
 use crate::domain::{
-    Account, AccountId, Actor, Amount, CardAction, CardState, Code, CodeError, Currency,
-    LedgerAccount, LedgerValueError, Money, PageRows, Posting, Region, Serial, SerialError,
-    TransferId, TransferKind,
+    Account, AccountId, Actor, Amount, CardAction, CardState, ClientAddress, Code, CodeError,
+    Currency, LedgerAccount, LedgerValueError, Money, PageRows, Posting, Region, Serial,
+    SerialError, TransferId, TransferKind,
 };
 use crate::error::{Classify, Kind};
 use crate::keys::KeyId;
@@ -62,6 +63,9 @@ pub const EXPOSED_BY_REDEMPTION: &str = "tried_before_sale";
 pub const GENERIC_REFUSAL_FLOOR: Duration = Duration::from_millis(100);
 /// The subject prefix of a caller's windows.
 const CALLER_PREFIX: &str = "caller:";
+/// How an end user's address is named as a caller (`address:203.0.113.7`), apart from every
+/// actor form.
+const ADDRESS_PREFIX: &str = "address:";
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
@@ -251,6 +255,15 @@ pub struct Redeemed {
     pub replayed: bool,
 }
 
+/// Who an attempt counts against besides its account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// The actor's principal (`api:<key>`, `cli:<user>`), under the per-caller limits.
+    Actor,
+    /// The end user's address, under the per-address limits.
+    Address(ClientAddress),
+}
+
 /// Redemption use cases.
 #[derive(Debug)]
 pub struct Redemption<'a, S>(pub(super) &'a Services<S>);
@@ -261,6 +274,8 @@ struct Attempt {
     code: Code,
     key: Option<String>,
     caller: String,
+    /// The caller's limits.
+    caller_limits: WindowLimits,
     /// Whether its refusal is in the attempt log already (written in the transaction that
     /// judged it).
     logged: AtomicBool,
@@ -287,6 +302,21 @@ impl<S: Store> Redemption<'_, S> {
         idempotency_key: Option<&str>,
         caller: &Actor,
     ) -> Result<Redeemed, RedeemError> {
+        self.redeem_as(account, code, idempotency_key, caller, Caller::Actor)
+            .await
+    }
+
+    /// As [`Redemption::redeem`], for `actor` with `caller` counting in the limits and scoping
+    /// the idempotency key: the customer's page counts the end user's address, not the
+    /// customer (whose account has its own windows).
+    pub async fn redeem_as(
+        &self,
+        account: &str,
+        code: &str,
+        idempotency_key: Option<&str>,
+        actor: &Actor,
+        caller: Caller,
+    ) -> Result<Redeemed, RedeemError> {
         let began = tokio::time::Instant::now();
         let account = AccountId::parse(account)?;
         let key = idempotency_key.map(parse_key).transpose()?;
@@ -295,13 +325,20 @@ impl<S: Store> Redemption<'_, S> {
             self.0.metrics.redemption("redeem.invalid_format");
             RedeemError::InvalidFormat(e)
         })?;
+        let limits = self.0.redeem_limits;
+        let (caller, caller_limits) = match caller {
+            Caller::Actor => (actor.principal().to_string(), limits.caller),
+            Caller::Address(address) => (format!("{ADDRESS_PREFIX}{address}"), limits.address),
+        };
         let attempt = Attempt {
             account,
             code,
             key,
-            caller: caller.principal().to_string(),
+            caller,
+            caller_limits,
             logged: AtomicBool::new(false),
         };
+        let caller = actor;
         let outcome = self.attempt(&attempt, caller).await;
         let metrics = &self.0.metrics;
         let error = match outcome {
@@ -497,8 +534,8 @@ impl<S: Store> Redemption<'_, S> {
         vec![
             (window(&account, HOUR_MS), limits.account.hour),
             (window(&account, DAY_MS), limits.account.day),
-            (window(&caller, HOUR_MS), limits.caller.hour),
-            (window(&caller, DAY_MS), limits.caller.day),
+            (window(&caller, HOUR_MS), attempt.caller_limits.hour),
+            (window(&caller, DAY_MS), attempt.caller_limits.day),
         ]
     }
 

@@ -4,7 +4,8 @@
 //! consistent snapshot), calls repository steps on it, one trait per aggregate
 //! ([`RetailerRepo`], [`BatchRepo`], [`CardRepo`], [`AuditRepo`], [`OutboxRepo`],
 //! [`KeyRepo`], [`LedgerRepo`], [`PosRepo`], [`RedeemRepo`], [`ApiKeyRepo`], [`IdempotencyRepo`],
-//! [`TradeInRepo`], [`ScheduleRepo`], [`ExpiryRepo`], [`SettlementRepo`]), and commits.
+//! [`TradeInRepo`], [`ScheduleRepo`], [`ExpiryRepo`], [`SettlementRepo`], [`WebRepo`]), and
+//! commits.
 //!
 //! Every SQL statement is written once, in `store/sql/`, with `$N` placeholders, and compiled
 //! for each backend with that backend's concrete types (`sqlite.rs` and `postgres.rs` each
@@ -24,6 +25,7 @@ pub mod schedule;
 pub mod settlement;
 mod sqlite;
 pub mod tradein;
+pub mod web;
 
 pub use api_keys::ApiKeyRepo;
 pub use backend::Backend;
@@ -36,6 +38,7 @@ pub use schedule::ScheduleRepo;
 pub use settlement::SettlementRepo;
 pub use sqlite::SQLITE_POOL_CONNECTIONS;
 pub use tradein::TradeInRepo;
+pub use web::WebRepo;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -221,6 +224,7 @@ pub trait Store: Clone + Send + Sync + 'static {
         + ScheduleRepo
         + ExpiryRepo
         + SettlementRepo
+        + WebRepo
         + Send;
 
     /// Whether [`OutboxRepo::claim_outbox`] holds row locks until the transaction ends

@@ -315,6 +315,11 @@ pub(super) struct HistoryRow {
     device_model: Option<String>,
     device_id: Option<String>,
     owed_minor: Option<i64>,
+    /// Set for a redemption: its card's sequence.
+    card_sequence: Option<i64>,
+    /// Set for a spend or a refund: its order and where it was placed.
+    service: Option<String>,
+    order_ref: Option<String>,
 }
 
 impl TryFrom<HistoryRow> for HistoryLine {
@@ -338,6 +343,9 @@ impl TryFrom<HistoryRow> for HistoryLine {
                     .map(|id| id[id.len().saturating_sub(4)..].to_string()),
                 owed: Money::from_minor(r.owed_minor.unwrap_or(0), currency),
             }),
+            card: r.card_sequence.map(serial).transpose()?,
+            service: r.service,
+            order: r.order_ref,
         })
     }
 }

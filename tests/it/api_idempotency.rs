@@ -447,6 +447,7 @@ async fn with_raised_limits<S: Store>(env: &TestApp<S>) -> App<S> {
     settings.redeem_limits = RedeemLimits {
         account: wide,
         caller: wide,
+        address: wide,
     };
     env.reopen(&settings).await
 }

@@ -70,6 +70,10 @@ const LIMITS: RedeemLimits = RedeemLimits {
         hour: 1_000_000,
         day: 1_000_000,
     },
+    address: WindowLimits {
+        hour: 1_000_000,
+        day: 1_000_000,
+    },
 };
 
 /// What the parent hands each worker, as a file in the test's directory.

@@ -20,6 +20,7 @@ const FLOORS: &[(&str, u32)] = &[
     ("app", 6),
     ("api", 7),
     ("jobs", 7),
+    ("web", 7),
     ("cli", 8),
 ];
 

@@ -1000,6 +1000,7 @@ async fn a_busy_caller_is_throttled_with_an_alarm<S: Store>(env: TestApp<S>) {
         RedeemLimits {
             account: WindowLimits { hour: 5, day: 20 },
             caller: one,
+            address: one,
         },
     )
     .await;

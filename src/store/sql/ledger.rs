@@ -302,10 +302,17 @@ impl LedgerRepo for SqlTx<Db> {
         all(sqlx::query_as::<Db, HistoryRow>(
             "SELECT e.transfer_id, t.kind, t.currency, e.amount_minor, e.balance_after, \
              t.reference, t.effective_at, t.recorded_at, p.trade_in_pk, ti.device_model, \
-             ti.device_id, p.owed_minor \
+             ti.device_id, p.owed_minor, r.serial AS card_sequence, \
+             COALESCE(so.service, ro.service) AS service, \
+             COALESCE(so.order_ref, rf.order_ref) AS order_ref \
              FROM entry e JOIN transfer t ON t.transfer_id = e.transfer_id \
              LEFT JOIN trade_in_posting p ON p.transfer_id = e.transfer_id \
              LEFT JOIN trade_in ti ON ti.trade_in_pk = p.trade_in_pk \
+             LEFT JOIN redemption r ON r.transfer_id = e.transfer_id \
+             LEFT JOIN spend_order so ON so.transfer_id = e.transfer_id \
+             LEFT JOIN refund rf ON rf.transfer_id = e.transfer_id \
+             LEFT JOIN spend_order ro \
+             ON ro.account_id = rf.account_id AND ro.order_ref = rf.order_ref \
              WHERE e.account_id = $1 AND e.transfer_id < $2 \
              ORDER BY e.transfer_id DESC LIMIT $3",
         )

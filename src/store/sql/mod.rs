@@ -22,6 +22,7 @@ mod retailer;
 mod schedule;
 mod settlement;
 mod tradein;
+mod web;
 
 use std::sync::Arc;
 

@@ -4,6 +4,8 @@
 //!
 //! A failed test's database is kept for inspection; its name or path is printed.
 
+/// Headless Chromium through ChromeDriver, for end-to-end tests of pages.
+pub mod browser;
 pub mod http;
 
 use std::path::{Path, PathBuf};
