@@ -697,6 +697,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_public_url_is_an_http_or_https_origin() {
+        let url = PublicUrl::parse("https://gifts.example.com/").unwrap();
+        assert_eq!(url.as_str(), "https://gifts.example.com");
+        assert!(url.is_https());
+        assert!(!PublicUrl::parse("http://[::1]:8080").unwrap().is_https());
+        for bad in [
+            "gifts.example.com",
+            "ftp://gifts.example.com",
+            "https://",
+            "https://gifts.example.com/shop",
+            "https://gifts.example.com?x=1",
+            "https://user@gifts.example.com",
+            "https://gifts.example.com#top",
+        ] {
+            assert_eq!(
+                PublicUrl::parse(bad).unwrap_err().code(),
+                "config.bad_public_url",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            ClientAddressHeader::parse("X-Forwarded-For")
+                .unwrap()
+                .as_str(),
+            "x-forwarded-for"
+        );
+        assert!(ClientAddressHeader::parse("X Forwarded").is_err());
+        assert!(ClientAddressHeader::parse("").is_err());
+    }
+
+    #[test]
     fn only_the_two_schemes_are_accepted() {
         assert_eq!(Database::parse("sqlite://x.db"), Ok(Database::Sqlite));
         assert_eq!(Database::parse("postgres://u@h/db"), Ok(Database::Postgres));

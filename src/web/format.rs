@@ -246,11 +246,11 @@ pub fn date(at: DateTime<Utc>, region: Region) -> String {
 /// The English short name of the region's country, or its two-letter code for a country not in
 /// [`COUNTRIES`].
 #[must_use]
-pub fn country_name(region: Region) -> &'static str {
+pub fn country_name(region: Region) -> String {
     COUNTRIES
         .iter()
         .find(|(code, _)| *code == region.as_str())
-        .map_or_else(|| static_code(region), |&(_, name)| name)
+        .map_or_else(|| region.to_string(), |&(_, name)| name.to_string())
 }
 
 /// The most common storefront countries, by code.
@@ -328,33 +328,6 @@ const COUNTRIES: &[(&str, &str)] = &[
     ("VN", "Vietnam"),
     ("ZA", "South Africa"),
 ];
-
-/// Every pair of capital letters, `AAABAC…ZZ`, so that any region's code can be handed out as a
-/// `&'static str` without leaking memory.
-static LETTER_PAIRS: [u8; 26 * 26 * 2] = {
-    let mut pairs = [0; 26 * 26 * 2];
-    let mut first = 0;
-    while first < 26 {
-        let mut second = 0;
-        while second < 26 {
-            let at = (first as usize * 26 + second as usize) * 2;
-            pairs[at] = b'A' + first;
-            pairs[at + 1] = b'A' + second;
-            second += 1;
-        }
-        first += 1;
-    }
-    pairs
-};
-
-/// The region's code, borrowed from [`LETTER_PAIRS`] rather than from the region.
-fn static_code(region: Region) -> &'static str {
-    let &[first, second] = region.as_str().as_bytes() else {
-        unreachable!("a region is two letters")
-    };
-    let at = (usize::from(first - b'A') * 26 + usize::from(second - b'A')) * 2;
-    std::str::from_utf8(&LETTER_PAIRS[at..at + 2]).expect("the pairs are ASCII letters")
-}
 
 #[cfg(test)]
 mod tests {

@@ -571,7 +571,7 @@ fn account_page(
          <p class=\"amount\">{}</p>\
          <p class=\"muted\">{} store · account {}</p></section>",
         escape(&format::money(account.balance, region)),
-        escape(format::country_name(region)),
+        escape(&format::country_name(region)),
         account.id,
     );
     let (status, error) = match notice {

@@ -415,6 +415,10 @@ async fn signs_in_and_redeems<S: Store>(env: TestApp<S>) {
 
     // Signing out ends the session: the page asks to sign in again.
     browser.find(".sign-out button").await.click().await;
+    wait_until("the signed-out page", || async {
+        browser.title().await.starts_with("Signed out")
+    })
+    .await;
     assert_eq!(browser.find("h1").await.text().await, "Signed out");
     browser.goto(&scene.url("/account")).await;
     assert_eq!(browser.find("h1").await.text().await, "You're signed out");
@@ -476,8 +480,12 @@ async fn each_failure_gets_its_help(env: TestApp<SqliteStore>) {
         redeem(&browser, code).await;
         let text = field_error(&browser).await;
         assert!(text.contains(help), "{help}: {text}");
-        // Not refilled, and tied to the field for screen readers.
+        // Not refilled, tied to the field for screen readers, and the focus is back in it.
         let field = browser.find("#code").await;
+        wait_until("the focus in the field", || async {
+            browser.active_element().await.same_as(&field)
+        })
+        .await;
         assert_eq!(field.property("value").await, json!(""));
         assert_eq!(
             field.attribute("aria-describedby").await.as_deref(),

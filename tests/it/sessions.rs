@@ -1204,3 +1204,39 @@ async fn the_cli_prints_a_link_that_signs_in<S: Store>(env: TestApp<S>) {
     assert!(!stdout.contains("token="), "{stdout}");
 }
 both_backends!(cli, the_cli_prints_a_link_that_signs_in);
+
+/// Behind TLS (an https public URL, the TLS ending at a proxy), the session cookie is Secure;
+/// over plain http it cannot be, or the browser would drop it.
+async fn the_cookie_is_secure_behind_https<S: Store>(env: TestApp<S>) {
+    let account = open_account(&env, "US", "USD").await;
+    for (public, secure) in [
+        ("https://gifts.example.com", true),
+        ("http://127.0.0.1:8080", false),
+    ] {
+        let app = env
+            .reopen(&Settings {
+                public_url: tender::config::PublicUrl::parse(public).unwrap(),
+                ..env.db.settings()
+            })
+            .await;
+        let (addr, _stop) = serve(&app).await;
+        let link = app
+            .services()
+            .sessions()
+            .mint(&account, &actor())
+            .await
+            .unwrap()
+            .url;
+        assert!(
+            link.starts_with(&format!("{public}/account/sign-in?token=")),
+            "{link}"
+        );
+        let path = &link[public.len()..];
+        let opened = get(addr, path).await;
+        assert_eq!(opened.status, 200, "{}", opened.text);
+        let cookie = opened.header("set-cookie").unwrap();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+        assert_eq!(cookie.ends_with("; Secure"), secure, "{cookie}");
+    }
+}
+both_backends!(secure_cookie, the_cookie_is_secure_behind_https);

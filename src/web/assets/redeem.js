@@ -63,6 +63,9 @@
     button.textContent = "Redeeming…";
   });
 
+  // After an answer, the focus goes where the customer goes next: the success message, read
+  // first by a screen reader, or the field to type the code again.
   var outcome = document.getElementById("outcome");
   if (outcome) outcome.focus();
+  else if (field.getAttribute("aria-invalid") === "true") field.focus();
 })();
