@@ -190,6 +190,15 @@ pub struct HistoryLineView {
     /// When tender recorded it.
     #[schema(value_type = String, format = DateTime)]
     recorded_at: DateTime<Utc>,
+    /// For a gift card redemption: the card, masked but for its last 4 digits; null otherwise.
+    #[schema(required = true)]
+    card: Option<String>,
+    /// For a purchase or a refund: the service the order was placed at; null otherwise.
+    #[schema(required = true)]
+    service: Option<String>,
+    /// For a purchase or a refund: the order's id; null otherwise.
+    #[schema(required = true)]
+    order: Option<String>,
 }
 
 impl From<HistoryLine> for HistoryLineView {
@@ -202,6 +211,9 @@ impl From<HistoryLine> for HistoryLineView {
             reference: line.reference,
             effective_at: line.effective_at,
             recorded_at: line.recorded_at,
+            card: line.card.map(|serial| serial.masked()),
+            service: line.service,
+            order: line.order,
         }
     }
 }

@@ -338,8 +338,7 @@ impl<S: Store> Redemption<'_, S> {
             caller_limits,
             logged: AtomicBool::new(false),
         };
-        let caller = actor;
-        let outcome = self.attempt(&attempt, caller).await;
+        let outcome = self.attempt(&attempt, actor).await;
         let metrics = &self.0.metrics;
         let error = match outcome {
             Ok(redeemed) => {
@@ -349,7 +348,7 @@ impl<S: Store> Redemption<'_, S> {
             Err(error) => error,
         };
         if error.logged() && !attempt.logged.load(Ordering::Relaxed) {
-            rerun!(self.record_refusal(&attempt, &error, caller))?;
+            rerun!(self.record_refusal(&attempt, &error, actor))?;
         }
         metrics.redemption(error.code());
         if self.0.redeem_generic && error.about_the_card() {

@@ -30,8 +30,8 @@ pub const SESSION_COOKIE: &str = "tender_session";
 /// History lines per page: a phone screen or two.
 pub const HISTORY_PAGE_ROWS: u32 = 20;
 
-/// The longest sign-in token or cursor read from a query string.
-const QUERY_VALUE_MAX_CHARS: usize = 128;
+/// The longest history cursor read: a transfer id has at most 19 digits.
+const CURSOR_MAX_CHARS: usize = 19;
 
 /// `GET /account/assets/tender.css`
 pub(super) async fn stylesheet() -> Response {
@@ -75,10 +75,8 @@ pub(super) async fn sign_in<S: Store>(
     State(app): State<App<S>>,
     query: Result<Query<SignInQuery>, QueryRejection>,
 ) -> Response {
+    // The service refuses a token too long before it reads it.
     let token = query.ok().and_then(|Query(q)| q.token).unwrap_or_default();
-    if token.len() > QUERY_VALUE_MAX_CHARS {
-        return session_refused(&SessionError::LinkInvalid);
-    }
     match app.services().sessions().sign_in(&token).await {
         Ok(opened) => {
             let cookie = session_cookie(
@@ -120,7 +118,7 @@ pub(super) async fn account<S: Store>(
     let before = match query.ok().and_then(|Query(q)| q.before) {
         None => None,
         Some(text) => match text.parse::<i64>() {
-            Ok(id) if id > 0 && text.len() <= QUERY_VALUE_MAX_CHARS => Some(TransferId(id)),
+            Ok(id) if id > 0 && text.len() <= CURSOR_MAX_CHARS => Some(TransferId(id)),
             _ => {
                 return message_page(
                     StatusCode::BAD_REQUEST,
@@ -600,6 +598,12 @@ fn account_page(
         None => (String::new(), None),
     };
     main.push_str(&status);
+    if account.frozen_reason.is_some() {
+        main.push_str(
+            "<div class=\"notice held\" role=\"status\">Your account is on hold, so gift cards \
+             can't be added to it right now. Contact customer support for help.</div>",
+        );
+    }
     let attempt = hex::encode(random_attempt());
     let (invalid, described, error_html) = match &error {
         Some(text) => (

@@ -135,6 +135,9 @@ async fn accounts_are_opened_read_and_paged<S: Store>(env: TestApp<S>) {
     assert_eq!(lines[0]["amount"], money("5.00"));
     assert_eq!(lines[0]["balance_after"], money("15.00"));
     assert_eq!(lines[0]["reference"], Value::Null);
+    for field in ["card", "service", "order"] {
+        assert_eq!(lines[0][field], Value::Null, "{field}");
+    }
     assert_eq!(first.body["next"], transfers[3]);
     let mut seen: Vec<i64> = Vec::new();
     let mut after = None;
@@ -304,6 +307,12 @@ async fn spends_and_refunds<S: Store>(env: TestApp<S>) {
     assert_eq!(lines[1]["kind"], "spend");
     assert_eq!(lines[1]["amount"], money("-20.00"));
     assert_eq!(lines[1]["reference"], "A-77");
+    // Both name the order and the service it was placed at; neither is a card's.
+    for line in &lines[..2] {
+        assert_eq!(line["order"], "A-77");
+        assert_eq!(line["service"], "app-store");
+        assert_eq!(line["card"], Value::Null);
+    }
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }

@@ -538,6 +538,21 @@ async fn each_failure_gets_its_help(env: TestApp<SqliteStore>) {
         "{text}"
     );
 
+    // A frozen account sees why before it tries, and its refusal says whom to ask.
+    let held = scene.account().await;
+    services
+        .ledger()
+        .freeze(&held, true, "fraud", &actor())
+        .await
+        .unwrap();
+    sign_in_from_elsewhere(&browser, &scene.link(&held).await).await;
+    let banner = browser.find(".notice.held").await.text().await;
+    assert!(banner.contains("on hold"), "{banner}");
+    redeem(&browser, &scene.code(4)).await;
+    let text = field_error(&browser).await;
+    assert!(text.contains("can't receive credit"), "{text}");
+    assert_eq!(scene.balance(&held).await, "0.00 USD");
+
     // The operator's generic mode: one message for every refusal about the card.
     let generic = Scene::with(
         TestApp::<SqliteStore>::new(TestDb::sqlite()).await,
