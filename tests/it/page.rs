@@ -26,21 +26,30 @@ use tender::codegen::CodeGenerator;
 use tender::config::{PublicUrl, Settings};
 use tender::domain::{Batch, Serial};
 use tender::service::cards::{ActivateForm, PosForm, StoreForm};
-use tender::service::ledger::{AdjustForm, RefundForm, SpendForm};
+use tender::service::ledger::AdjustForm;
 use tender::service::sessions::SIGN_IN_LINK_LIFETIME;
 use tender::store::{SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::helpers::browser::{Browser, ENTER, SHIFT, TAB, serious_or_critical, wait_until};
-use crate::helpers::{TestApp, TestDb, actor, both_backends, open_account, usd_form};
+use crate::helpers::{
+    TestApp, TestDb, actor, both_backends, open_account, spend_and_refund, usd_form,
+};
 
 /// Acme's store in Texas, where the cards are sold.
 const STORE: &str = "S1";
 
-/// Where the screenshots go.
-fn shots() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/browser")
+/// Saves the current page at a phone's width and a desktop's, as `target/browser/{what}-phone.png`
+/// and `…-desktop.png`.
+async fn screenshots(browser: &Browser, what: &str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/browser");
+    for (name, width, height) in [("phone", 390, 844), ("desktop", 1280, 900)] {
+        browser.set_window_size(width, height).await;
+        browser
+            .screenshot(dir.join(format!("{what}-{name}.png")))
+            .await;
+    }
 }
 
 /// A served app with a shelf of cards: `batch` holds 8 US cards of 25.00 USD, the first 6
@@ -371,25 +380,7 @@ async fn signs_in_and_redeems<S: Store>(env: TestApp<S>) {
     assert!(notice.contains("now $50.00"), "{notice}");
 
     // A purchase and its partial refund name the service and the order.
-    let ledger = scene.app.services().ledger();
-    let spend = SpendForm {
-        account: account.clone(),
-        amount: "12.00".into(),
-        currency: "USD".into(),
-        order: "A-1001".into(),
-        service: "app-store".into(),
-        effective_at: None,
-    };
-    ledger.spend(&spend, &actor()).await.unwrap();
-    let refund = RefundForm {
-        account: account.clone(),
-        order: "A-1001".into(),
-        refund: "R-1".into(),
-        amount: "2.50".into(),
-        currency: "USD".into(),
-        effective_at: None,
-    };
-    ledger.refund(&refund, &actor()).await.unwrap();
+    spend_and_refund(&scene.app, &account, "12.00", "2.50").await;
     browser.goto(&scene.url("/account")).await;
     let lines = browser.find_all(".lines li").await;
     assert_eq!(lines.len(), 4);
@@ -406,13 +397,7 @@ async fn signs_in_and_redeems<S: Store>(env: TestApp<S>) {
         "$40.50"
     );
 
-    std::fs::create_dir_all(shots()).unwrap();
-    for (name, width, height) in [("phone", 390, 844), ("desktop", 1280, 900)] {
-        browser.set_window_size(width, height).await;
-        browser
-            .screenshot(shots().join(format!("balance-{name}.png")))
-            .await;
-    }
+    screenshots(&browser, "balance").await;
     assert_accessible(&browser, "the balance page").await;
     // Everything the page loaded came from tender itself.
     let loaded = browser
@@ -507,13 +492,7 @@ async fn each_failure_gets_its_help(env: TestApp<SqliteStore>) {
         );
         assert!(!browser.current_url().await.contains("code"));
     }
-    std::fs::create_dir_all(shots()).unwrap();
-    for (name, width, height) in [("phone", 390, 844), ("desktop", 1280, 900)] {
-        browser.set_window_size(width, height).await;
-        browser
-            .screenshot(shots().join(format!("failure-{name}.png")))
-            .await;
-    }
+    screenshots(&browser, "failure").await;
     assert_accessible(&browser, "a failed redemption").await;
 
     // The account's fifth failure this hour was the last allowed: the next is paused, with

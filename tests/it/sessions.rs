@@ -48,7 +48,7 @@ use tender::domain::{AccountId, Actor, Batch, ClientAddress, PageRows, Serial, T
 use tender::error::Classify;
 use tender::keys::{KeyId, KeyPurpose, KeyRing, SecretKey};
 use tender::service::cards::{ActivateForm, PosForm, StoreForm};
-use tender::service::ledger::{AdjustForm, RefundForm, SpendForm};
+use tender::service::ledger::{AdjustForm, SpendForm};
 use tender::service::redemption::{Caller, RedeemError, Redeemed};
 use tender::service::sessions::{
     Opened, SESSION_LIFETIME, SIGN_IN_LINK_LIFETIME, SessionError, csrf_token, sign,
@@ -58,7 +58,8 @@ use tender::web::CONTENT_SECURITY_POLICY_VALUE;
 
 use crate::helpers::http::{Reply, call, get, key, parse_reply, start};
 use crate::helpers::{
-    TestApp, TestDb, actor, both_backends, card, epoch, open_account, query, shelf, tender_captured,
+    TestApp, TestDb, actor, both_backends, card, epoch, open_account, query, shelf,
+    spend_and_refund, tender_captured,
 };
 
 /// The public URL when the settings name none.
@@ -692,25 +693,8 @@ async fn history_lines_name_their_card_service_and_order<S: Store>(env: TestApp<
         .redeem(&account, &code_of(&env, &batch, 0), None, &actor())
         .await
         .unwrap();
+    spend_and_refund(&env.app, &account, "10.00", "4.00").await;
     let ledger = services.ledger();
-    let spend = SpendForm {
-        account: account.clone(),
-        amount: "10.00".into(),
-        currency: "USD".into(),
-        order: "A-1001".into(),
-        service: "app-store".into(),
-        effective_at: None,
-    };
-    ledger.spend(&spend, &actor()).await.unwrap();
-    let refund = RefundForm {
-        account: account.clone(),
-        order: "A-1001".into(),
-        refund: "R-1".into(),
-        amount: "4.00".into(),
-        currency: "USD".into(),
-        effective_at: None,
-    };
-    ledger.refund(&refund, &actor()).await.unwrap();
     let goodwill = AdjustForm {
         account: account.clone(),
         amount: "1.00".into(),
@@ -728,8 +712,10 @@ async fn history_lines_name_their_card_service_and_order<S: Store>(env: TestApp<
     let elsewhere = SpendForm {
         account: other.clone(),
         amount: "1.00".into(),
+        currency: "USD".into(),
+        order: "A-1001".into(),
         service: "music-store".into(),
-        ..spend.clone()
+        effective_at: None,
     };
     ledger.spend(&elsewhere, &actor()).await.unwrap();
 

@@ -566,3 +566,27 @@ pub fn tender_captured<S: Store>(env: &TestApp<S>, args: &[&str]) -> tokio::proc
         .kill_on_drop(true);
     command
 }
+
+/// A purchase of `spent` USD on order `A-1001` at `app-store` from `account`, and its partial
+/// refund `R-1` of `refunded`, through `app`'s ledger.
+pub async fn spend_and_refund<S: Store>(app: &App<S>, account: &str, spent: &str, refunded: &str) {
+    let ledger = app.services().ledger();
+    let spend = tender::service::ledger::SpendForm {
+        account: account.to_string(),
+        amount: spent.to_string(),
+        currency: "USD".into(),
+        order: "A-1001".into(),
+        service: "app-store".into(),
+        effective_at: None,
+    };
+    ledger.spend(&spend, &actor()).await.unwrap();
+    let refund = tender::service::ledger::RefundForm {
+        account: account.to_string(),
+        order: "A-1001".into(),
+        refund: "R-1".into(),
+        amount: refunded.to_string(),
+        currency: "USD".into(),
+        effective_at: None,
+    };
+    ledger.refund(&refund, &actor()).await.unwrap();
+}
