@@ -22,10 +22,8 @@ use chrono::TimeDelta;
 use serde_json::json;
 use tender::app::App;
 use tender::clock::Clock;
-use tender::codegen::CodeGenerator;
 use tender::config::{PublicUrl, Settings};
 use tender::domain::{Batch, Serial};
-use tender::service::cards::{ActivateForm, PosForm, StoreForm};
 use tender::service::ledger::AdjustForm;
 use tender::service::sessions::SIGN_IN_LINK_LIFETIME;
 use tender::store::{SqliteStore, Store};
@@ -34,11 +32,8 @@ use tokio::sync::oneshot;
 
 use crate::helpers::browser::{Browser, ENTER, SHIFT, TAB, serious_or_critical, wait_until};
 use crate::helpers::{
-    TestApp, TestDb, actor, both_backends, open_account, spend_and_refund, usd_form,
+    TestApp, TestDb, actor, both_backends, cards_on_sale, code_of, open_account, spend_and_refund,
 };
-
-/// Acme's store in Texas, where the cards are sold.
-const STORE: &str = "S1";
 
 /// Saves the current page at a phone's width and a desktop's, as `target/browser/{what}-phone.png`
 /// and `…-desktop.png`.
@@ -80,7 +75,7 @@ impl<S: Store> Scene<S> {
         tokio::spawn(tender::api::serve(listener, app.clone(), async {
             let _ = stopped.await;
         }));
-        let batch = shelf(&app, &env).await;
+        let batch = cards_on_sale(&env, 8, 6).await;
         Scene {
             env,
             app,
@@ -116,64 +111,13 @@ impl<S: Store> Scene<S> {
 
     /// The code the printer file holds for card `n`, as printed.
     fn code(&self, n: u64) -> String {
-        let serial = self.serial(n);
-        let mut reader = csv::Reader::from_path(self.env.export_file(self.batch.id)).unwrap();
-        for record in reader.records() {
-            let record = record.unwrap();
-            if Serial::parse(&record[0]).unwrap() == serial {
-                return record[1].to_string();
-            }
-        }
-        panic!("{serial} is not in the printer file");
+        code_of(&self.env, &self.batch, n)
     }
 
     async fn balance(&self, account: &str) -> String {
         let account = self.app.services().ledger().account(account).await.unwrap();
         account.balance.to_string()
     }
-}
-
-/// Acme, its Texas store, and 8 generated 25.00 USD cards for the US, the first 6 sold.
-async fn shelf<S: Store>(app: &App<S>, env: &TestApp<S>) -> Batch {
-    let services = app.services();
-    services
-        .retailers()
-        .add("Acme", "2.5", &actor())
-        .await
-        .unwrap();
-    let batch = services
-        .batches()
-        .request(&usd_form(8), &actor())
-        .await
-        .unwrap();
-    let batch = env
-        .generate(batch.id, &mut CodeGenerator::from_os_rng(), 8)
-        .await;
-    let store = StoreForm {
-        retailer: "Acme".into(),
-        store: STORE.into(),
-        jurisdiction: "US-TX".into(),
-    };
-    services.cards().add_store(&store, &actor()).await.unwrap();
-    let form = ActivateForm {
-        pos: PosForm {
-            retailer: "Acme".into(),
-            store: STORE.into(),
-            terminal: "till-1".into(),
-            pos_txn: "box-1".into(),
-            pos_time: None,
-        },
-        serial: batch.first_serial.to_string(),
-        to_serial: Some(
-            Serial::from_sequence(batch.first_serial.sequence() + 5)
-                .unwrap()
-                .to_string(),
-        ),
-        value: None,
-        purchaser_state: None,
-    };
-    services.cards().activate(&form, &actor()).await.unwrap();
-    batch
 }
 
 /// Follows `link` from a page of another site (a `data:` page, an opaque origin), as a
@@ -773,17 +717,8 @@ async fn a_card_redeems_with_the_keyboard_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_typed_code_reaches_the_server_log() {
     let env = TestApp::<SqliteStore>::new(TestDb::sqlite()).await;
-    let batch = shelf(&env.app, &env).await;
-    let scene_code = |n: u64| {
-        let serial = Serial::from_sequence(batch.first_serial.sequence() + n).unwrap();
-        let mut reader = csv::Reader::from_path(env.export_file(batch.id)).unwrap();
-        reader
-            .records()
-            .map(Result::unwrap)
-            .find(|r| Serial::parse(&r[0]).unwrap() == serial)
-            .map(|r| r[1].to_string())
-            .unwrap()
-    };
+    let batch = cards_on_sale(&env, 8, 6).await;
+    let scene_code = |n: u64| code_of(&env, &batch, n);
     let account = open_account(&env, "US", "USD").await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -44,10 +44,9 @@ use tokio::sync::oneshot;
 
 use tender::app::App;
 use tender::config::{ClientAddressHeader, RedeemLimits, Settings, WindowLimits};
-use tender::domain::{AccountId, Actor, Batch, ClientAddress, PageRows, Serial, TransferKind};
+use tender::domain::{AccountId, Actor, ClientAddress, PageRows, TransferKind};
 use tender::error::Classify;
 use tender::keys::{KeyId, KeyPurpose, KeyRing, SecretKey};
-use tender::service::cards::{ActivateForm, PosForm, StoreForm};
 use tender::service::ledger::{AdjustForm, SpendForm};
 use tender::service::redemption::{Caller, RedeemError, Redeemed};
 use tender::service::sessions::{
@@ -58,15 +57,12 @@ use tender::web::CONTENT_SECURITY_POLICY_VALUE;
 
 use crate::helpers::http::{Reply, call, get, key, parse_reply, start};
 use crate::helpers::{
-    TestApp, TestDb, actor, both_backends, card, epoch, open_account, query, shelf,
-    spend_and_refund, tender_captured,
+    TestApp, TestDb, actor, both_backends, card, cards_on_sale, code_of, epoch, open_account,
+    query, spend_and_refund, tender_captured,
 };
 
 /// The public URL when the settings name none.
 const PUBLIC_URL: &str = "http://127.0.0.1:8080";
-
-/// Acme's store in Texas, where the cards are sold.
-const STORE: &str = "S1";
 
 /// How long a `tender` process may take.
 const PROCESS_GRACE: Duration = Duration::from_secs(60);
@@ -123,54 +119,6 @@ fn altered_at(text: &str, at: usize) -> String {
     let mut bytes = text.as_bytes().to_vec();
     bytes[at] = other_digit(bytes[at] as char) as u8;
     String::from_utf8(bytes).unwrap()
-}
-
-/// Acme, its Texas store, and `count` generated 25.00 USD cards for the US, the first `sold`
-/// of them sold.
-async fn cards_on_sale<S: Store>(env: &TestApp<S>, count: u64, sold: u64) -> Batch {
-    let services = env.app.services();
-    services
-        .retailers()
-        .add("Acme", "2.5", &actor())
-        .await
-        .unwrap();
-    let batch = shelf(env, "Acme", "US", "USD", count, 365).await;
-    let store = StoreForm {
-        retailer: "Acme".into(),
-        store: STORE.into(),
-        jurisdiction: "US-TX".into(),
-    };
-    services.cards().add_store(&store, &actor()).await.unwrap();
-    if sold > 0 {
-        let form = ActivateForm {
-            pos: PosForm {
-                retailer: "Acme".into(),
-                store: STORE.into(),
-                terminal: "till-1".into(),
-                pos_txn: "box-1".into(),
-                pos_time: None,
-            },
-            serial: batch.first_serial.to_string(),
-            to_serial: Some(card(&batch, sold - 1).to_string()),
-            value: None,
-            purchaser_state: None,
-        };
-        services.cards().activate(&form, &actor()).await.unwrap();
-    }
-    batch
-}
-
-/// The code the printer file holds for card `n` of `batch`, as printed.
-fn code_of<S: Store>(env: &TestApp<S>, batch: &Batch, n: u64) -> String {
-    let serial = card(batch, n);
-    let mut reader = csv::Reader::from_path(env.export_file(batch.id)).unwrap();
-    for record in reader.records() {
-        let record = record.unwrap();
-        if Serial::parse(&record[0]).unwrap() == serial {
-            return record[1].to_string();
-        }
-    }
-    panic!("{serial} is not in the printer file");
 }
 
 async fn balance<S: Store>(env: &TestApp<S>, account: &str) -> String {

@@ -22,6 +22,7 @@ use tender::config::{SealAgeMax, Settings};
 use tender::domain::{Actor, Batch, BatchId, Serial};
 use tender::keys::KeyNeeds;
 use tender::service::batches::BatchForm;
+use tender::service::cards::{ActivateForm, PosForm, StoreForm};
 use tender::service::trail::VerifyRequest;
 use tender::store::{DbPool, PgStore, Store};
 
@@ -589,4 +590,52 @@ pub async fn spend_and_refund<S: Store>(app: &App<S>, account: &str, spent: &str
         effective_at: None,
     };
     ledger.refund(&refund, &actor()).await.unwrap();
+}
+
+/// Acme, its Texas store (`S1`), and `count` generated 25.00 USD cards for the US, the first `sold`
+/// of them sold.
+pub async fn cards_on_sale<S: Store>(env: &TestApp<S>, count: u64, sold: u64) -> Batch {
+    let services = env.app.services();
+    services
+        .retailers()
+        .add("Acme", "2.5", &actor())
+        .await
+        .unwrap();
+    let batch = shelf(env, "Acme", "US", "USD", count, 365).await;
+    let store = StoreForm {
+        retailer: "Acme".into(),
+        store: "S1".into(),
+        jurisdiction: "US-TX".into(),
+    };
+    services.cards().add_store(&store, &actor()).await.unwrap();
+    if sold > 0 {
+        let form = ActivateForm {
+            pos: PosForm {
+                retailer: "Acme".into(),
+                store: "S1".into(),
+                terminal: "till-1".into(),
+                pos_txn: "box-1".into(),
+                pos_time: None,
+            },
+            serial: batch.first_serial.to_string(),
+            to_serial: Some(card(&batch, sold - 1).to_string()),
+            value: None,
+            purchaser_state: None,
+        };
+        services.cards().activate(&form, &actor()).await.unwrap();
+    }
+    batch
+}
+
+/// The code the printer file holds for card `n` of `batch`, as printed.
+pub fn code_of<S: Store>(env: &TestApp<S>, batch: &Batch, n: u64) -> String {
+    let serial = card(batch, n);
+    let mut reader = csv::Reader::from_path(env.export_file(batch.id)).unwrap();
+    for record in reader.records() {
+        let record = record.unwrap();
+        if Serial::parse(&record[0]).unwrap() == serial {
+            return record[1].to_string();
+        }
+    }
+    panic!("{serial} is not in the printer file");
 }
