@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::Services;
+use super::idempotency::PURGE_BATCH_ROWS;
 use super::keys::KeyUseError;
 use crate::audit::events;
 use crate::domain::{Account, AccountId, Actor, LedgerValueError};
@@ -382,15 +383,22 @@ impl<S: Store> Sessions<'_, S> {
 
 impl<S: Store> Sessions<'_, S> {
     /// Deletes links and sessions that stopped working more than [`SIGN_IN_KEEP`] before
-    /// `as_of`; how many rows went.
+    /// `as_of`, [`PURGE_BATCH_ROWS`] of each per transaction; how many rows went.
     pub async fn purge(&self, as_of: DateTime<Utc>) -> Result<u64, SessionError> {
         let before_ms = (as_of - SIGN_IN_KEEP).timestamp_millis();
-        rerun!(async {
-            let mut tx = self.0.store.begin().await?;
-            let purged = tx.purge_web(before_ms).await?;
-            tx.commit().await?;
-            Ok::<_, SessionError>(purged)
-        })
+        let mut purged = 0;
+        loop {
+            let batch = rerun!(async {
+                let mut tx = self.0.store.begin().await?;
+                let batch = tx.purge_web(before_ms, PURGE_BATCH_ROWS).await?;
+                tx.commit().await?;
+                Ok::<_, SessionError>(batch)
+            })?;
+            purged += batch;
+            if batch == 0 {
+                return Ok(purged);
+            }
+        }
     }
 }
 

@@ -103,7 +103,12 @@ pub trait WebRepo {
         notice: Option<&str>,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
-    /// Deletes sessions and links that stopped working before `before_ms`: sessions first,
-    /// which name their link. How many rows went.
-    fn purge_web(&mut self, before_ms: i64) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Deletes up to `rows` sessions and then up to `rows` links that stopped working before
+    /// `before_ms` (sessions first: they name their link; a link a session still names stays).
+    /// How many rows went.
+    fn purge_web(
+        &mut self,
+        before_ms: i64,
+        rows: u32,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
 }

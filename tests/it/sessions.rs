@@ -1174,3 +1174,29 @@ async fn the_cookie_is_secure_behind_https<S: Store>(env: TestApp<S>) {
     }
 }
 both_backends!(secure_cookie, the_cookie_is_secure_behind_https);
+
+/// The nightly purge deletes links and sessions a day after they stopped working: a link never
+/// used a day after it expired; a used one only with its session, a day after that ended; a
+/// link minted since stays.
+async fn old_sign_ins_are_purged_a_day_after_they_stop<S: Store>(env: TestApp<S>) {
+    let account = open_account(&env, "US", "USD").await;
+    let sessions = env.app.services().sessions();
+    signed_in(&env, &account).await;
+    mint(&env, &account).await;
+    let now = epoch();
+    let day = lifetime(tender::service::sessions::SIGN_IN_KEEP);
+    let just = TimeDelta::milliseconds(1);
+    let link_stopped = now + lifetime(SIGN_IN_LINK_LIFETIME);
+    let session_stopped = now + lifetime(SESSION_LIFETIME);
+    assert_eq!(sessions.purge(link_stopped + day).await.unwrap(), 0);
+    assert_eq!(sessions.purge(link_stopped + day + just).await.unwrap(), 1);
+    assert_eq!(sessions.purge(session_stopped + day).await.unwrap(), 0);
+    env.clock.advance(lifetime(SESSION_LIFETIME) + day);
+    let fresh = mint(&env, &account).await;
+    let purged = sessions.purge(session_stopped + day + just).await.unwrap();
+    assert_eq!(purged, 2, "the session and its link");
+    assert_eq!(env.count("SELECT count(*) FROM web_session").await, 0);
+    assert_eq!(env.count("SELECT count(*) FROM sign_in_link").await, 1);
+    sessions.sign_in(token_of(&fresh)).await.unwrap();
+}
+both_backends!(purge, old_sign_ins_are_purged_a_day_after_they_stop);

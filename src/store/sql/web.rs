@@ -101,16 +101,23 @@ impl WebRepo for SqlTx<Db> {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn purge_web(&mut self, before_ms: i64) -> StoreResult<u64> {
-        let sessions = sqlx::query::<Db>("DELETE FROM web_session WHERE expires_ms < $1")
-            .bind(before_ms)
-            .execute(&mut *self.tx)
-            .await?;
-        let links = sqlx::query::<Db>(
-            "DELETE FROM sign_in_link WHERE expires_ms < $1 \
-             AND NOT EXISTS (SELECT 1 FROM web_session s WHERE s.link_id = sign_in_link.link_id)",
+    async fn purge_web(&mut self, before_ms: i64, rows: u32) -> StoreResult<u64> {
+        let sessions = sqlx::query::<Db>(
+            "DELETE FROM web_session WHERE session_hash IN (SELECT session_hash \
+             FROM web_session WHERE expires_ms < $1 ORDER BY expires_ms LIMIT $2)",
         )
         .bind(before_ms)
+        .bind(i64::from(rows))
+        .execute(&mut *self.tx)
+        .await?;
+        let links = sqlx::query::<Db>(
+            "DELETE FROM sign_in_link WHERE link_id IN (SELECT l.link_id FROM sign_in_link l \
+             WHERE l.expires_ms < $1 \
+             AND NOT EXISTS (SELECT 1 FROM web_session s WHERE s.link_id = l.link_id) \
+             ORDER BY l.expires_ms LIMIT $2)",
+        )
+        .bind(before_ms)
+        .bind(i64::from(rows))
         .execute(&mut *self.tx)
         .await?;
         Ok(sessions.rows_affected() + links.rows_affected())
