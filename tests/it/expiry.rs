@@ -40,6 +40,7 @@ use tender::service::expiry::{
 };
 use tender::store::Store;
 
+use crate::helpers::printed_code as code_of;
 use crate::helpers::{
     TestApp, actor, assert_whole, both_backends, card, epoch, open_account, query, shelf,
     tender_captured,
@@ -490,18 +491,6 @@ both_backends!(escheat, expired_funds_go_to_the_state_that_claims_them);
 
 // ---------------------------------------------------------------------------------------------
 // Once, and only active cards.
-
-/// The code the printer file holds for `serial`.
-fn code_of<S: Store>(env: &TestApp<S>, batch: &Batch, serial: Serial) -> String {
-    let mut reader = csv::Reader::from_path(env.export_file(batch.id)).unwrap();
-    for record in reader.records() {
-        let record = record.unwrap();
-        if Serial::parse(&record[0]).unwrap() == serial {
-            return record[1].to_string();
-        }
-    }
-    panic!("{serial} is not in the printer file");
-}
 
 /// A card's state and how many entries name it.
 async fn footprint<S: Store>(env: &TestApp<S>, serial: Serial) -> (CardState, i64) {

@@ -22,6 +22,7 @@ use tender::service::redemption::{GENERIC_REFUSAL_FLOOR, RedeemError, Redeemed};
 use tender::store::Store;
 use tender::store::ledger::Discrepancy;
 
+use crate::helpers::printed_code as code_of;
 use crate::helpers::{TestApp, actor, both_backends, open_account as account, usd_form};
 
 /// Acme's store in Texas, where every card here is sold.
@@ -65,18 +66,6 @@ async fn shelf<S: Store>(env: &TestApp<S>, count: u64) -> Batch {
 /// The `n`th card of a batch, from 0.
 fn card(batch: &Batch, n: u64) -> Serial {
     Serial::from_sequence(batch.first_serial.sequence() + n).unwrap()
-}
-
-/// The code the printer file holds for `serial`, as printed (grouped).
-fn code_of<S: Store>(env: &TestApp<S>, batch: &Batch, serial: Serial) -> String {
-    let mut reader = csv::Reader::from_path(env.export_file(batch.id)).unwrap();
-    for record in reader.records() {
-        let record = record.unwrap();
-        if Serial::parse(&record[0]).unwrap() == serial {
-            return record[1].to_string();
-        }
-    }
-    panic!("{serial} is not in the printer file");
 }
 
 async fn sell<S: Store>(env: &TestApp<S>, serial: Serial) {

@@ -629,7 +629,11 @@ pub async fn cards_on_sale<S: Store>(env: &TestApp<S>, count: u64, sold: u64) ->
 
 /// The code the printer file holds for card `n` of `batch`, as printed.
 pub fn code_of<S: Store>(env: &TestApp<S>, batch: &Batch, n: u64) -> String {
-    let serial = card(batch, n);
+    printed_code(env, batch, card(batch, n))
+}
+
+/// The code the printer file holds for `serial` of `batch`, as printed (grouped).
+pub fn printed_code<S: Store>(env: &TestApp<S>, batch: &Batch, serial: Serial) -> String {
     let mut reader = csv::Reader::from_path(env.export_file(batch.id)).unwrap();
     for record in reader.records() {
         let record = record.unwrap();
